@@ -1,0 +1,13 @@
+"""The one exception type for mistakes a user can fix."""
+
+
+class CharRNNError(Exception):
+    """A user-facing error: the message says what went wrong and what to do.
+
+    The CLI prints it as one line and exits with `exit_code`; the library raises it
+    instead of printing or exiting.
+    """
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

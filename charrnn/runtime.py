@@ -1,0 +1,48 @@
+"""Devices, threads and seeds: the process-level settings a run asks for."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import torch
+
+from charrnn.errors import CharRNNError
+
+
+def resolve_device(name: str) -> torch.device:
+    """Turn `auto|cpu|cuda|mps` into a torch device, refusing one that is absent."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CharRNNError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto.")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise CharRNNError(
+            "--device mps was asked for but Apple's MPS is not available; use --device cpu or auto."
+        )
+    if name not in ("cpu", "cuda", "mps"):
+        raise CharRNNError(f"Unknown --device {name!r}; choose auto, cpu, cuda or mps.")
+    return torch.device(name)
+
+
+def set_threads(threads: int | None) -> None:
+    """Use `threads` CPU threads (default: all cores torch sees, at most 8)."""
+    if threads is None:
+        threads = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
+    torch.set_num_threads(max(int(threads), 1))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's and torch's generators (and numpy's, when it is installed)."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:
+        pass
