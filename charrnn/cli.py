@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -63,11 +65,22 @@ class _StopFlag:
     def handle(self, signum: int, frame) -> None:  # noqa: ARG002
         self.signal = signum
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        _err_console().print("[yellow]stopping after this step and saving (Ctrl-C again to quit at once)[/]")
+        # os.write, not print: a handler that prints while the interrupted code prints raises "reentrant call"
+        with contextlib.suppress(OSError):
+            os.write(2, b"charrnn: stopping after this step and saving (Ctrl-C again to quit at once)\n")
 
-    def install(self) -> None:
+    def install(self) -> dict[int, object]:
+        """Install the handlers; returns the previous ones for `restore`."""
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         signal.signal(signal.SIGINT, self.handle)
         signal.signal(signal.SIGTERM, self.handle)
+        return previous
+
+    @staticmethod
+    def restore(previous: dict[int, object]) -> None:
+        """Put back the handlers `install` replaced."""
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @app.command()
@@ -107,6 +120,10 @@ def train(
     val: Path | None = typer.Option(None, "--val", help="Separate validation file instead of --val-fraction."),
     eval_every: int = typer.Option(TrainConfig.eval_every, help="Evaluate every N steps."),
     save_every: int = typer.Option(TrainConfig.save_every, help="Save a resumable checkpoint every N steps."),
+    save_every_minutes: float | None = typer.Option(
+        None, help="Also save a resumable checkpoint every M minutes."
+    ),
+    log_every: int = typer.Option(TrainConfig.log_every, help="Log the mean train loss every N steps."),
     seed: int = typer.Option(TrainConfig.seed, help="Random seed (CPU runs repeat exactly)."),
     device: str = typer.Option(TrainConfig.device, help="auto, cpu, cuda or mps."),
     threads: int | None = typer.Option(None, help="CPU threads (default: all cores, at most 8)."),
@@ -134,6 +151,8 @@ def train(
             val_fraction=val_fraction,
             eval_every=eval_every,
             save_every=save_every,
+            save_every_minutes=save_every_minutes,
+            log_every=log_every,
             seed=seed,
             device=device,
             threads=threads,
@@ -149,7 +168,7 @@ def train(
     run_config.validate()
 
     stop = _StopFlag()
-    stop.install()
+    previous_handlers = stop.install()
     reporter = RichReporter()
     try:
         result = train_language_model(
@@ -164,6 +183,7 @@ def train(
         )
     finally:
         reporter.close()
+        stop.restore(previous_handlers)
     level_name = run_config.tokenizer.level if resume is None else None
     from charrnn.checkpoint import read_config
 
@@ -210,11 +230,12 @@ def sample(
     """Generate text from a trained model (streamed to stdout)."""
     from charrnn.checkpoint import load_language_model
     from charrnn.runtime import resolve_device
-    from charrnn.sampling import SampleSettings, generate
+    from charrnn.sampling import SampleSettings, encode_prime, generate
 
     settings = SampleSettings(length, temperature, greedy, top_k, top_p, until_eos, num, seed)
     settings.validate()
     _, tokenizer, model = load_language_model(run_dir, resolve_device(device))
+    encode_prime(tokenizer, prime)  # refuse a bad prime before anything is printed
     out = sys.stdout
     if num == 1:
         decode = tokenizer.stream_decoder()
