@@ -344,12 +344,12 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"charrnn: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except (click.exceptions.Exit, typer.Exit) as exc:
         sys.exit(exc.exit_code)
-    except click.Abort:
+    except (click.Abort, typer.Abort):
         print("charrnn: aborted", file=sys.stderr)
         sys.exit(130)
-    except click.ClickException as exc:
+    except (click.ClickException, typer.TyperException) as exc:  # newer typer vendors its own click
         if debug:
             raise
         print(f"charrnn: error: {exc.format_message()} (see --help)", file=sys.stderr)
