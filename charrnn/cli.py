@@ -208,9 +208,13 @@ def train(
         )
     )
     if result.stop_reason == "interrupted":
-        console.print(f"Interrupted; checkpoint saved. Resume with: charrnn train --resume {result.run_dir}")
+        console.print(  # soft_wrap: the command stays on one line, ready to copy
+            f"Interrupted; checkpoint saved. Resume with: charrnn train --resume {result.run_dir}",
+            soft_wrap=True,
+            highlight=False,
+        )
         raise typer.Exit(130 if stop.signal == signal.SIGINT else 143)
-    console.print(f"Sample with: charrnn sample {result.run_dir}")
+    console.print(f"Sample with: charrnn sample {result.run_dir}", soft_wrap=True, highlight=False)
 
 
 @app.command()
