@@ -7,7 +7,6 @@ import signal
 import sys
 from pathlib import Path
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -323,24 +322,24 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"charrnn: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.Abort:
+    except typer.Abort:
         print("charrnn: aborted", file=sys.stderr)
         sys.exit(130)
-    except click.ClickException as exc:
-        if debug:
-            raise
-        print(f"charrnn: error: {exc.format_message()} (see --help)", file=sys.stderr)
-        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("charrnn: interrupted", file=sys.stderr)
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
-    except Exception as exc:  # a bug: still one line unless --debug
+    except Exception as exc:
         if debug:
             raise
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # a usage error from typer/click
+            message = " ".join(exc.format_message().split())
+            print(f"charrnn: error: {message} (see --help)", file=sys.stderr)
+            sys.exit(exc.exit_code)
+        # anything else is a bug in charrnn: still one line unless --debug
         print(
             f"charrnn: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
             file=sys.stderr,
