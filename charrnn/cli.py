@@ -15,6 +15,7 @@ from charrnn import __version__
 from charrnn.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from charrnn.errors import CharRNNError
 from charrnn.progress import RichReporter, format_seconds, loss_summary, summary_table
+from charrnn.tokenizers import EOS_ID
 
 app = typer.Typer(
     add_completion=False,
@@ -142,8 +143,8 @@ def train(
         run_dir = resume
     else:
         corpus = corpus or _default_corpus()
-        run_config.corpus = str(corpus)
-        run_config.val_corpus = str(val) if val else None
+        run_config.corpus = str(corpus.resolve())  # absolute, so --resume works from any directory
+        run_config.val_corpus = str(val.resolve()) if val else None
         run_dir = out or Path("checkpoints") / f"{corpus.stem}-{level}"
     run_config.validate()
 
@@ -224,7 +225,7 @@ def sample(
         def stream(tokens, active) -> None:
             if bool(active[0]):
                 token = int(tokens[0])
-                if not (until_eos and token == 2):
+                if not (until_eos and token == EOS_ID):
                     out.write(decode(token))
                     out.flush()
 
@@ -233,7 +234,7 @@ def sample(
         return
     samples = generate(model, tokenizer, prime, settings)
     for index, ids in enumerate(samples, 1):
-        if until_eos and ids and ids[-1] == 2:
+        if until_eos and ids and ids[-1] == EOS_ID:
             ids = ids[:-1]
         decode = tokenizer.stream_decoder()
         for token in tokenizer.encode(prime):
