@@ -9,7 +9,6 @@ import signal
 import sys
 from pathlib import Path
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -18,6 +17,7 @@ from charrnn import __version__
 from charrnn.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from charrnn.errors import CharRNNError
 from charrnn.progress import RichReporter, format_seconds, loss_summary, summary_table
+from charrnn.tokenizers import EOS_ID
 
 app = typer.Typer(
     add_completion=False,
@@ -162,8 +162,8 @@ def train(
         run_dir = resume
     else:
         corpus = corpus or _default_corpus()
-        run_config.corpus = str(corpus)
-        run_config.val_corpus = str(val) if val else None
+        run_config.corpus = str(corpus.resolve())  # absolute, so --resume works from any directory
+        run_config.val_corpus = str(val.resolve()) if val else None
         run_dir = out or Path("checkpoints") / f"{corpus.stem}-{level}"
     run_config.validate()
 
@@ -250,7 +250,7 @@ def sample(
         def stream(tokens, active) -> None:
             if bool(active[0]):
                 token = int(tokens[0])
-                if not (until_eos and token == 2):
+                if not (until_eos and token == EOS_ID):
                     out.write(decode(token))
                     out.flush()
 
@@ -259,7 +259,7 @@ def sample(
         return
     samples = generate(model, tokenizer, prime, settings)
     for index, ids in enumerate(samples, 1):
-        if until_eos and ids and ids[-1] == 2:
+        if until_eos and ids and ids[-1] == EOS_ID:
             ids = ids[:-1]
         decode = tokenizer.stream_decoder()
         for token in tokenizer.encode(prime):
@@ -348,24 +348,24 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"charrnn: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except (click.exceptions.Exit, typer.Exit) as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except (click.Abort, typer.Abort):
+    except typer.Abort:
         print("charrnn: aborted", file=sys.stderr)
         sys.exit(130)
-    except (click.ClickException, typer.TyperException) as exc:  # newer typer vendors its own click
-        if debug:
-            raise
-        print(f"charrnn: error: {exc.format_message()} (see --help)", file=sys.stderr)
-        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("charrnn: interrupted", file=sys.stderr)
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
-    except Exception as exc:  # a bug: still one line unless --debug
+    except Exception as exc:
         if debug:
             raise
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # a usage error from typer/click
+            message = " ".join(exc.format_message().split())
+            print(f"charrnn: error: {message} (see --help)", file=sys.stderr)
+            sys.exit(exc.exit_code)
+        # anything else is a bug in charrnn: still one line unless --debug
         print(
             f"charrnn: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
             file=sys.stderr,
