@@ -288,7 +288,12 @@ def load_language_model(run_dir: str | Path, device: torch.device | str = "cpu",
             f"{run_dir}: the tokenizer has {tokenizer.vocab_size} entries but the model's embedding has "
             f"{config.model.vocab_size} rows (config.json); the tokenizer file belongs to another run."
         )
-    model = LanguageModel(config.model)
+    try:
+        model = LanguageModel(config.model)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise CharRNNError(
+            f"{run_dir / CONFIG_FILE} is damaged: the model settings are invalid ({exc})."
+        ) from None
     tensors, metadata = load_tensors(run_dir / weights)
     check_tokenizer_matches(tokenizer, tensors, metadata, run_dir / weights)
     check_weights(model, tensors, run_dir / weights)

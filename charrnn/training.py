@@ -107,8 +107,9 @@ def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
             raise CharRNNError(
                 f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to replace it."
             )
-        for name in RUN_FILES:
-            (run_dir / name).unlink(missing_ok=True)
+        ckpt.remove_temp_files(run_dir)
+        for name in sorted(RUN_FILES, key=lambda n: n == ckpt.CONFIG_FILE):  # config.json last: a kill
+            (run_dir / name).unlink(missing_ok=True)  # part-way still leaves a run that --overwrite accepts
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -325,13 +326,20 @@ def train_language_model(
             setattr(saved.training, name, getattr(config.training, name))
         config = saved
         if not (run_dir / ckpt.RESUME_FILE).is_file():
-            raise CharRNNError(f"{run_dir} has no {ckpt.RESUME_FILE}; it cannot be resumed (start a new run).")
+            raise CharRNNError(
+                f"{run_dir} has no {ckpt.RESUME_FILE}; it cannot be resumed "
+                "(start it again with the same --out and --overwrite)."
+            )
     config.validate()
     cfg = config.training
     device = resolve_device(cfg.device)
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
 
+    if resume and not Path(config.corpus).is_file():
+        raise CharRNNError(
+            f"The corpus this run was trained on, {config.corpus}, is missing; resume needs the same text there."
+        )
     text = read_corpus(config.corpus, encoding, errors)
     val_text = read_corpus(config.val_corpus, encoding, errors) if config.val_corpus else None
     if resume:

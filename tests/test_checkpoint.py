@@ -376,3 +376,46 @@ def _model_and_optimizer(run: Path):
     config = ckpt.read_config(run)
     model = LanguageModel(config.model)
     return model, make_optimizer(model, config.training)
+
+
+def test_damaged_model_settings_in_config(run: Path) -> None:
+    config = json.loads((run / ckpt.CONFIG_FILE).read_text())
+    config["model"]["hidden"] = "big"
+    (run / ckpt.CONFIG_FILE).write_text(json.dumps(config))
+    assert_one_line_error(run_cli(["sample", str(run), "--length", "5"]), "config.json is damaged")
+
+
+def test_resume_needs_the_same_corpus(run: Path, tmp_path: Path) -> None:
+    corpus = Path(ckpt.read_config(run).corpus)
+    original = corpus.read_bytes()
+    try:
+        corpus.write_bytes(original.replace(b"Citizen", b"Burgher"))
+        result = run_cli(["train", "--resume", str(run), "--max-steps", "10"])
+        assert_one_line_error(result, "changed since this run started")
+        corpus.unlink()
+        result = run_cli(["train", "--resume", str(run), "--max-steps", "10"])
+        assert_one_line_error(result, str(corpus), "is missing", "resume needs the same text")
+    finally:
+        corpus.write_bytes(original)
+
+
+def test_a_kill_while_overwriting_leaves_a_directory_overwrite_accepts(
+    run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = ckpt.read_config(run).corpus
+    real_unlink = Path.unlink
+    calls = {"n": 0}
+
+    def unlink_then_die(self: Path, missing_ok: bool = False) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink_then_die)
+    args = ["train", corpus, "--out", str(run), "--max-steps", "2", "--threads", "1", "--overwrite"]
+    assert run_cli(args).code == 130  # died part-way through deleting the old run
+    monkeypatch.undo()
+    assert (run / ckpt.CONFIG_FILE).is_file() and not (run / ckpt.WEIGHTS_FILE).is_file()
+    result = run_cli([*args, "--hidden", "16", "--embed", "8", "--batch-size", "4", "--bptt", "16"])
+    assert result.code == 0, result.stderr
