@@ -517,9 +517,10 @@ def train_language_model(
             continue
         break
 
+    checkpoint_now()  # before the evaluation: a second Ctrl-C during it loses no step
     if last_eval_step != state.step:
         run_evaluation(full=False, scheduled=False)
-    checkpoint_now()
+        checkpoint_now()  # again, with the evaluation's best/last validation loss
     seconds = time.perf_counter() - session_start
     return TrainResult(
         run_dir=run_dir,

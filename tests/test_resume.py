@@ -211,3 +211,34 @@ def test_second_sigint_raises_keyboard_interrupt_in_process() -> None:
     finally:
         flag.restore(previous)
     assert signal.getsignal(signal.SIGINT) is previous[signal.SIGINT]
+
+
+def test_ctrl_c_during_the_stop_time_evaluation_loses_no_step(
+    reference: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import charrnn.training as training
+
+    corpus, whole = reference
+    calls = iter(range(1000))
+    real_evaluate = training.evaluate
+
+    def evaluate(model, batches, device, max_tokens=None):
+        if stopping:
+            raise KeyboardInterrupt  # the second Ctrl-C arrives while the stop-time evaluation runs
+        return real_evaluate(model, batches, device, max_tokens)
+
+    def should_stop() -> bool:
+        nonlocal stopping
+        stopping = next(calls) >= 7
+        return stopping
+
+    stopping = False
+    monkeypatch.setattr(training, "evaluate", evaluate)
+    with pytest.raises(KeyboardInterrupt):
+        train_language_model(
+            tiny_config(corpus, max_steps=12, **SETTINGS), tmp_path / "run", should_stop=should_stop
+        )
+    monkeypatch.undo()
+    assert latest_state(tmp_path / "run")[1].step == 7  # step 7 was saved before the evaluation began
+    train_language_model(tiny_config(corpus, max_steps=12, **SETTINGS), tmp_path / "run", resume=True)
+    assert train_records(tmp_path / "run") == train_records(whole)
