@@ -314,13 +314,13 @@ def eval_command(
     settings.validate()
     if limit is not None and limit < 1:
         raise CharRNNError(f"--limit must be at least 1, got {limit}.")
+    _, source_tokenizer, target_tokenizer, model = load_seq2seq(run_dir, resolve_device(device))
     corpus = read_pairs(pairs, src, tgt, skip_malformed=skip_malformed)
     if corpus.skipped_empty:
         _err_console().print(f"[yellow]skipped {corpus.skipped_empty} pair(s) with an empty source or target[/]")
     if corpus.malformed_lines:
         _err_console().print(f"[yellow]skipped {len(corpus.malformed_lines)} malformed line(s)[/]")
     sources, references = corpus.sources[:limit], corpus.targets[:limit]
-    _, source_tokenizer, target_tokenizer, model = load_seq2seq(run_dir, resolve_device(device))
     result = evaluate_pairs(model, source_tokenizer, target_tokenizer, sources, references, settings)
     if output is not None:
         atomic_write(output, ("\n".join(result.translations) + "\n").encode("utf-8"))
@@ -354,8 +354,8 @@ def eval_command(
                 ("mean log P(ref | src)", f"{result.mean_logprob:.3f} per sentence"),
                 ("log P per token", f"{result.logprob_per_token:.4f}"),
                 ("search", "greedy" if beam == 1 else f"beam {beam}, length penalty {length_penalty:g}"),
-                ("sacrebleu", result.bleu_signature),
             ],
             title=f"evaluation of {run_dir}",
         )
     )
+    console.print(f"sacrebleu signature: {result.bleu_signature}", highlight=False)
