@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from charrnn import __version__
+from charrnn.cli_seq2seq import seq2seq_app
 from charrnn.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from charrnn.errors import CharRNNError
 from charrnn.progress import RichReporter, format_seconds, loss_summary, summary_table
@@ -25,6 +26,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Train recurrent language models on your text, sample from them, and score sentences.",
 )
+
+app.add_typer(seq2seq_app, name="seq2seq")
 
 DEFAULT_CORPUS = Path("corpora") / "tinyshakespeare.txt"
 

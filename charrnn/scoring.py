@@ -1,4 +1,4 @@
-"""Sentence log-probabilities under a language model, batched.
+"""Sentence log-probabilities under a language model (or a seq2seq model given the source), batched.
 
 A sentence w_1..w_n is scored as log P = sum_t log P(w_t | <eos>, w_1..w_{t-1}) + log P(<eos> | w_1..w_n):
 the model reads `<eos>` (start of a line) then the sentence, and must predict every token and
@@ -8,13 +8,19 @@ the closing `<eos>`. Perplexity is exp(-log P / n) with n counting that `<eos>`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from charrnn.errors import CharRNNError
 from charrnn.model import LanguageModel
-from charrnn.tokenizers import EOS_ID, PAD_ID, UNK_ID, Tokenizer
+from charrnn.pairs import encode_source, pad_sequences, teacher_inputs
+from charrnn.tokenizers import EOS_ID, UNK_ID, Tokenizer
+
+if TYPE_CHECKING:
+    from charrnn.seq2seq import Seq2Seq
 
 LOG10_E = 1.0 / math.log(10.0)
 
@@ -44,6 +50,38 @@ def encode_sentence(tokenizer: Tokenizer, sentence: str) -> list[int]:
     return tokenizer.encode(sentence) + [EOS_ID]
 
 
+def batched_target_log_probs(
+    sequences: list[list[int]],
+    max_batch_tokens: int,
+    run_batch: Callable[[list[int], torch.Tensor, torch.Tensor], torch.Tensor],
+) -> list[list[float]]:
+    """The shared scoring loop: log P of each token of each sequence, computed in padded batches.
+
+    Sequences are sorted by length and right-padded; the model reads `<eos>` then every token
+    but the last (teacher forcing) and must predict each token. `run_batch(rows, inputs, targets)`
+    gets the indices of the batch's sequences and (rows, longest) int64 CPU tensors and returns
+    log P(targets) of the same shape. The models are causal, so padding never changes a real
+    position's value.
+    """
+    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+    results: list[list[float]] = [[] for _ in sequences]
+    start = 0
+    while start < len(order):
+        longest = len(sequences[order[start]])
+        rows = max(1, min(len(order) - start, max_batch_tokens // max(longest, 1)))
+        batch_ids = order[start : start + rows]
+        targets = pad_sequences([sequences[i] for i in batch_ids], longest)
+        logp = run_batch(batch_ids, teacher_inputs(targets), targets).float().cpu()  # (rows, longest)
+        for r, i in enumerate(batch_ids):
+            results[i] = logp[r, : len(sequences[i])].tolist()
+        start += rows
+    return results
+
+
+def _default_batch_tokens(vocab: int) -> int:
+    return max(64, 16_000_000 // max(vocab, 1))  # bounds the (tokens, vocab) softmax
+
+
 @torch.inference_mode()
 def score_token_ids(
     model: LanguageModel, sequences: list[list[int]], max_batch_tokens: int | None = None
@@ -55,46 +93,78 @@ def score_token_ids(
     """
     model.eval()
     device = next(model.parameters()).device
-    vocab = model.config.vocab_size
-    if max_batch_tokens is None:
-        max_batch_tokens = max(64, 16_000_000 // max(vocab, 1))  # bounds the (tokens, vocab) softmax
-    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
-    results: list[list[float]] = [[] for _ in sequences]
-    start = 0
-    while start < len(order):
-        longest = len(sequences[order[start]])
-        rows = max(1, min(len(order) - start, max_batch_tokens // max(longest, 1)))
-        batch_ids = order[start : start + rows]
-        targets = torch.full((rows, longest), PAD_ID, dtype=torch.long)
-        for r, i in enumerate(batch_ids):
-            targets[r, : len(sequences[i])] = torch.tensor(sequences[i])
-        inputs = torch.cat([torch.full((rows, 1), EOS_ID, dtype=torch.long), targets[:, :-1]], dim=1)
+
+    def run_batch(rows: list[int], inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         hidden, _ = model(inputs.to(device))
-        logp = model.target_log_probs(hidden, targets.to(device)).float().cpu()  # (rows, longest)
-        for r, i in enumerate(batch_ids):
-            results[i] = logp[r, : len(sequences[i])].tolist()
-        start += rows
-    return results
+        return model.target_log_probs(hidden, targets.to(device))
+
+    budget = _default_batch_tokens(model.config.vocab_size) if max_batch_tokens is None else max_batch_tokens
+    return batched_target_log_probs(sequences, budget, run_batch)
+
+
+@torch.inference_mode()
+def score_pair_ids(
+    model: Seq2Seq,
+    sources: list[list[int]],
+    targets: list[list[int]],
+    max_batch_tokens: int | None = None,
+) -> list[list[float]]:
+    """log P of each target token given the source and the target tokens before it (seq2seq).
+
+    `targets` are scored as given (end them with `<eos>`); the same batching as `score_token_ids`,
+    with each batch's sources padded alongside.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+
+    def run_batch(rows: list[int], inputs: torch.Tensor, padded: torch.Tensor) -> torch.Tensor:
+        src = pad_sequences([sources[i] for i in rows]).to(device)
+        lengths = torch.tensor([len(sources[i]) for i in rows], dtype=torch.long)
+        return model.target_log_probs(src, lengths, inputs.to(device), padded.to(device))
+
+    budget = (
+        _default_batch_tokens(model.config.target_vocab_size) if max_batch_tokens is None else max_batch_tokens
+    )
+    return batched_target_log_probs(targets, budget, run_batch)
+
+
+def _sentence_score(tokenizer: Tokenizer, sentence: str, ids: list[int], logps: list[float]) -> SentenceScore:
+    total = sum(logps)
+    return SentenceScore(
+        sentence=sentence,
+        tokens=tokenizer.tokens(ids),
+        token_ids=ids,
+        token_logprobs=logps,
+        logprob=total,
+        log10prob=total * LOG10_E,
+        n_tokens=len(ids),
+        n_unk=sum(1 for i in ids if i == UNK_ID),
+        perplexity=math.exp(-total / len(ids)),
+    )
 
 
 def score_sentences(model: LanguageModel, tokenizer: Tokenizer, sentences: list[str]) -> list[SentenceScore]:
     """Score every sentence (batched); see the module docstring for the definition."""
     encoded = [encode_sentence(tokenizer, s) for s in sentences]
     per_token = score_token_ids(model, encoded)
-    scores = []
-    for sentence, ids, logps in zip(sentences, encoded, per_token, strict=True):
-        total = sum(logps)
-        scores.append(
-            SentenceScore(
-                sentence=sentence,
-                tokens=tokenizer.tokens(ids),
-                token_ids=ids,
-                token_logprobs=logps,
-                logprob=total,
-                log10prob=total * LOG10_E,
-                n_tokens=len(ids),
-                n_unk=sum(1 for i in ids if i == UNK_ID),
-                perplexity=math.exp(-total / len(ids)),
-            )
-        )
-    return scores
+    return [
+        _sentence_score(tokenizer, sentence, ids, logps)
+        for sentence, ids, logps in zip(sentences, encoded, per_token, strict=True)
+    ]
+
+
+def score_pairs(
+    model: Seq2Seq,
+    source_tokenizer: Tokenizer,
+    target_tokenizer: Tokenizer,
+    sources: list[str],
+    targets: list[str],
+) -> list[SentenceScore]:
+    """Score log P(target | source) for every pair (batched); each target's closing `<eos>` counts."""
+    source_ids = [encode_source(source_tokenizer, s) for s in sources]
+    target_ids = [encode_sentence(target_tokenizer, t) for t in targets]
+    per_token = score_pair_ids(model, source_ids, target_ids)
+    return [
+        _sentence_score(target_tokenizer, target, ids, logps)
+        for target, ids, logps in zip(targets, target_ids, per_token, strict=True)
+    ]

@@ -1,0 +1,258 @@
+"""Parallel text for seq2seq: reading TSV or parallel files, encoding, and padded pair batches.
+
+Input formats
+  TSV             one pair per line, `source<TAB>target`; a line with any other number of tab-separated
+                  fields is malformed and reported with its line number.
+  parallel files  `--src FILE --tgt FILE`: line i of one translates line i of the other.
+Pairs whose source or target is empty (after trimming spaces) are skipped and counted.
+
+Token layout: the encoder reads `source + <eos>`; the decoder reads `<eos> + target` and predicts
+`target + <eos>` (the same "`<eos>` starts a line" convention as the language model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from charrnn.data import read_text
+from charrnn.errors import CharRNNError
+from charrnn.tokenizers import EOS_ID, PAD_ID, Tokenizer, split_lines
+
+MAX_REPORTED_LINES = 5
+
+
+@dataclass
+class PairCorpus:
+    """Source/target sentence pairs read from disk, with what was skipped."""
+
+    sources: list[str]
+    targets: list[str]
+    origin: str  # the file(s) they came from, for messages
+    skipped_empty: int = 0  # pairs with an empty side
+    malformed_lines: list[int] = field(default_factory=list)  # 1-based TSV line numbers skipped (if allowed)
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+
+def _line_list(numbers: list[int]) -> str:
+    shown = ", ".join(str(n) for n in numbers[:MAX_REPORTED_LINES])
+    more = len(numbers) - MAX_REPORTED_LINES
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def read_pairs_tsv(
+    path: str | Path, encoding: str = "utf-8", errors: str = "strict", skip_malformed: bool = False
+) -> PairCorpus:
+    """Read `source<TAB>target` lines; malformed lines are an error (or skipped and listed)."""
+    lines = split_lines(read_text(path, encoding, errors))
+    sources, targets, malformed, fields_seen = [], [], [], {}
+    skipped = 0
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            skipped += 1
+            continue
+        parts = line.split("\t")
+        if len(parts) != 2:
+            malformed.append(number)
+            fields_seen.setdefault(len(parts), number)
+            continue
+        source, target = parts[0].strip(), parts[1].strip()
+        if not source or not target:
+            skipped += 1
+            continue
+        sources.append(source)
+        targets.append(target)
+    if malformed and not skip_malformed:
+        if not sources and 1 in fields_seen:
+            raise CharRNNError(
+                f"{path} has no tab characters: give `source<TAB>target` lines, or two parallel files "
+                "with --src FILE --tgt FILE."
+            )
+        counts = ", ".join(
+            f"{n} field{'s' if n != 1 else ''} (e.g. line {line})" for n, line in fields_seen.items()
+        )
+        raise CharRNNError(
+            f"{path}: {len(malformed)} malformed line(s), expected exactly one tab (source<TAB>target): "
+            f"line {_line_list(malformed)}; found {counts}. Fix them or pass --skip-malformed."
+        )
+    if not sources:
+        raise CharRNNError(f"{path} holds no pair with both a source and a target.")
+    return PairCorpus(sources, targets, str(path), skipped, malformed)
+
+
+def read_parallel_files(
+    source_path: str | Path, target_path: str | Path, encoding: str = "utf-8", errors: str = "strict"
+) -> PairCorpus:
+    """Read two line-aligned files; they must have the same number of lines."""
+    source_lines = split_lines(read_text(source_path, encoding, errors))
+    target_lines = split_lines(read_text(target_path, encoding, errors))
+    if len(source_lines) != len(target_lines):
+        raise CharRNNError(
+            f"--src {source_path} has {len(source_lines)} lines but --tgt {target_path} has "
+            f"{len(target_lines)}; parallel files must be line-aligned."
+        )
+    sources, targets, skipped = [], [], 0
+    for source, target in zip(source_lines, target_lines, strict=True):
+        source, target = source.strip(), target.strip()
+        if not source or not target:
+            skipped += 1
+            continue
+        sources.append(source)
+        targets.append(target)
+    if not sources:
+        raise CharRNNError(f"{source_path} and {target_path} hold no pair with both a source and a target.")
+    return PairCorpus(sources, targets, f"{source_path} + {target_path}", skipped)
+
+
+def read_pairs(
+    pairs: str | Path | None = None,
+    source: str | Path | None = None,
+    target: str | Path | None = None,
+    encoding: str = "utf-8",
+    errors: str = "strict",
+    skip_malformed: bool = False,
+    what: str = "PAIRS",
+) -> PairCorpus:
+    """Read pairs from a TSV file or from a source file and a target file (exactly one of the two)."""
+    if pairs is not None and (source is not None or target is not None):
+        raise CharRNNError(f"Give either a {what} TSV file or --src/--tgt parallel files, not both.")
+    if pairs is not None:
+        return read_pairs_tsv(pairs, encoding, errors, skip_malformed)
+    if source is None or target is None:
+        raise CharRNNError(f"Give a {what} TSV file (source<TAB>target lines), or both --src FILE and --tgt FILE.")
+    return read_parallel_files(source, target, encoding, errors)
+
+
+@dataclass
+class EncodedPairs:
+    """Token ids of each pair: sources end with `<eos>`, targets do not (the batcher adds it)."""
+
+    sources: list[list[int]]
+    targets: list[list[int]]
+    dropped_long: int = 0
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    @property
+    def n_target_tokens(self) -> int:
+        """Predicted tokens in one pass (each target plus its `<eos>`)."""
+        return sum(len(t) + 1 for t in self.targets)
+
+
+def encode_source(tokenizer: Tokenizer, text: str) -> list[int]:
+    """The ids the encoder reads for one source sentence: its tokens and a closing `<eos>`."""
+    return tokenizer.encode_line(" ".join(text.split("\n"))) + [EOS_ID]
+
+
+def encode_pairs(
+    corpus: PairCorpus, source_tokenizer: Tokenizer, target_tokenizer: Tokenizer, max_length: int | None = None
+) -> EncodedPairs:
+    """Encode every pair, dropping those longer than `max_length` tokens on either side."""
+    sources, targets, dropped = [], [], 0
+    for source, target in zip(corpus.sources, corpus.targets, strict=True):
+        s = encode_source(source_tokenizer, source)
+        t = target_tokenizer.encode_line(target)
+        if not t or len(s) < 2:
+            continue
+        if max_length is not None and (len(s) > max_length + 1 or len(t) > max_length):
+            dropped += 1
+            continue
+        sources.append(s)
+        targets.append(t)
+    return EncodedPairs(sources, targets, dropped)
+
+
+def pad_sequences(sequences: list[list[int]], length: int | None = None) -> torch.Tensor:
+    """Right-pad id lists with `<pad>` into a (len(sequences), length) int64 tensor."""
+    length = length if length is not None else max((len(s) for s in sequences), default=0)
+    out = torch.full((len(sequences), length), PAD_ID, dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        if seq:
+            out[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+    return out
+
+
+def teacher_inputs(targets: torch.Tensor) -> torch.Tensor:
+    """Decoder inputs for padded targets (batch, time): `<eos>` then every target but the last."""
+    start = torch.full((targets.shape[0], 1), EOS_ID, dtype=targets.dtype, device=targets.device)
+    return torch.cat([start, targets[:, :-1]], dim=1)
+
+
+@dataclass
+class PairBatch:
+    """One padded batch, ready for `Seq2Seq.forward`."""
+
+    src: torch.Tensor  # (batch, src_time)
+    src_lengths: torch.Tensor  # (batch,)
+    tgt_in: torch.Tensor  # (batch, tgt_time): <eos> + target
+    tgt_out: torch.Tensor  # (batch, tgt_time): target + <eos>, <pad> after
+
+    @property
+    def n_target_tokens(self) -> int:
+        return int((self.tgt_out != PAD_ID).sum())
+
+    def to(self, device: torch.device | str) -> PairBatch:
+        return PairBatch(*(t.to(device) for t in (self.src, self.src_lengths, self.tgt_in, self.tgt_out)))
+
+
+def make_batch(sources: list[list[int]], targets: list[list[int]]) -> PairBatch:
+    """Pad sources and `target + <eos>` of a list of pairs into a `PairBatch`."""
+    tgt_out = pad_sequences([t + [EOS_ID] for t in targets])
+    return PairBatch(
+        src=pad_sequences(sources),
+        src_lengths=torch.tensor([len(s) for s in sources], dtype=torch.long),
+        tgt_in=teacher_inputs(tgt_out),
+        tgt_out=tgt_out,
+    )
+
+
+class PairBatches:
+    """Pairs cut into batches of similar length, in a fresh order every epoch that is fixed by (seed, epoch).
+
+    Each epoch shuffles the pairs, sorts pools of 50 batches by length (little padding) and shuffles
+    the batch order; the order depends only on the seed and the epoch, so a resumed run continues
+    exactly where it stopped.
+    """
+
+    POOL_BATCHES = 50
+
+    def __init__(self, pairs: EncodedPairs, batch_size: int, seed: int = 0, shuffle: bool = True) -> None:
+        if len(pairs) == 0:
+            raise CharRNNError("No pair is left to train on after tokenizing (check the data and --max-length).")
+        self.pairs, self.batch_size, self.seed, self.shuffle = pairs, batch_size, seed, shuffle
+        self._epoch: int | None = None
+        self._order: list[list[int]] = []
+
+    def __len__(self) -> int:
+        return (len(self.pairs) + self.batch_size - 1) // self.batch_size
+
+    def order(self, epoch: int) -> list[list[int]]:
+        """The batches of `epoch`, as lists of pair indices."""
+        if self._epoch == epoch:
+            return self._order
+        n = len(self.pairs)
+        key = [len(s) + len(t) for s, t in zip(self.pairs.sources, self.pairs.targets, strict=True)]
+        if not self.shuffle:
+            ordered = sorted(range(n), key=lambda i: key[i])
+            batches = [ordered[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+        else:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            perm = torch.randperm(n, generator=generator).tolist()
+            pool = self.batch_size * self.POOL_BATCHES
+            batches = []
+            for start in range(0, n, pool):
+                chunk = sorted(perm[start : start + pool], key=lambda i: key[i])
+                batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        self._epoch, self._order = epoch, batches
+        return batches
+
+    def batch(self, epoch: int, index: int) -> PairBatch:
+        """Batch `index` of `epoch`, on the CPU."""
+        rows = self.order(epoch)[index]
+        return make_batch([self.pairs.sources[i] for i in rows], [self.pairs.targets[i] for i in rows])

@@ -1,0 +1,294 @@
+"""Translating with a seq2seq model: batched greedy decoding and beam search; corpus evaluation.
+
+`<unk>` (and `<pad>`) are never emitted, as in the sampler: their log-probabilities are set to
+-inf before choosing. The other tokens keep the model's own log-probabilities (no renormalising),
+so a hypothesis's `logprob` is exactly log P(tokens + `<eos>` | source) as the scorer computes it.
+
+Beam search keeps the K best partial hypotheses by total log-probability; a hypothesis that emits
+`<eos>` among the K best candidates is finished. It stops when K hypotheses are finished (or at the
+length limit) and returns the finished one with the best length-normalised score
+logprob / length ** alpha (`length_penalty` alpha; 0 ranks by raw log-probability, which favours
+short outputs). With K = 1 it is exactly greedy decoding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from charrnn.errors import CharRNNError
+from charrnn.pairs import encode_source, pad_sequences
+from charrnn.sampling import SampleSettings, choose_tokens
+from charrnn.seq2seq import Seq2Seq, select_state
+from charrnn.tokenizers import EOS_ID, PAD_ID, UNK_ID, Tokenizer
+
+GREEDY = SampleSettings(greedy=True)
+
+
+@dataclass
+class TranslateSettings:
+    """How to search for a translation."""
+
+    beam: int = 1
+    max_length: int | None = None  # target tokens, <eos> included; None: 2 x source tokens + 10
+    length_penalty: float = 1.0  # alpha in logprob / length ** alpha (beam search ranking)
+    batch_size: int = 64  # sentences decoded together by greedy search
+
+    def validate(self) -> None:
+        if self.beam < 1:
+            raise CharRNNError(f"--beam must be at least 1, got {self.beam}.")
+        if self.max_length is not None and self.max_length < 1:
+            raise CharRNNError(f"--max-length must be at least 1, got {self.max_length}.")
+        if not (math.isfinite(self.length_penalty) and self.length_penalty >= 0):
+            raise CharRNNError(f"--length-penalty must be 0 or more, got {self.length_penalty}.")
+        if self.batch_size < 1:
+            raise CharRNNError(f"--batch-size must be at least 1, got {self.batch_size}.")
+
+    def limit(self, source_length: int) -> int:
+        """The most target tokens (with `<eos>`) to generate for a source of this many tokens."""
+        return self.max_length if self.max_length is not None else 2 * source_length + 10
+
+
+@dataclass
+class Hypothesis:
+    """Generated target ids and their scores."""
+
+    ids: list[int]  # without the closing <eos>
+    logprob: float  # log P(ids (+ <eos> when finished) | source)
+    finished: bool  # ended with <eos> (False: stopped at the length limit)
+    attention: list[list[float]] | None = None  # (generated steps, source tokens), one row per step
+
+    @property
+    def length(self) -> int:
+        """Tokens scored: the ids plus `<eos>` when finished."""
+        return len(self.ids) + int(self.finished)
+
+    def score(self, alpha: float) -> float:
+        """Length-normalised log-probability."""
+        return self.logprob / max(self.length, 1) ** alpha
+
+
+@dataclass
+class Translation:
+    """One translated sentence."""
+
+    source: str
+    text: str
+    source_tokens: list[str]  # what the encoder read, closing <eos> included
+    tokens: list[str]  # generated tokens, closing <eos> included when finished
+    logprob: float
+    score: float
+    finished: bool
+    attention: list[list[float]] | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _mask_specials(log_probs: torch.Tensor) -> torch.Tensor:
+    masked = log_probs.clone()
+    masked[:, UNK_ID] = -math.inf
+    masked[:, PAD_ID] = -math.inf
+    return masked
+
+
+@torch.inference_mode()
+def greedy_search(
+    model: Seq2Seq, sources: list[list[int]], settings: TranslateSettings, with_attention: bool = False
+) -> list[Hypothesis]:
+    """The most probable token at every step, for many sources at once (batched by length)."""
+    model.eval()
+    device = next(model.parameters()).device
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    results: list[Hypothesis | None] = [None] * len(sources)
+    for start in range(0, len(order), settings.batch_size):
+        rows = order[start : start + settings.batch_size]
+        batch = [sources[i] for i in rows]
+        memory = model.encode(
+            pad_sequences(batch).to(device), torch.tensor([len(s) for s in batch], dtype=torch.long)
+        )
+        limits = torch.tensor([settings.limit(len(s)) for s in batch], device=device)
+        n = len(rows)
+        tokens = torch.full((n,), EOS_ID, dtype=torch.long, device=device)
+        state = memory.init_state
+        ids: list[list[int]] = [[] for _ in rows]
+        logprob = torch.zeros(n, dtype=torch.float64, device=device)
+        finished = torch.zeros(n, dtype=torch.bool, device=device)
+        active = torch.ones(n, dtype=torch.bool, device=device)
+        attention: list[list[list[float]]] = [[] for _ in rows]
+        for step in range(int(limits.max())):
+            log_probs, state, weights = model.decode_step(tokens, state, memory)
+            tokens = choose_tokens(log_probs, GREEDY, None)  # <unk>/<pad> masked, as in the sampler
+            chosen = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1)
+            logprob += torch.where(active, chosen.double(), torch.zeros_like(logprob))
+            for r in torch.nonzero(active).flatten().tolist():
+                token = int(tokens[r])
+                if token != EOS_ID:
+                    ids[r].append(token)
+                if with_attention and weights is not None:
+                    attention[r].append(weights[r, : len(batch[r])].tolist())
+            finished |= active & (tokens == EOS_ID)
+            active &= (tokens != EOS_ID) & (step + 1 < limits)
+            if not bool(active.any()):
+                break
+        for r, i in enumerate(rows):
+            results[i] = Hypothesis(
+                ids[r], float(logprob[r]), bool(finished[r]), attention[r] if with_attention else None
+            )
+    return results  # type: ignore[return-value]
+
+
+@torch.inference_mode()
+def beam_search(
+    model: Seq2Seq, source: list[int], settings: TranslateSettings, with_attention: bool = False
+) -> list[Hypothesis]:
+    """Beam search for one source; hypotheses best first by length-normalised score."""
+    model.eval()
+    device = next(model.parameters()).device
+    k, alpha = settings.beam, settings.length_penalty
+    memory = model.encode(torch.tensor([source], device=device), torch.tensor([len(source)]))
+    state = memory.init_state
+    alive: list[Hypothesis] = [Hypothesis([], 0.0, False, [] if with_attention else None)]
+    alive_logprob = torch.zeros(1, dtype=torch.float64, device=device)
+    tokens = torch.full((1,), EOS_ID, dtype=torch.long, device=device)
+    done: list[Hypothesis] = []
+    for step in range(settings.limit(len(source))):
+        beam_memory = memory.select(torch.zeros(len(alive), dtype=torch.long, device=device))
+        log_probs, state, weights = model.decode_step(tokens, state, beam_memory)  # (alive, vocab)
+        candidates = alive_logprob.unsqueeze(1) + _mask_specials(log_probs).double()
+        vocab = candidates.shape[1]
+        top = torch.topk(candidates.flatten(), min(2 * k, candidates.numel()))
+        keep_rows, keep_tokens, keep_hyps = [], [], []
+        for rank, (total, flat) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True)):
+            if total == -math.inf:
+                break
+            row, token = divmod(flat, vocab)
+            parent = alive[row]
+            attn = None
+            if parent.attention is not None and weights is not None:
+                attn = parent.attention + [weights[row].tolist()]
+            if token == EOS_ID:
+                if rank < k:
+                    done.append(Hypothesis(list(parent.ids), total, True, attn))
+                continue
+            keep_rows.append(row)
+            keep_tokens.append(token)
+            keep_hyps.append(Hypothesis(parent.ids + [token], total, False, attn))
+            if len(keep_hyps) == k:
+                break
+        if len(done) >= k or not keep_hyps:
+            break
+        if step + 1 == settings.limit(len(source)):
+            alive = keep_hyps
+            break
+        rows = torch.tensor(keep_rows, dtype=torch.long, device=device)
+        state = select_state(state, rows)
+        tokens = torch.tensor(keep_tokens, dtype=torch.long, device=device)
+        alive = keep_hyps
+        alive_logprob = torch.tensor([h.logprob for h in alive], dtype=torch.float64, device=device)
+    pool = done if done else alive
+    return sorted(pool, key=lambda h: -h.score(alpha))
+
+
+def translate_ids(
+    model: Seq2Seq, sources: list[list[int]], settings: TranslateSettings, with_attention: bool = False
+) -> list[Hypothesis]:
+    """The best hypothesis for every source: greedy (batched) for beam 1, beam search otherwise."""
+    settings.validate()
+    if settings.beam == 1:
+        return greedy_search(model, sources, settings, with_attention)
+    return [beam_search(model, source, settings, with_attention)[0] for source in sources]
+
+
+def translate(
+    model: Seq2Seq,
+    source_tokenizer: Tokenizer,
+    target_tokenizer: Tokenizer,
+    texts: list[str],
+    settings: TranslateSettings | None = None,
+    with_attention: bool = False,
+) -> list[Translation]:
+    """Translate source sentences into detokenised target text."""
+    settings = settings or TranslateSettings()
+    settings.validate()
+    sources = []
+    for text in texts:
+        if not text.strip():
+            raise CharRNNError("Cannot translate an empty sentence; give some text.")
+        sources.append(encode_source(source_tokenizer, text.strip()))
+    hypotheses = translate_ids(model, sources, settings, with_attention)
+    translations = []
+    for text, ids, hyp in zip(texts, sources, hypotheses, strict=True):
+        generated = hyp.ids + ([EOS_ID] if hyp.finished else [])
+        translations.append(
+            Translation(
+                source=text,
+                text=target_tokenizer.decode(hyp.ids),
+                source_tokens=source_tokenizer.tokens(ids),
+                tokens=target_tokenizer.tokens(generated),
+                logprob=hyp.logprob,
+                score=hyp.score(settings.length_penalty),
+                finished=hyp.finished,
+                attention=hyp.attention,
+            )
+        )
+    return translations
+
+
+@dataclass
+class EvalResult:
+    """Corpus-level translation quality on a set of pairs."""
+
+    pairs: int
+    bleu: float
+    bleu_signature: str
+    exact_match: float  # fraction of hypotheses equal to their reference (after trimming spaces)
+    mean_logprob: float  # mean per sentence of log P(reference | source)
+    logprob_per_token: float  # total log P over total reference tokens (<eos> included)
+    translations: list[str]
+    reference_logprobs: list[float]
+
+    def summary(self) -> dict:
+        """The figures without the per-sentence lists."""
+        return {k: v for k, v in asdict(self).items() if k not in ("translations", "reference_logprobs")}
+
+
+def corpus_bleu(hypotheses: list[str], references: list[str]) -> tuple[float, str]:
+    """sacrebleu's corpus BLEU on detokenised text (its default 13a tokenisation, cased), and its signature."""
+    from sacrebleu.metrics import BLEU
+
+    metric = BLEU()
+    result = metric.corpus_score(hypotheses, [references])
+    return float(result.score), str(metric.get_signature())
+
+
+def evaluate_pairs(
+    model: Seq2Seq,
+    source_tokenizer: Tokenizer,
+    target_tokenizer: Tokenizer,
+    sources: list[str],
+    references: list[str],
+    settings: TranslateSettings | None = None,
+) -> EvalResult:
+    """BLEU and exact match of the model's translations, and log P(reference | source) per sentence."""
+    from charrnn.scoring import score_pairs
+
+    if not sources:
+        raise CharRNNError("No pairs to evaluate.")
+    translations = [t.text for t in translate(model, source_tokenizer, target_tokenizer, sources, settings)]
+    bleu, signature = corpus_bleu(translations, references)
+    exact = sum(h.strip() == r.strip() for h, r in zip(translations, references, strict=True)) / len(sources)
+    scores = score_pairs(model, source_tokenizer, target_tokenizer, sources, references)
+    total_tokens = sum(s.n_tokens for s in scores)
+    return EvalResult(
+        pairs=len(sources),
+        bleu=bleu,
+        bleu_signature=signature,
+        exact_match=exact,
+        mean_logprob=sum(s.logprob for s in scores) / len(scores),
+        logprob_per_token=sum(s.logprob for s in scores) / max(total_tokens, 1),
+        translations=translations,
+        reference_logprobs=[s.logprob for s in scores],
+    )

@@ -1,0 +1,187 @@
+"""`charrnn seq2seq train|translate|eval` end to end on a small slice of the bundled Multi30k pairs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from charrnn.checkpoint import RESUME_FILE, load_tensors
+from charrnn.cli import main
+from charrnn.scoring import score_pairs
+from charrnn.seq2seq import load_seq2seq
+
+torch.set_num_threads(1)
+
+BUNDLED = Path(__file__).resolve().parent.parent / "corpora" / "multi30k-de-en-small.tsv"
+TINY = ["--hidden", "32", "--embed", "16", "--threads", "1", "--batch-size", "16", "--seed", "3"]
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+@pytest.fixture(scope="module")
+def pair_files(tmp_path_factory) -> dict[str, Path]:
+    lines = BUNDLED.read_text(encoding="utf-8").splitlines()
+    root = tmp_path_factory.mktemp("pairs")
+    files = {"train": root / "train.tsv", "val": root / "val.tsv"}
+    files["train"].write_text("\n".join(lines[:200]) + "\n", encoding="utf-8")
+    files["val"].write_text("\n".join(lines[200:230]) + "\n", encoding="utf-8")
+    for name, chunk in (("train", lines[:200]), ("val", lines[200:230])):
+        for side, column in (("de", 0), ("en", 1)):
+            path = root / f"{name}.{side}"
+            path.write_text("\n".join(line.split("\t")[column] for line in chunk) + "\n", encoding="utf-8")
+            files[f"{name}.{side}"] = path
+    return files
+
+
+@pytest.fixture(scope="module")
+def run_dir(pair_files, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "luong"
+    with pytest.raises(SystemExit) as info:
+        main(
+            ["seq2seq", "train", str(pair_files["train"]), "--val", str(pair_files["val"]), "--out", str(out)]
+            + TINY
+            + ["--max-steps", "20", "--eval-every", "10", "--attention", "luong-general"]
+        )
+    assert info.value.code in (0, None)
+    return out
+
+
+def test_train_writes_a_run_directory(run_dir: Path) -> None:
+    for name in ("config.json", "model.safetensors", "resume.safetensors", "metrics.jsonl"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "source" / "tokenizer.json").is_file() and (run_dir / "target" / "tokenizer.json").is_file()
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["kind"] == "seq2seq" and config["format_version"] == 1 and "charrnn_version" in config
+    assert config["model"]["attention"] == "luong-general"
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert any("val_loss" in r for r in records) and any("tokens_per_second" in r for r in records)
+
+
+def test_translate_arguments_stdin_json_and_attention(run_dir: Path, capsys, monkeypatch) -> None:
+    code, out, err = run(capsys, "seq2seq", "translate", run_dir, "Ein Mann schläft.", "Zwei Hunde spielen.")
+    assert code == 0 and len(out.splitlines()) == 2, err
+    code, out, _ = run(capsys, "seq2seq", "translate", run_dir, "Ein Hund.", "--beam", "3", "--json")
+    payload = json.loads(out)
+    assert code == 0 and payload[0]["source_tokens"] == ["Ein", "Hund", ".", "<eos>"]
+    code, out, _ = run(
+        capsys, "seq2seq", "translate", run_dir, "Ein Hund.", "--show-attention", "--max-length", "3"
+    )
+    assert code == 0 and "attention" in out and "Hund" in out
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Ein Hund.\n\nEine Katze.\n"))
+    code, out, _ = run(capsys, "seq2seq", "translate", run_dir)
+    assert code == 0 and len(out.splitlines()) == 2
+
+
+def test_eval_reports_bleu_exact_match_and_scorer_log_probs(run_dir: Path, pair_files, capsys) -> None:
+    code, out, err = run(capsys, "seq2seq", "eval", run_dir, pair_files["val"], "--json", "--per-sentence")
+    assert code == 0, err
+    payload = json.loads(out)
+    assert payload["pairs"] == 30 and 0.0 <= payload["bleu"] <= 100.0 and 0.0 <= payload["exact_match"] <= 1.0
+    assert "tok:13a" in payload["bleu_signature"]
+    _, source_tokenizer, target_tokenizer, model = load_seq2seq(run_dir)
+    first = payload["sentences"][:3]
+    scores = score_pairs(
+        model, source_tokenizer, target_tokenizer, [s["source"] for s in first], [s["reference"] for s in first]
+    )
+    assert [s["logprob"] for s in first] == pytest.approx([s.logprob for s in scores], abs=1e-4)
+    code, out, _ = run(
+        capsys,
+        "seq2seq",
+        "eval",
+        run_dir,
+        "--src",
+        pair_files["val.de"],
+        "--tgt",
+        pair_files["val.en"],
+        "--beam",
+        "2",
+        "--limit",
+        "5",
+    )
+    assert code == 0 and "BLEU" in out and "beam 2" in out
+
+
+def test_resume_continues_exactly(pair_files, tmp_path: Path, capsys) -> None:
+    common = [
+        "seq2seq",
+        "train",
+        pair_files["train"],
+        "--val",
+        pair_files["val"],
+        *TINY,
+        "--attention",
+        "bahdanau",
+    ]
+    common += ["--eval-every", "6", "--save-every", "6", "--cell", "lstm", "--dropout", "0.3"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert run(capsys, *common, "--out", straight, "--max-steps", "12")[0] == 0
+    assert run(capsys, *common, "--out", split, "--max-steps", "6")[0] == 0
+    code, _, err = run(capsys, "seq2seq", "train", "--resume", split, "--max-steps", "12", "--threads", "1")
+    assert code == 0, err
+    a, _ = load_tensors(straight / RESUME_FILE)
+    b, meta = load_tensors(split / RESUME_FILE)
+    assert meta["train_state"]["step"] == 12
+    for name in a:
+        if name.startswith("model."):
+            assert torch.equal(a[name], b[name]), name
+
+
+def test_parallel_files_and_per_side_levels(pair_files, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "par"
+    code, _, err = run(
+        capsys,
+        "seq2seq", "train", "--src", pair_files["train.de"], "--tgt", pair_files["train.en"],
+        "--val-src", pair_files["val.de"], "--val-tgt", pair_files["val.en"],
+        "--source-level", "char", "--target-level", "word", "--attention", "none", "--context", "input",
+        "--out", out, "--max-steps", "3", *TINY,
+    )  # fmt: skip
+    assert code == 0, err
+    config = json.loads((out / "config.json").read_text())
+    assert config["source_tokenizer"]["level"] == "char" and config["target_tokenizer"]["level"] == "word"
+    code, _, err = run(capsys, "seq2seq", "translate", out, "Hallo", "--show-attention")
+    assert code == 2 and "no attention to show" in err
+
+
+def test_default_run_uses_the_bundled_slice(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "seq2seq", "train", "--out", "run", "--max-steps", "1", *TINY)
+    assert code == 0, err
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["pairs"].endswith("multi30k-de-en-small.tsv")
+    assert config["val_pairs"].endswith("multi30k-de-en-small-val.tsv")
+
+
+def test_bad_input_is_one_line_with_line_numbers(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("Hund\tdog\nKatze cat\nMaus\tmouse\textra\n", encoding="utf-8")
+    code, out, err = run(capsys, "seq2seq", "train", bad, "--out", tmp_path / "r", *TINY)
+    assert code == 2 and err.count("\n") == 1 and "line 2, 3" in err and "--skip-malformed" in err
+
+    empty = tmp_path / "empty_sides.tsv"
+    empty.write_text(
+        "".join(f"Wort {i}\tword {i}\n" for i in range(30)) + "\tno source\nno target\t\n", encoding="utf-8"
+    )
+    code, _, err = run(capsys, "seq2seq", "train", empty, "--out", tmp_path / "e", "--max-steps", "1", *TINY)
+    assert code == 0 and "skipped 2 pair(s) with an empty source or target" in err
+
+    code, _, err = run(capsys, "seq2seq", "translate", tmp_path / "nowhere", "x")
+    assert code == 2 and "does not exist" in err
+    lm = tmp_path / "lm"
+    lm.mkdir()
+    (lm / "config.json").write_text(json.dumps({"kind": "lm", "format_version": 1}))
+    code, _, err = run(capsys, "seq2seq", "eval", lm, bad)
+    assert code == 2 and "not a seq2seq model" in err
+    code, _, err = run(capsys, "seq2seq", "train", bad, "--attention", "luong", "--out", tmp_path / "x")
+    assert code == 2 and "Unknown attention 'luong'" in err
