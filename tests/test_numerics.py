@@ -35,8 +35,7 @@ class Recorder:
 
 
 def inject_faults(monkeypatch: pytest.MonkeyPatch, faults: dict[int, str]) -> None:
-    """Make training step N (1-based) produce a fault: 'loss' (NaN loss), 'grad' (finite loss, NaN gradient),
-    or 'blowup' (the weights turn NaN and the loss with them)."""
+    """Make training step N fail: 'loss' (NaN loss), 'grad' (NaN gradient only) or 'blowup' (NaN weights and loss)."""
     real_loss = LanguageModel.loss
     calls = {"train": 0}
 
