@@ -228,18 +228,6 @@ def test_output_directory_without_write_permission(tmp_path: Path, monkeypatch: 
     only_line(run_cli(["train", str(corpus), "--out", str(out), *TRAIN]), "not writable")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores permission bits (covered by the os.access test)")
-def test_output_directory_with_real_permissions(tmp_path: Path) -> None:
-    corpus = write_corpus(tmp_path, chars=600)
-    out = tmp_path / "locked"
-    out.mkdir()
-    out.chmod(0o500)
-    try:
-        only_line(run_cli(["train", str(corpus), "--out", str(out), *TRAIN]), "not writable")
-    finally:
-        out.chmod(0o700)
-
-
 def test_write_refused_by_the_file_system_mid_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A read-only mount says yes to os.access for root, then refuses the write."""
     corpus = write_corpus(tmp_path, chars=600)
