@@ -124,11 +124,17 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def learning_rate(cfg: TrainConfig, state: TrainState, total_steps: int) -> float:
-    """Learning rate for the next step: warmup, then cosine decay or the plateau scale."""
+def learning_rate(
+    cfg: TrainConfig, state: TrainState, total_steps: int, time_progress: float | None = None
+) -> float:
+    """Learning rate for the next step: warmup, then cosine decay or the plateau scale.
+
+    The cosine follows whichever budget runs out first: steps, or (when `time_progress`,
+    the elapsed fraction of a --max-time budget, is given) wall-clock time.
+    """
     lr = cfg.lr
     if cfg.schedule == "cosine":
-        progress = min(state.step / max(total_steps, 1), 1.0)
+        progress = min(max(state.step / max(total_steps, 1), time_progress or 0.0), 1.0)
         lr = cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
     lr *= state.lr_scale
     if cfg.warmup_steps > 0:
@@ -375,7 +381,13 @@ def train_language_model(
             state.best_val_loss = val_loss
             ckpt.save_tensors(run_dir / ckpt.WEIGHTS_FILE, model.state_dict(), {"step": state.step})
         lowered = update_plateau(cfg, state, val_loss)
-        record = {"step": state.step, "epoch": state.epoch, "val_loss": val_loss, "best": improved}
+        record = {
+            "step": state.step,
+            "epoch": state.epoch,
+            "val_loss": val_loss,
+            "best": improved,
+            "elapsed": state.elapsed,
+        }
         ckpt.append_metrics(run_dir, record)
         reporter.evaluate(record)
         if lowered:
@@ -390,6 +402,12 @@ def train_language_model(
     last_eval_step = -1
     params = [p for p in model.parameters() if p.requires_grad]
 
+    def time_progress(elapsed: float) -> float | None:
+        """Elapsed fraction of the time this run will have had when the session's --max-time runs out."""
+        if cfg.max_time is None:
+            return None
+        return elapsed / (elapsed_before + cfg.max_time * 60)
+
     while state.epoch < cfg.epochs:
         if state.chunk == 0:
             hidden = None
@@ -403,7 +421,7 @@ def train_language_model(
             if should_stop():
                 stop_reason = "interrupted"
                 break
-            lr = learning_rate(cfg, state, total_steps)
+            lr = learning_rate(cfg, state, total_steps, time_progress(state.elapsed))
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x, y = train_batches.chunk(state.chunk, device)
