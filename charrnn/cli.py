@@ -110,6 +110,8 @@ def train(
     seed: int = typer.Option(TrainConfig.seed, help="Random seed (CPU runs repeat exactly)."),
     device: str = typer.Option(TrainConfig.device, help="auto, cpu, cuda or mps."),
     threads: int | None = typer.Option(None, help="CPU threads (default: all cores, at most 8)."),
+    precision: str = typer.Option(TrainConfig.precision, help="fp32, or bf16/fp16 autocast (for CUDA GPUs)."),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model (for CUDA GPUs)."),
     encoding: str = typer.Option("utf-8", help="Text encoding of the corpus."),
     errors: str = typer.Option("strict", help="Undecodable bytes: strict, replace or ignore."),
 ) -> None:
@@ -137,6 +139,8 @@ def train(
             seed=seed,
             device=device,
             threads=threads,
+            precision=precision,
+            compile=compile_model,
         ),
     )
     if resume is not None:

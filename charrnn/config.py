@@ -17,6 +17,7 @@ CELLS = ("lstm", "gru", "rnn")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("plateau", "cosine", "constant")
 SOFTMAXES = ("full", "adaptive")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -94,11 +95,14 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     max_bad_steps: int = 5  # consecutive non-finite steps before rolling back
+    precision: str = "fp32"  # bf16/fp16 autocast for the forward pass (meant for CUDA; fp16 adds loss scaling)
+    compile: bool = False  # torch.compile the model (meant for CUDA)
 
     def validate(self) -> None:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("device", self.device, ("auto", "cpu", "cuda", "mps"))
+        _choice("precision", self.precision, PRECISIONS)
         for name in ("batch_size", "bptt", "epochs", "eval_every", "save_every"):
             if getattr(self, name) < 1:
                 raise CharRNNError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}.")

@@ -19,7 +19,7 @@ from charrnn.config import RunConfig, TrainConfig
 from charrnn.data import StreamBatches, encode_ids, read_corpus, split_train_val
 from charrnn.errors import CharRNNError
 from charrnn.model import LanguageModel, State, detach_state, state_from_tensors, state_tensors
-from charrnn.runtime import resolve_device, seed_everything, set_threads
+from charrnn.runtime import autocast, resolve_device, seed_everything, set_threads
 from charrnn.tokenizers import Tokenizer, build_tokenizer
 
 RUN_FILES = (
@@ -308,7 +308,7 @@ def train_language_model(
     run_dir = Path(run_dir)
     if resume:
         saved = ckpt.read_config(run_dir)
-        for name in ("epochs", "max_steps", "max_time", "device", "threads"):
+        for name in ("epochs", "max_steps", "max_time", "device", "threads", "precision", "compile"):
             setattr(saved.training, name, getattr(config.training, name))
         config = saved
         if not (run_dir / ckpt.RESUME_FILE).is_file():
@@ -401,6 +401,9 @@ def train_language_model(
     stop_reason = "epochs"
     last_eval_step = -1
     params = [p for p in model.parameters() if p.requires_grad]
+    # fp16 needs loss scaling; bf16 and fp32 do not. torch.compile wraps the forward pass only.
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    forward = torch.compile(model) if cfg.compile else model
 
     def time_progress(elapsed: float) -> float | None:
         """Elapsed fraction of the time this run will have had when the session's --max-time runs out."""
@@ -427,18 +430,20 @@ def train_language_model(
             x, y = train_batches.chunk(state.chunk, device)
             if hidden is not None:
                 hidden = detach_state(hidden)
-            out, new_hidden = model(x, hidden)
-            loss = model.loss(out, y)
+            with autocast(device, cfg.precision):
+                out, new_hidden = forward(x, hidden)
+                loss = model.loss(out, y)
             optimizer.zero_grad(set_to_none=True)
-            finite = bool(torch.isfinite(loss))
+            finite = scaled = bool(torch.isfinite(loss))
             if finite:
-                loss.backward()
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip)
                 finite = bool(torch.isfinite(grad_norm))
             state.chunk += 1
             state.step += 1
             if finite:
-                optimizer.step()
+                scaler.step(optimizer)
                 hidden = new_hidden
                 state.bad_streak = 0
                 window_loss += loss.item()
@@ -455,6 +460,8 @@ def train_language_model(
                         f"{cfg.max_bad_steps} non-finite steps in a row: rolled back, "
                         f"learning rate scaled to x{state.lr_scale:g}"
                     )
+            if scaled:
+                scaler.update()  # no-op unless fp16: lowers the loss scale after an overflow
             state.tokens_seen += y.numel()
             window_tokens += y.numel()
             state.elapsed = elapsed_before + time.perf_counter() - session_start
