@@ -141,7 +141,9 @@ def softmax_train_flops(hidden: int, vocab: int) -> float:
     return 3 * 2 * hidden * vocab
 
 
-def adaptive_train_flops(hidden: int, cutoffs: Sequence[int], vocab: int, ids: torch.Tensor, div: float = 4.0) -> float:
+def adaptive_train_flops(
+    hidden: int, cutoffs: Sequence[int], vocab: int, ids: torch.Tensor, div: float = 4.0
+) -> float:
     """Expected FLOPs per token of nn.AdaptiveLogSoftmaxWithLoss in training, given the token frequencies."""
     bounds = list(cutoffs) + [vocab]
     counts = torch.bincount(ids.long(), minlength=vocab).double()
@@ -161,7 +163,9 @@ def peak_rss_mib() -> float:
     return peak / 1024 if sys.platform != "darwin" else peak / 2**20
 
 
-def save_plot(path: Path, curves: dict[str, list[tuple[float, float]]], xlabel: str, ylabel: str, title: str) -> bool:
+def save_plot(
+    path: Path, curves: dict[str, list[tuple[float, float]]], xlabel: str, ylabel: str, title: str
+) -> bool:
     """Draw curves to a PNG with matplotlib; returns False (with a message) when it is not installed."""
     try:
         import matplotlib

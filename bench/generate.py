@@ -151,10 +151,21 @@ def main() -> None:
         f"sampling ({length} tokens per sample), {rounds} interleaved round(s)",
         ["kind", "tokens/s", "x one at a time", "first token (ms)", "peak RSS (MiB)"],
         [
-            ("reference loop, 1 sample", rate("reference_sample_1"), rate("reference_sample_1") / base,
-             ttft("reference_sample_1"), rss("reference_sample_1")),
+            (
+                "reference loop, 1 sample",
+                rate("reference_sample_1"),
+                rate("reference_sample_1") / base,
+                ttft("reference_sample_1"),
+                rss("reference_sample_1"),
+            ),
             ("charrnn, 1 sample", base, 1.0, ttft("sample_1"), rss("sample_1")),
-            ("charrnn, --num 64", rate("sample_64"), rate("sample_64") / base, ttft("sample_64"), rss("sample_64")),
+            (
+                "charrnn, --num 64",
+                rate("sample_64"),
+                rate("sample_64") / base,
+                ttft("sample_64"),
+                rss("sample_64"),
+            ),
         ],
     )
     one = rate("score_one_by_one", "sentences")
@@ -163,8 +174,13 @@ def main() -> None:
         ["kind", "sentences/s", "tokens/s", "x one by one", "peak RSS (MiB)"],
         [
             ("one by one", one, rate("score_one_by_one"), 1.0, rss("score_one_by_one")),
-            ("batched", rate("score_batched", "sentences"), rate("score_batched"),
-             rate("score_batched", "sentences") / one, rss("score_batched")),
+            (
+                "batched",
+                rate("score_batched", "sentences"),
+                rate("score_batched"),
+                rate("score_batched", "sentences") / one,
+                rss("score_batched"),
+            ),
         ],
     )
     console.print(

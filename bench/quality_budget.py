@@ -95,10 +95,16 @@ def main() -> None:
     train_ids, val_ids = split_train_val(encode_ids(tokenizer, text), 0.1)
     torch.manual_seed(1234)
     ref_model = reference.RNNModel(
-        REFERENCE["cell"], tokenizer.vocab_size, REFERENCE["embed"], REFERENCE["hidden"], REFERENCE["layers"],
+        REFERENCE["cell"],
+        tokenizer.vocab_size,
+        REFERENCE["embed"],
+        REFERENCE["hidden"],
+        REFERENCE["layers"],
         REFERENCE["dropout"],
     )
-    trainer = reference.ReferenceTrainer(ref_model, train_ids, REFERENCE["batch"], REFERENCE["bptt"], lr=3e-3, clip=1.0)
+    trainer = reference.ReferenceTrainer(
+        ref_model, train_ids, REFERENCE["batch"], REFERENCE["bptt"], lr=3e-3, clip=1.0
+    )
     ref_clock, ref_curve, next_eval = 0.0, [], args.eval_every
 
     charrnn_clock = 0.0
@@ -167,8 +173,12 @@ def main() -> None:
             ("reference 2x256", ref_final, ref_final / LN2, trainer.steps, trainer.tokens),
         ],
     )
-    target_met = ch_final <= 1.42 and all(c["charrnn_better"] for c in comparisons if c["charrnn_better"] is not None)
-    console.print(f"target (<= 1.42 nats/char and better at every minute mark): {'met' if target_met else 'missed'}")
+    target_met = ch_final <= 1.42 and all(
+        c["charrnn_better"] for c in comparisons if c["charrnn_better"] is not None
+    )
+    console.print(
+        f"target (<= 1.42 nats/char and better at every minute mark): {'met' if target_met else 'missed'}"
+    )
     name = "quality_budget_quick" if args.quick else "quality_budget"
     save_plot(
         RESULTS / f"{name}.png",

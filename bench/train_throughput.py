@@ -84,7 +84,9 @@ def word_corpus(tmp: Path) -> Path:
     ]
     present = [p for p in parts if p.is_file()]
     if len(present) < len(parts):
-        console.print("[yellow]../shared/corpora is incomplete: the word-level vocabulary will be smaller than 33k[/]")
+        console.print(
+            "[yellow]../shared/corpora is incomplete: the word-level vocabulary will be smaller than 33k[/]"
+        )
     path = tmp / "word-corpus.txt"
     path.write_text("".join(p.read_text(encoding="utf-8") for p in present), encoding="utf-8")
     return path

@@ -48,11 +48,20 @@ def train_charrnn(cell: str, softmax: str, tie: bool, minutes: float, tmp: Path)
     config = RunConfig(
         tokenizer=TokenizerConfig(level="word"),
         model=ModelConfig(
-            cell=cell, embed=SIZE["embed"], hidden=SIZE["hidden"], layers=SIZE["layers"], dropout=SIZE["dropout"],
-            tie_weights=tie, softmax=softmax,
+            cell=cell,
+            embed=SIZE["embed"],
+            hidden=SIZE["hidden"],
+            layers=SIZE["layers"],
+            dropout=SIZE["dropout"],
+            tie_weights=tie,
+            softmax=softmax,
         ),
         training=TrainConfig(
-            batch_size=SIZE["batch"], bptt=SIZE["bptt"], max_time=minutes, eval_every=10**9, save_every=10**9,
+            batch_size=SIZE["batch"],
+            bptt=SIZE["bptt"],
+            max_time=minutes,
+            eval_every=10**9,
+            save_every=10**9,
             eval_tokens=20_000,
         ),
         corpus=str(WIKITEXT2 / "valid.txt"),
@@ -65,7 +74,9 @@ def train_charrnn(cell: str, softmax: str, tie: bool, minutes: float, tmp: Path)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--minutes", type=float, default=None, help="training budget per model (default 2; quick 0.25)")
+    parser.add_argument(
+        "--minutes", type=float, default=None, help="training budget per model (default 2; quick 0.25)"
+    )
     parser.add_argument("--quick", action="store_true", help="15 s per model: a smoke run")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores, at most 8)")
     args = parser.parse_args()
@@ -93,7 +104,9 @@ def main() -> None:
     seconds = time.perf_counter() - start
     loss = reference.evaluate(model, test_ids, eval_batch, SIZE["bptt"])
     ref_params = sum(p.numel() for p in model.parameters())
-    results.append(_row("reference loop", "lstm", "full", False, loss, seconds, trainer.tokens, ref_params, trainer.steps))
+    results.append(
+        _row("reference loop", "lstm", "full", False, loss, seconds, trainer.tokens, ref_params, trainer.steps)
+    )
     console.print(results[-1])
     del model, trainer
 
@@ -115,8 +128,14 @@ def main() -> None:
         ["model", "cell", "softmax", "tied", "params", "tokens/s", "epochs", "test ppl", "vs reference ppl"],
         [
             (
-                r["implementation"], r["cell"], r["softmax"], "yes" if r["tied"] else "no", f"{r['parameters']:,}",
-                r["tokens_per_second"], r["tokens"] / len(train_ids), r["test_perplexity"],
+                r["implementation"],
+                r["cell"],
+                r["softmax"],
+                "yes" if r["tied"] else "no",
+                f"{r['parameters']:,}",
+                r["tokens_per_second"],
+                r["tokens"] / len(train_ids),
+                r["test_perplexity"],
                 f"{r['test_perplexity'] / ref_ppl:.2f}x",
             )
             for r in results
@@ -135,8 +154,17 @@ def main() -> None:
     )
 
 
-def _row(impl: str, cell: str, softmax: str, tie: bool, loss: float, seconds: float, tokens: int, params: int,
-         steps: int) -> dict[str, Any]:
+def _row(
+    impl: str,
+    cell: str,
+    softmax: str,
+    tie: bool,
+    loss: float,
+    seconds: float,
+    tokens: int,
+    params: int,
+    steps: int,
+) -> dict[str, Any]:
     return {
         "implementation": impl,
         "cell": cell,
