@@ -110,6 +110,7 @@ def main() -> None:
     charrnn_clock = 0.0
     session = 0
     config = charrnn_config(minutes)
+    config.training.threads = args.threads  # a runtime setting, like --threads on the command line
     console.print(
         f"charrnn defaults: {config.model.cell} {config.model.layers}x{config.model.hidden}, embed {config.model.embed}, "
         f"dropout {config.model.dropout}, batch {config.training.batch_size}, bptt {config.training.bptt}, "

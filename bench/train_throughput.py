@@ -92,13 +92,18 @@ def word_corpus(tmp: Path) -> Path:
     return path
 
 
-def run_charrnn(case: Case, softmax: str, steps: int, tmp: Path) -> float:
+def run_charrnn(case: Case, softmax: str, steps: int, tmp: Path, threads: int | None) -> float:
     """Median tokens/s of charrnn's training loop over the windows after the first."""
     config = RunConfig(
         tokenizer=TokenizerConfig(level=case.level, vocab_size=case.vocab_cap),
         model=ModelConfig(embed=case.embed, hidden=case.hidden, layers=case.layers, dropout=0.2, softmax=softmax),
         training=TrainConfig(
-            batch_size=case.batch, bptt=case.bptt, max_steps=steps, eval_tokens=5_000, schedule="constant"
+            batch_size=case.batch,
+            bptt=case.bptt,
+            max_steps=steps,
+            eval_tokens=5_000,
+            schedule="constant",
+            threads=threads,
         ),
         corpus=str(case.corpus),
     )
@@ -164,7 +169,7 @@ def main() -> None:
             speeds["reference"].append(run_reference(model, ids, case, ref_steps))
             del model
             for softmax in case.charrnn_softmaxes:
-                speeds[softmax].append(run_charrnn(case, softmax, steps, tmp))
+                speeds[softmax].append(run_charrnn(case, softmax, steps, tmp, args.threads))
             console.print({k: round(v[-1]) for k, v in speeds.items()})
         gemm = max(gemms)
         ref = speeds["reference"]

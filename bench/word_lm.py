@@ -44,7 +44,9 @@ VARIANTS = [
 ]
 
 
-def train_charrnn(cell: str, softmax: str, tie: bool, minutes: float, tmp: Path) -> tuple[Path, Any]:
+def train_charrnn(
+    cell: str, softmax: str, tie: bool, minutes: float, tmp: Path, threads: int | None
+) -> tuple[Path, Any]:
     config = RunConfig(
         tokenizer=TokenizerConfig(level="word"),
         model=ModelConfig(
@@ -63,6 +65,7 @@ def train_charrnn(cell: str, softmax: str, tie: bool, minutes: float, tmp: Path)
             eval_every=10**9,
             save_every=10**9,
             eval_tokens=20_000,
+            threads=threads,
         ),
         corpus=str(WIKITEXT2 / "valid.txt"),
         val_corpus=str(WIKITEXT2 / "test.txt"),
@@ -112,7 +115,7 @@ def main() -> None:
 
     test_batches = StreamBatches.from_ids(test_ids, eval_batch, SIZE["bptt"], full_chunk=False)
     for cell, softmax, tie in VARIANTS:
-        run_dir, result = train_charrnn(cell, softmax, tie, minutes, tmp)
+        run_dir, result = train_charrnn(cell, softmax, tie, minutes, tmp, args.threads)
         _, _, model = load_language_model(run_dir)
         loss = evaluate(model, test_batches, torch.device("cpu"))
         params = sum(p.numel() for p in model.parameters())

@@ -46,7 +46,7 @@ class ModelConfig:
     vocab_size: int = 0  # filled in from the tokenizer
     cell: str = "lstm"
     embed: int = 128
-    hidden: int = 512
+    hidden: int = 384
     layers: int = 2
     dropout: float = 0.2
     tie_weights: bool = False
@@ -76,9 +76,9 @@ class TrainConfig:
     batch_size: int = 32
     bptt: int = 128
     optimizer: str = "adamw"
-    lr: float = 3e-3
+    lr: float = 6e-3
     weight_decay: float = 0.01
-    schedule: str = "plateau"
+    schedule: str = "cosine"  # to the end of --epochs/--max-steps, or of --max-time when given
     plateau_factor: float = 0.5
     plateau_patience: int = 2
     warmup_steps: int = 0
