@@ -113,7 +113,7 @@ def train(
     optimizer: str = typer.Option(TrainConfig.optimizer, help="adamw, adam or sgd."),
     lr: float = typer.Option(TrainConfig.lr, help="Learning rate."),
     weight_decay: float = typer.Option(TrainConfig.weight_decay, help="AdamW weight decay."),
-    schedule: str = typer.Option(TrainConfig.schedule, help="plateau, cosine or constant."),
+    schedule: str = typer.Option(TrainConfig.schedule, help="cosine (decays to the end of --max-time when given, else of the steps), plateau or constant."),
     warmup_steps: int = typer.Option(TrainConfig.warmup_steps, help="Linear learning-rate warmup steps."),
     clip: float = typer.Option(TrainConfig.clip, help="Clip the gradient norm to this value."),
     epochs: int = typer.Option(TrainConfig.epochs, help="Passes over the training text."),
@@ -130,6 +130,8 @@ def train(
     seed: int = typer.Option(TrainConfig.seed, help="Random seed (CPU runs repeat exactly)."),
     device: str = typer.Option(TrainConfig.device, help="auto, cpu, cuda or mps."),
     threads: int | None = typer.Option(None, help="CPU threads (default: all cores, at most 8)."),
+    precision: str = typer.Option(TrainConfig.precision, help="fp32, or bf16/fp16 autocast (for CUDA GPUs)."),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model (for CUDA GPUs)."),
     encoding: str = typer.Option("utf-8", help="Text encoding of the corpus."),
     errors: str = typer.Option("strict", help="Undecodable bytes: strict, replace or ignore."),
 ) -> None:
@@ -159,6 +161,8 @@ def train(
             seed=seed,
             device=device,
             threads=threads,
+            precision=precision,
+            compile=compile_model,
         ),
     )
     if resume is not None:

@@ -17,6 +17,7 @@ CELLS = ("lstm", "gru", "rnn")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("plateau", "cosine", "constant")
 SOFTMAXES = ("full", "adaptive")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -45,7 +46,7 @@ class ModelConfig:
     vocab_size: int = 0  # filled in from the tokenizer
     cell: str = "lstm"
     embed: int = 128
-    hidden: int = 512
+    hidden: int = 384
     layers: int = 2
     dropout: float = 0.2
     tie_weights: bool = False
@@ -75,9 +76,9 @@ class TrainConfig:
     batch_size: int = 32
     bptt: int = 128
     optimizer: str = "adamw"
-    lr: float = 3e-3
+    lr: float = 6e-3
     weight_decay: float = 0.01
-    schedule: str = "plateau"
+    schedule: str = "cosine"  # to the end of --epochs/--max-steps, or of --max-time when given
     plateau_factor: float = 0.5
     plateau_patience: int = 2
     warmup_steps: int = 0
@@ -96,11 +97,14 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     max_bad_steps: int = 5  # consecutive non-finite steps before rolling back
+    precision: str = "fp32"  # bf16/fp16 autocast for the forward pass (meant for CUDA; fp16 adds loss scaling)
+    compile: bool = False  # torch.compile the model (meant for CUDA)
 
     def validate(self) -> None:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("device", self.device, ("auto", "cpu", "cuda", "mps"))
+        _choice("precision", self.precision, PRECISIONS)
         for name in ("batch_size", "bptt", "epochs", "eval_every", "save_every", "log_every"):
             if getattr(self, name) < 1:
                 raise CharRNNError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}.")

@@ -117,8 +117,8 @@ def generate(
     for _ in range(settings.length):
         tokens = choose_tokens(log_probs, settings, generator)
         was_active = active.clone()
-        for row, token in enumerate(tokens.tolist()):
-            if was_active[row]:
+        for row, (token, keep) in enumerate(zip(tokens.tolist(), was_active.tolist(), strict=True)):
+            if keep:  # one host copy per step, not one tensor read per row
                 outputs[row].append(token)
         if on_step is not None:
             on_step(tokens, was_active)

@@ -20,7 +20,7 @@ from charrnn.config import RunConfig, TrainConfig
 from charrnn.data import StreamBatches, encode_ids, read_corpus, split_train_val
 from charrnn.errors import CharRNNError
 from charrnn.model import LanguageModel, State, detach_state, state_from_tensors, state_tensors
-from charrnn.runtime import resolve_device, seed_everything, set_threads
+from charrnn.runtime import autocast, resolve_device, seed_everything, set_threads
 from charrnn.tokenizers import Tokenizer, build_tokenizer
 
 RUN_FILES = (
@@ -128,11 +128,17 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def learning_rate(cfg: TrainConfig, state: TrainState, total_steps: int) -> float:
-    """Learning rate for the next step: warmup, then cosine decay or the plateau scale."""
+def learning_rate(
+    cfg: TrainConfig, state: TrainState, total_steps: int, time_progress: float | None = None
+) -> float:
+    """Learning rate for the next step: warmup, then cosine decay or the plateau scale.
+
+    The cosine follows whichever budget runs out first: steps, or (when `time_progress`,
+    the elapsed fraction of a --max-time budget, is given) wall-clock time.
+    """
     lr = cfg.lr
     if cfg.schedule == "cosine":
-        progress = min(state.step / max(total_steps, 1), 1.0)
+        progress = min(max(state.step / max(total_steps, 1), time_progress or 0.0), 1.0)
         lr = cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
     lr *= state.lr_scale
     if cfg.warmup_steps > 0:
@@ -322,7 +328,7 @@ def train_language_model(
     run_dir = Path(run_dir)
     if resume:
         saved = ckpt.read_config(run_dir)
-        for name in ("epochs", "max_steps", "max_time", "device", "threads"):
+        for name in ("epochs", "max_steps", "max_time", "device", "threads", "precision", "compile"):
             setattr(saved.training, name, getattr(config.training, name))
         config = saved
         if not (run_dir / ckpt.RESUME_FILE).is_file():
@@ -422,7 +428,13 @@ def train_language_model(
                 run_dir / ckpt.WEIGHTS_FILE, model.state_dict(), {"step": state.step, "tokenizer": tokenizer_hash}
             )
         lowered = scheduled and update_plateau(cfg, state, val_loss)
-        record = {"step": state.step, "epoch": state.epoch, "val_loss": val_loss, "best": improved}
+        record = {
+            "step": state.step,
+            "epoch": state.epoch,
+            "val_loss": val_loss,
+            "best": improved,
+            "elapsed": state.elapsed,
+        }
         ckpt.append_metrics(run_dir, record)
         reporter.evaluate(record)
         if lowered:
@@ -437,6 +449,15 @@ def train_language_model(
     stop_reason = "epochs"
     last_eval_step = -1
     params = [p for p in model.parameters() if p.requires_grad]
+    # fp16 needs loss scaling; bf16 and fp32 do not. torch.compile wraps the forward pass only.
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    forward = torch.compile(model) if cfg.compile else model
+
+    def time_progress(elapsed: float) -> float | None:
+        """Elapsed fraction of the time this run will have had when the session's --max-time runs out."""
+        if cfg.max_time is None:
+            return None
+        return elapsed / (elapsed_before + cfg.max_time * 60)
 
     while state.epoch < cfg.epochs:
         if state.chunk == 0:
@@ -451,24 +472,26 @@ def train_language_model(
             if should_stop():
                 stop_reason = "interrupted"
                 break
-            lr = learning_rate(cfg, state, total_steps)
+            lr = learning_rate(cfg, state, total_steps, time_progress(state.elapsed))
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x, y = train_batches.chunk(state.chunk, device)
             if hidden is not None:
                 hidden = detach_state(hidden)
-            out, new_hidden = model(x, hidden)
-            loss = model.loss(out, y)
+            with autocast(device, cfg.precision):
+                out, new_hidden = forward(x, hidden)
+                loss = model.loss(out, y)
             optimizer.zero_grad(set_to_none=True)
-            finite = bool(torch.isfinite(loss))
+            finite = scaled = bool(torch.isfinite(loss))
             if finite:
-                loss.backward()
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip)
                 finite = bool(torch.isfinite(grad_norm))
             state.chunk += 1
             state.step += 1
             if finite:
-                optimizer.step()
+                scaler.step(optimizer)
                 hidden = new_hidden
                 state.bad_streak = 0
                 state.window_loss += loss.item()
@@ -485,6 +508,8 @@ def train_language_model(
                         f"{cfg.max_bad_steps} non-finite steps in a row: restored the weights and optimiser "
                         f"of the checkpoint at step {restored}, learning rate scaled to x{state.lr_scale:g}"
                     )
+            if scaled:
+                scaler.update()  # no-op unless fp16: lowers the loss scale after an overflow
             state.tokens_seen += y.numel()
             window_tokens += y.numel()
             state.elapsed = elapsed_before + time.perf_counter() - session_start

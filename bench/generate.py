@@ -1,0 +1,197 @@
+"""Sampling and scoring speed: one at a time against batched, with time to first token and peak RSS.
+
+    python bench/generate.py            # default char model, 2,000-token samples, 10,000 sentences
+    python bench/generate.py --quick    # short samples, 500 sentences
+
+Every measurement runs in its own fresh process (so its peak RSS is its own), and the kinds are
+interleaved round by round so they see the same machine load. The model is charrnn's default
+char model with random weights (speed does not depend on the weights: samples have a fixed length).
+The reference is the one-token-at-a-time loop of pytorch/examples' generate.py on the same shapes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import TINY_SHAKESPEARE, console, median, print_table, write_json  # noqa: E402
+
+KINDS = ("reference_sample_1", "sample_1", "sample_64", "score_one_by_one", "score_batched")
+
+
+def _setup(threads: int | None):
+    import torch
+
+    from charrnn.config import ModelConfig, TokenizerConfig
+    from charrnn.data import read_corpus
+    from charrnn.model import LanguageModel
+    from charrnn.runtime import set_threads
+    from charrnn.tokenizers import build_tokenizer
+
+    set_threads(threads)
+    text = read_corpus(TINY_SHAKESPEARE)
+    tokenizer = build_tokenizer(text, TokenizerConfig(level="char"))
+    torch.manual_seed(0)
+    model = LanguageModel(ModelConfig(vocab_size=tokenizer.vocab_size)).eval()
+    return torch, text, tokenizer, model
+
+
+def measure(kind: str, length: int, sentences: int, threads: int | None, queue: Any) -> None:
+    """Run one measurement in this (child) process and put its figures on `queue`."""
+    from bench.common import peak_rss_mib
+
+    torch, text, tokenizer, model = _setup(threads)
+    out: dict[str, Any] = {"kind": kind}
+    if kind == "reference_sample_1":
+        from bench.reference import RNNModel
+
+        cfg = model.config
+        ref = RNNModel(cfg.cell, cfg.vocab_size, cfg.embed, cfg.hidden, cfg.layers, cfg.dropout).eval()
+        start = time.perf_counter()
+        first = None
+        with torch.no_grad():  # the example's loop, token by token
+            hidden = ref.init_hidden(1)
+            inp = torch.tensor([[2]], dtype=torch.long)
+            for _ in range(length):
+                output, hidden = ref(inp, hidden)
+                weights = output.squeeze().div(1.0).exp().cpu()
+                idx = torch.multinomial(weights, 1)[0]
+                inp.fill_(idx)
+                first = first or time.perf_counter()
+        seconds = time.perf_counter() - start
+        out |= {"tokens": length, "seconds": seconds, "ttft": first - start}
+    elif kind.startswith("sample"):
+        from charrnn.sampling import SampleSettings, generate
+
+        num = int(kind.split("_")[1])
+        first: list[float] = []
+
+        def on_step(tokens, active) -> None:
+            if not first:
+                first.append(time.perf_counter())
+
+        settings = SampleSettings(length=length, num=num, seed=0)
+        start = time.perf_counter()
+        generate(model, tokenizer, "ROMEO:", settings, on_step=on_step)
+        seconds = time.perf_counter() - start
+        out |= {"tokens": length * num, "seconds": seconds, "ttft": first[0] - start}
+    else:
+        from charrnn.scoring import encode_sentence, score_token_ids
+
+        lines = [line for line in text.split("\n") if line.strip()]
+        lines = (lines * (sentences // len(lines) + 1))[:sentences]
+        seqs = [encode_sentence(tokenizer, line) for line in lines]
+        start = time.perf_counter()
+        if kind == "score_batched":
+            score_token_ids(model, seqs)
+        else:
+            for seq in seqs:
+                score_token_ids(model, [seq])
+        seconds = time.perf_counter() - start
+        out |= {"sentences": len(seqs), "tokens": sum(map(len, seqs)), "seconds": seconds}
+    out["peak_rss_mib"] = peak_rss_mib()
+    queue.put(out)
+
+
+def run_in_child(kind: str, length: int, sentences: int, threads: int | None) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=measure, args=(kind, length, sentences, threads, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short samples, few sentences, one round")
+    parser.add_argument("--length", type=int, default=None, help="tokens per sample (default 2000; quick 200)")
+    parser.add_argument("--sentences", type=int, default=None, help="sentences to score (default 10000)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 2; quick 1)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores, at most 8)")
+    args = parser.parse_args()
+    length = args.length or (200 if args.quick else 2000)
+    sentences = args.sentences or (500 if args.quick else 10_000)
+    rounds = args.rounds or (1 if args.quick else 2)
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
+    for r in range(rounds):
+        for kind in KINDS:
+            result = run_in_child(kind, length, sentences, args.threads)
+            runs[kind].append(result)
+            console.print(f"round {r + 1}/{rounds} {kind}: {result['seconds']:.2f}s")
+
+    def rate(kind: str, key: str = "tokens") -> float:
+        return median([x[key] / x["seconds"] for x in runs[kind]])
+
+    def ttft(kind: str) -> float | None:
+        values = [x["ttft"] for x in runs[kind] if "ttft" in x]
+        return 1000 * median(values) if values else None
+
+    def rss(kind: str) -> float:
+        return max(x["peak_rss_mib"] for x in runs[kind])
+
+    summary = {
+        "sample_1_tokens_per_second": rate("sample_1"),
+        "sample_64_tokens_per_second": rate("sample_64"),
+        "reference_sample_1_tokens_per_second": rate("reference_sample_1"),
+        "batched_sampling_speedup": rate("sample_64") / rate("sample_1"),
+        "score_one_by_one_sentences_per_second": rate("score_one_by_one", "sentences"),
+        "score_batched_sentences_per_second": rate("score_batched", "sentences"),
+        "batched_scoring_speedup": rate("score_batched", "sentences") / rate("score_one_by_one", "sentences"),
+    }
+    base = rate("sample_1")
+    print_table(
+        f"sampling ({length} tokens per sample), {rounds} interleaved round(s)",
+        ["kind", "tokens/s", "x one at a time", "first token (ms)", "peak RSS (MiB)"],
+        [
+            (
+                "reference loop, 1 sample",
+                rate("reference_sample_1"),
+                rate("reference_sample_1") / base,
+                ttft("reference_sample_1"),
+                rss("reference_sample_1"),
+            ),
+            ("charrnn, 1 sample", base, 1.0, ttft("sample_1"), rss("sample_1")),
+            (
+                "charrnn, --num 64",
+                rate("sample_64"),
+                rate("sample_64") / base,
+                ttft("sample_64"),
+                rss("sample_64"),
+            ),
+        ],
+    )
+    one = rate("score_one_by_one", "sentences")
+    print_table(
+        f"scoring {sentences:,} sentences",
+        ["kind", "sentences/s", "tokens/s", "x one by one", "peak RSS (MiB)"],
+        [
+            ("one by one", one, rate("score_one_by_one"), 1.0, rss("score_one_by_one")),
+            (
+                "batched",
+                rate("score_batched", "sentences"),
+                rate("score_batched"),
+                rate("score_batched", "sentences") / one,
+                rss("score_batched"),
+            ),
+        ],
+    )
+    console.print(
+        f"batched sampling: {summary['batched_sampling_speedup']:.1f}x (target >= 20x); "
+        f"batched scoring: {summary['batched_scoring_speedup']:.1f}x (target >= 10x)"
+    )
+    write_json(
+        "generate_quick" if args.quick else "generate",
+        {"length": length, "sentences": sentences, "rounds": rounds, "summary": summary, "runs": runs},
+    )
+
+
+if __name__ == "__main__":
+    main()

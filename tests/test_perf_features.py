@@ -1,0 +1,87 @@
+"""Library features added for speed: time-budget cosine, mixed precision, batched sampling bookkeeping."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from charrnn.checkpoint import read_metrics
+from charrnn.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
+from charrnn.errors import CharRNNError
+from charrnn.model import LanguageModel
+from charrnn.sampling import SampleSettings, generate
+from charrnn.tokenizers import EOS_ID, build_tokenizer
+from charrnn.training import TrainState, learning_rate, train_language_model
+
+TEXT = "the quick brown fox jumps over the lazy dog\nhow vexingly quick daft zebras jump\n" * 40
+
+
+def _config(tmp_path: Path, **training) -> RunConfig:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    return RunConfig(
+        tokenizer=TokenizerConfig(level="char"),
+        model=ModelConfig(embed=8, hidden=16, layers=1, dropout=0.0),
+        training=TrainConfig(batch_size=4, bptt=16, threads=1, **training),
+        corpus=str(corpus),
+    )
+
+
+def test_cosine_follows_the_time_budget_when_it_runs_out_first() -> None:
+    cfg = TrainConfig(schedule="cosine", lr=1.0, min_lr=0.0)
+    state = TrainState(step=0)
+    assert learning_rate(cfg, state, total_steps=1000) == pytest.approx(1.0)
+    assert learning_rate(cfg, state, total_steps=1000, time_progress=0.5) == pytest.approx(0.5)
+    assert learning_rate(cfg, state, total_steps=1000, time_progress=1.7) == pytest.approx(0.0, abs=1e-12)
+    state.step = 750  # steps ahead of time: the step fraction wins
+    assert learning_rate(cfg, state, total_steps=1000, time_progress=0.1) == pytest.approx(
+        0.5 * (1 + math.cos(math.pi * 0.75))
+    )
+
+
+def test_time_budget_run_decays_the_rate_and_logs_elapsed(tmp_path: Path) -> None:
+    config = _config(tmp_path, schedule="cosine", max_time=0.05, eval_every=5, lr=1e-2, min_lr=0.0)
+    result = train_language_model(config, tmp_path / "run")
+    assert result.stop_reason == "max_time"
+    records = read_metrics(tmp_path / "run")
+    evals = [r for r in records if "val_loss" in r]
+    assert evals and all("elapsed" in r for r in evals)
+    rates = [r["lr"] for r in records if "lr" in r]
+    assert rates[-1] < rates[0]
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path: Path) -> None:
+    result = train_language_model(_config(tmp_path, precision="bf16", max_steps=3), tmp_path / "run")
+    assert result.steps == 3 and result.skipped_steps == 0
+    assert result.last_val_loss is not None and math.isfinite(result.last_val_loss)
+
+
+def test_unknown_precision_is_refused() -> None:
+    with pytest.raises(CharRNNError, match="precision"):
+        TrainConfig(precision="fp8").validate()
+
+
+def test_cli_offers_precision_and_compile() -> None:
+    from typer.testing import CliRunner
+
+    from charrnn.cli import app
+
+    out = CliRunner().invoke(app, ["train", "--help"], terminal_width=200).output
+    assert "--precision" in out and "--compile" in out
+
+
+def test_batched_sampling_keeps_rows_apart_and_stops_at_eos() -> None:
+    tokenizer = build_tokenizer(TEXT, TokenizerConfig(level="char"))
+    torch.manual_seed(0)
+    model = LanguageModel(ModelConfig(vocab_size=tokenizer.vocab_size, embed=8, hidden=16, layers=1))
+    settings = SampleSettings(length=30, num=5, seed=3, until_eos=True)
+    rows = generate(model, tokenizer, "the", settings)
+    assert len(rows) == 5
+    for ids in rows:
+        assert 1 <= len(ids) <= 30
+        assert EOS_ID not in ids[:-1]  # a row stops at its first <eos>
+    again = generate(model, tokenizer, "the", SampleSettings(length=30, num=5, seed=3, until_eos=True))
+    assert again == rows
