@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import tempfile
@@ -33,13 +34,18 @@ from charrnn.tokenizers import SENTENCEPIECE_MODEL, TOKENIZER_JSON, Tokenizer, t
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 RESUME_FILE = "resume.safetensors"
+EMBEDDING_KEY = "core.embedding.weight"
 METRICS_FILE = "metrics.jsonl"
+TEMP_PREFIX, TEMP_SUFFIX = ".", ".tmp"
 
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that a crash leaves either the old file or the new one, whole."""
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -47,14 +53,27 @@ def atomic_write(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, path)
-    except OSError as exc:
+    except BaseException as exc:  # also Ctrl-C: never leave the temporary file behind
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
-        hint = " (disk full)" if exc.errno == errno.ENOSPC else ""
-        raise CharRNNError(
-            f"Could not write {path}{hint}: {exc.strerror}. The previous version of the file is intact."
-        ) from None
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from None
+        raise
     _fsync_directory(path.parent)
+
+
+def _write_error(path: Path, exc: OSError) -> CharRNNError:
+    hint = " (disk full)" if exc.errno == errno.ENOSPC else ""
+    return CharRNNError(
+        f"Could not write {path}{hint}: {exc.strerror or exc}. The previous version of the file is intact."
+    )
+
+
+def remove_temp_files(run_dir: Path) -> None:
+    """Delete temporary files that a killed `atomic_write` left in `run_dir`."""
+    for stale in Path(run_dir).glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -71,29 +90,42 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None) -> None:
-    """Atomically write tensors (and JSON metadata) as a safetensors file."""
+    """Atomically write tensors (and JSON metadata) as a safetensors file with a checksum of its data."""
     plain = {name: t.detach().to("cpu").contiguous().clone() for name, t in tensors.items()}
-    meta = {"json": json.dumps(metadata)} if metadata is not None else None
+    meta = {"json": json.dumps(metadata if metadata is not None else {})}
+    draft = save_safetensors_bytes(plain, metadata=meta)  # the data section does not depend on the metadata
+    meta["sha256"] = hashlib.sha256(_data_section(draft)).hexdigest()
     atomic_write(path, save_safetensors_bytes(plain, metadata=meta))
 
 
+def _data_section(raw: bytes) -> bytes:
+    return raw[8 + int.from_bytes(raw[:8], "little") :]
+
+
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a safetensors file written by `save_tensors`; never executes anything from it."""
+    """Read a safetensors file written by `save_tensors`, checking its checksum; never executes anything from it."""
     path = Path(path)
     if not path.is_file():
         raise CharRNNError(f"{path} is missing.")
     raw = path.read_bytes()
+    damaged = CharRNNError(
+        f"{path} is not a valid safetensors file (damaged, truncated, or not written by charrnn); "
+        "restore it from a backup or retrain."
+    )
     try:
         tensors = load_safetensors_bytes(raw)
-        header_len = int.from_bytes(raw[:8], "little")
-        header = json.loads(raw[8 : 8 + header_len])
-    except (SafetensorError, ValueError, OverflowError):
+        header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
+        meta = header.get("__metadata__") or {}
+        metadata = json.loads(meta["json"]) if "json" in meta else {}
+        if not isinstance(metadata, dict):
+            raise ValueError("metadata is not a JSON object")
+    except (SafetensorError, ValueError, OverflowError, AttributeError, TypeError):
+        raise damaged from None
+    if "sha256" in meta and hashlib.sha256(_data_section(raw)).hexdigest() != meta["sha256"]:
         raise CharRNNError(
-            f"{path} is not a valid safetensors file (damaged, truncated, or not written by charrnn); "
-            "restore it from a backup or retrain."
-        ) from None
-    meta = header.get("__metadata__") or {}
-    metadata = json.loads(meta["json"]) if "json" in meta else {}
+            f"{path} is damaged: its data does not match the checksum written with it "
+            "(a disk or copy error); restore it from a backup or retrain."
+        )
     return tensors, metadata
 
 
@@ -129,11 +161,41 @@ def read_config(run_dir: Path) -> RunConfig:
 
 def read_tokenizer(run_dir: Path) -> Tokenizer:
     """Load the tokenizer saved in a run directory."""
+    run_dir = Path(run_dir)
     files = {}
     for name in (TOKENIZER_JSON, SENTENCEPIECE_MODEL):
         if (run_dir / name).is_file():
             files[name] = (run_dir / name).read_bytes()
-    return tokenizer_from_files(files)
+    try:
+        return tokenizer_from_files(files)
+    except CharRNNError as exc:
+        raise CharRNNError(f"{run_dir}: {exc}", exc.exit_code) from None
+
+
+def tokenizer_fingerprint(tokenizer: Tokenizer) -> str:
+    """A short hash of a tokenizer's files, stored with the weights so a swapped tokenizer is caught."""
+    digest = hashlib.sha256()
+    for name, data in sorted(tokenizer.to_files().items()):
+        digest.update(name.encode("utf-8") + b"\0" + data)
+    return digest.hexdigest()[:16]
+
+
+def check_tokenizer_matches(
+    tokenizer: Tokenizer, tensors: dict[str, torch.Tensor], metadata: dict[str, Any], source: Path
+) -> None:
+    """Refuse weights whose embedding rows or recorded tokenizer hash disagree with `tokenizer`."""
+    embedding = tensors.get(EMBEDDING_KEY)
+    if embedding is not None and embedding.shape[0] != tokenizer.vocab_size:
+        raise CharRNNError(
+            f"The tokenizer has {tokenizer.vocab_size} entries but {source} has {embedding.shape[0]} embedding "
+            "rows; the tokenizer file and the weights come from different runs."
+        )
+    recorded = metadata.get("tokenizer")
+    if recorded is not None and recorded != tokenizer_fingerprint(tokenizer):
+        raise CharRNNError(
+            f"The tokenizer file in {source.parent} is not the one {source.name} was trained with "
+            "(same size, different units); restore the run's own tokenizer file."
+        )
 
 
 def check_weights(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
@@ -163,8 +225,11 @@ def load_weights_into(module: torch.nn.Module, path: Path) -> dict[str, Any]:
 
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
     """Append one JSON line to metrics.jsonl (a torn last line is skipped by readers)."""
-    with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
+    try:
+        with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+    except OSError as exc:
+        raise _write_error(run_dir / METRICS_FILE, exc) from None
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -173,12 +238,32 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(record, dict):
+            records.append(record)
     return records
+
+
+def truncate_metrics(run_dir: Path, last_step: int) -> None:
+    """Keep only the records up to `last_step` (a resumed run logs the later steps again)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return
+    kept = [r for r in read_metrics(run_dir) if not isinstance(r.get("step"), int) or r["step"] <= last_step]
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in kept).encode("utf-8"))
+
+
+def missing_run_files(run_dir: Path, weights: str = WEIGHTS_FILE) -> list[str]:
+    """Names of the files a run directory needs for sampling and scoring that are not there."""
+    needed = [CONFIG_FILE, TOKENIZER_JSON, weights]
+    tokenizer_json = Path(run_dir) / TOKENIZER_JSON
+    if tokenizer_json.is_file() and b'"subword"' in tokenizer_json.read_bytes():
+        needed.insert(2, SENTENCEPIECE_MODEL)
+    return [name for name in needed if not (Path(run_dir) / name).is_file()]
 
 
 def load_language_model(run_dir: str | Path, device: torch.device | str = "cpu", weights: str = WEIGHTS_FILE):
@@ -189,17 +274,28 @@ def load_language_model(run_dir: str | Path, device: torch.device | str = "cpu",
     config = read_config(run_dir)
     if config.kind != "lm":
         raise CharRNNError(f"{run_dir} holds a {config.kind} run, not a language model.")
+    missing = missing_run_files(run_dir, weights)
+    if missing:
+        hint = (
+            " (training writes it at its first evaluation; train longer or wait for it)"
+            if missing == [weights] and weights == WEIGHTS_FILE and (run_dir / RESUME_FILE).is_file()
+            else ""
+        )
+        raise CharRNNError(f"{run_dir} is incomplete: {', '.join(missing)} missing{hint}.")
     tokenizer = read_tokenizer(run_dir)
     if tokenizer.vocab_size != config.model.vocab_size:
         raise CharRNNError(
-            f"{run_dir}: the tokenizer has {tokenizer.vocab_size} entries but the model was built for "
-            f"{config.model.vocab_size}; the tokenizer file belongs to another run."
+            f"{run_dir}: the tokenizer has {tokenizer.vocab_size} entries but the model's embedding has "
+            f"{config.model.vocab_size} rows (config.json); the tokenizer file belongs to another run."
         )
-    if not (run_dir / weights).is_file():
+    try:
+        model = LanguageModel(config.model)
+    except (TypeError, ValueError, RuntimeError) as exc:
         raise CharRNNError(
-            f"{run_dir} has no {weights} yet: training has not reached its first evaluation; "
-            "train longer or wait for the first checkpoint."
-        )
-    model = LanguageModel(config.model)
-    load_weights_into(model, run_dir / weights)
+            f"{run_dir / CONFIG_FILE} is damaged: the model settings are invalid ({exc})."
+        ) from None
+    tensors, metadata = load_tensors(run_dir / weights)
+    check_tokenizer_matches(tokenizer, tensors, metadata, run_dir / weights)
+    check_weights(model, tensors, run_dir / weights)
+    model.load_state_dict(tensors)
     return config, tokenizer, model.to(device).eval()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import sys
 from pathlib import Path
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -17,6 +18,7 @@ from charrnn.cli_seq2seq import seq2seq_app
 from charrnn.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from charrnn.errors import CharRNNError
 from charrnn.progress import RichReporter, format_seconds, loss_summary, summary_table
+from charrnn.tokenizers import EOS_ID
 
 app = typer.Typer(
     add_completion=False,
@@ -66,11 +68,22 @@ class _StopFlag:
     def handle(self, signum: int, frame) -> None:  # noqa: ARG002
         self.signal = signum
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        _err_console().print("[yellow]stopping after this step and saving (Ctrl-C again to quit at once)[/]")
+        # os.write, not print: a handler that prints while the interrupted code prints raises "reentrant call"
+        with contextlib.suppress(OSError):
+            os.write(2, b"charrnn: stopping after this step and saving (Ctrl-C again to quit at once)\n")
 
-    def install(self) -> None:
+    def install(self) -> dict[int, object]:
+        """Install the handlers; returns the previous ones for `restore`."""
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         signal.signal(signal.SIGINT, self.handle)
         signal.signal(signal.SIGTERM, self.handle)
+        return previous
+
+    @staticmethod
+    def restore(previous: dict[int, object]) -> None:
+        """Put back the handlers `install` replaced."""
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @app.command()
@@ -110,6 +123,10 @@ def train(
     val: Path | None = typer.Option(None, "--val", help="Separate validation file instead of --val-fraction."),
     eval_every: int = typer.Option(TrainConfig.eval_every, help="Evaluate every N steps."),
     save_every: int = typer.Option(TrainConfig.save_every, help="Save a resumable checkpoint every N steps."),
+    save_every_minutes: float | None = typer.Option(
+        None, help="Also save a resumable checkpoint every M minutes."
+    ),
+    log_every: int = typer.Option(TrainConfig.log_every, help="Log the mean train loss every N steps."),
     seed: int = typer.Option(TrainConfig.seed, help="Random seed (CPU runs repeat exactly)."),
     device: str = typer.Option(TrainConfig.device, help="auto, cpu, cuda or mps."),
     threads: int | None = typer.Option(None, help="CPU threads (default: all cores, at most 8)."),
@@ -137,6 +154,8 @@ def train(
             val_fraction=val_fraction,
             eval_every=eval_every,
             save_every=save_every,
+            save_every_minutes=save_every_minutes,
+            log_every=log_every,
             seed=seed,
             device=device,
             threads=threads,
@@ -146,13 +165,13 @@ def train(
         run_dir = resume
     else:
         corpus = corpus or _default_corpus()
-        run_config.corpus = str(corpus)
-        run_config.val_corpus = str(val) if val else None
+        run_config.corpus = str(corpus.resolve())  # absolute, so --resume works from any directory
+        run_config.val_corpus = str(val.resolve()) if val else None
         run_dir = out or Path("checkpoints") / f"{corpus.stem}-{level}"
     run_config.validate()
 
     stop = _StopFlag()
-    stop.install()
+    previous_handlers = stop.install()
     reporter = RichReporter()
     try:
         result = train_language_model(
@@ -167,6 +186,7 @@ def train(
         )
     finally:
         reporter.close()
+        stop.restore(previous_handlers)
     level_name = run_config.tokenizer.level if resume is None else None
     from charrnn.checkpoint import read_config
 
@@ -191,9 +211,13 @@ def train(
         )
     )
     if result.stop_reason == "interrupted":
-        console.print(f"Interrupted; checkpoint saved. Resume with: charrnn train --resume {result.run_dir}")
+        console.print(  # soft_wrap: the command stays on one line, ready to copy
+            f"Interrupted; checkpoint saved. Resume with: charrnn train --resume {result.run_dir}",
+            soft_wrap=True,
+            highlight=False,
+        )
         raise typer.Exit(130 if stop.signal == signal.SIGINT else 143)
-    console.print(f"Sample with: charrnn sample {result.run_dir}")
+    console.print(f"Sample with: charrnn sample {result.run_dir}", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -213,11 +237,12 @@ def sample(
     """Generate text from a trained model (streamed to stdout)."""
     from charrnn.checkpoint import load_language_model
     from charrnn.runtime import resolve_device
-    from charrnn.sampling import SampleSettings, generate
+    from charrnn.sampling import SampleSettings, encode_prime, generate
 
     settings = SampleSettings(length, temperature, greedy, top_k, top_p, until_eos, num, seed)
     settings.validate()
     _, tokenizer, model = load_language_model(run_dir, resolve_device(device))
+    encode_prime(tokenizer, prime)  # refuse a bad prime before anything is printed
     out = sys.stdout
     if num == 1:
         decode = tokenizer.stream_decoder()
@@ -228,7 +253,7 @@ def sample(
         def stream(tokens, active) -> None:
             if bool(active[0]):
                 token = int(tokens[0])
-                if not (until_eos and token == 2):
+                if not (until_eos and token == EOS_ID):
                     out.write(decode(token))
                     out.flush()
 
@@ -237,7 +262,7 @@ def sample(
         return
     samples = generate(model, tokenizer, prime, settings)
     for index, ids in enumerate(samples, 1):
-        if until_eos and ids and ids[-1] == 2:
+        if until_eos and ids and ids[-1] == EOS_ID:
             ids = ids[:-1]
         decode = tokenizer.stream_decoder()
         for token in tokenizer.encode(prime):
@@ -326,24 +351,24 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"charrnn: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.Abort:
+    except typer.Abort:
         print("charrnn: aborted", file=sys.stderr)
         sys.exit(130)
-    except click.ClickException as exc:
-        if debug:
-            raise
-        print(f"charrnn: error: {exc.format_message()} (see --help)", file=sys.stderr)
-        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("charrnn: interrupted", file=sys.stderr)
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
-    except Exception as exc:  # a bug: still one line unless --debug
+    except Exception as exc:
         if debug:
             raise
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # a usage error from typer/click
+            message = " ".join(exc.format_message().split())
+            print(f"charrnn: error: {message} (see --help)", file=sys.stderr)
+            sys.exit(exc.exit_code)
+        # anything else is a bug in charrnn: still one line unless --debug
         print(
             f"charrnn: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
             file=sys.stderr,

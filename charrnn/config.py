@@ -90,6 +90,8 @@ class TrainConfig:
     eval_every: int = 200
     eval_tokens: int | None = 200_000  # cap on validation tokens per regular evaluation
     save_every: int = 200
+    save_every_minutes: float | None = None  # also save a resumable checkpoint this often
+    log_every: int = 10  # steps per train-loss record in metrics.jsonl
     seed: int = 1234
     device: str = "auto"
     threads: int | None = None
@@ -99,7 +101,7 @@ class TrainConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("device", self.device, ("auto", "cpu", "cuda", "mps"))
-        for name in ("batch_size", "bptt", "epochs", "eval_every", "save_every"):
+        for name in ("batch_size", "bptt", "epochs", "eval_every", "save_every", "log_every"):
             if getattr(self, name) < 1:
                 raise CharRNNError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}.")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -112,6 +114,12 @@ class TrainConfig:
             raise CharRNNError(f"--max-steps must be at least 1, got {self.max_steps}.")
         if self.max_time is not None and not self.max_time > 0:
             raise CharRNNError(f"--max-time must be a positive number of minutes, got {self.max_time}.")
+        if self.save_every_minutes is not None and not (
+            self.save_every_minutes > 0 and math.isfinite(self.save_every_minutes)
+        ):
+            raise CharRNNError(
+                f"--save-every-minutes must be a positive number of minutes, got {self.save_every_minutes}."
+            )
         if self.threads is not None and self.threads < 1:
             raise CharRNNError(f"--threads must be at least 1, got {self.threads}.")
 

@@ -54,8 +54,7 @@ class RichReporter:
         )
         if self.console.is_terminal:
             self.progress = Progress(
-                TextColumn("[bold blue]train"),
-                BarColumn(),
+                BarColumn(bar_width=16),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[status]}"),
                 console=self.console,
@@ -79,7 +78,7 @@ class RichReporter:
     def step(self, record: dict[str, Any]) -> None:
         now = time.perf_counter()
         status = (
-            f"epoch {record['epoch']:.2f}  loss {record['train_loss']:.4f}  val {self.val_text}  "
+            f"ep {record['epoch']:.2f}  loss {record['train_loss']:.4f}  val {self.val_text}  "
             f"{record['tokens_per_second']:,.0f} tok/s  ETA {self._eta(record['step'], now - self.started)}"
         )
         if self.progress is not None:

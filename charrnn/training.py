@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import torch
 
+from charrnn import FORMAT_VERSION, __version__
 from charrnn import checkpoint as ckpt
 from charrnn.config import RunConfig, TrainConfig
 from charrnn.data import StreamBatches, encode_ids, read_corpus, split_train_val
@@ -49,6 +50,8 @@ class TrainState:
     skipped_steps: int = 0
     bad_streak: int = 0
     rollbacks: int = 0
+    window_loss: float = 0.0  # train losses summed since the last metrics record
+    window_steps: int = 0
 
 
 @dataclass
@@ -104,8 +107,9 @@ def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
             raise CharRNNError(
                 f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to replace it."
             )
-        for name in RUN_FILES:
-            (run_dir / name).unlink(missing_ok=True)
+        ckpt.remove_temp_files(run_dir)
+        for name in sorted(RUN_FILES, key=lambda n: n == ckpt.CONFIG_FILE):  # config.json last: a kill
+            (run_dir / name).unlink(missing_ok=True)  # part-way still leaves a run that --overwrite accepts
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -183,6 +187,7 @@ def save_resume_state(
     state: TrainState,
     hidden: State,
     data_hash: str,
+    tokenizer_hash: str | None = None,
 ) -> None:
     """Write resume.safetensors: everything needed to continue bit for bit."""
     tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -205,6 +210,9 @@ def save_resume_state(
         "optim_scalars": scalars,
         "python_rng": _python_rng_to_json(random.getstate()),
         "data_hash": data_hash,
+        "tokenizer": tokenizer_hash,
+        "format_version": FORMAT_VERSION,
+        "charrnn_version": __version__,
     }
     try:
         import numpy as np
@@ -218,13 +226,25 @@ def save_resume_state(
 
 
 def load_resume_state(
-    run_dir: Path, model: LanguageModel, optimizer: torch.optim.Optimizer, device: torch.device
+    run_dir: Path,
+    model: LanguageModel,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    tokenizer: Tokenizer | None = None,
 ) -> tuple[TrainState, State | None, str, dict[str, torch.Tensor]]:
     """Restore weights and optimiser from resume.safetensors; returns (state, hidden, data hash, rng tensors)."""
     path = run_dir / ckpt.RESUME_FILE
     tensors, meta = ckpt.load_tensors(path)
+    version = meta.get("format_version", FORMAT_VERSION)
+    if version != FORMAT_VERSION:
+        raise CharRNNError(
+            f"{path} has run format version {version}, this charrnn reads version {FORMAT_VERSION}; "
+            f"resume it with the charrnn version that wrote it ({meta.get('charrnn_version', 'unknown')})."
+        )
     try:
         model_tensors = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+        if tokenizer is not None:
+            ckpt.check_tokenizer_matches(tokenizer, model_tensors, meta, path)
         ckpt.check_weights(model, model_tensors, path)
         model.load_state_dict(model_tensors)
         optim_state: dict[str, Any] = {"state": {}, "param_groups": meta["optim_param_groups"]}
@@ -306,13 +326,20 @@ def train_language_model(
             setattr(saved.training, name, getattr(config.training, name))
         config = saved
         if not (run_dir / ckpt.RESUME_FILE).is_file():
-            raise CharRNNError(f"{run_dir} has no {ckpt.RESUME_FILE}; it cannot be resumed (start a new run).")
+            raise CharRNNError(
+                f"{run_dir} has no {ckpt.RESUME_FILE}; it cannot be resumed "
+                "(start it again with the same --out and --overwrite)."
+            )
     config.validate()
     cfg = config.training
     device = resolve_device(cfg.device)
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
 
+    if resume and not Path(config.corpus).is_file():
+        raise CharRNNError(
+            f"The corpus this run was trained on, {config.corpus}, is missing; resume needs the same text there."
+        )
     text = read_corpus(config.corpus, encoding, errors)
     val_text = read_corpus(config.val_corpus, encoding, errors) if config.val_corpus else None
     if resume:
@@ -330,15 +357,27 @@ def train_language_model(
     model = LanguageModel(config.model).to(device)
     optimizer = make_optimizer(model, cfg)
     state, hidden = TrainState(), None
+    tokenizer_hash = ckpt.tokenizer_fingerprint(tokenizer)
     if resume:
-        state, hidden, saved_hash, rng = load_resume_state(run_dir, model, optimizer, device)
+        state, hidden, saved_hash, rng = load_resume_state(run_dir, model, optimizer, device, tokenizer)
         if saved_hash != data_hash:
             raise CharRNNError(
                 f"The corpus {config.corpus} changed since this run started; resume needs the same text."
             )
         restore_rng(rng)
+        ckpt.remove_temp_files(run_dir)  # left by a save that was killed
+        ckpt.truncate_metrics(run_dir, state.step)  # records after the checkpoint are logged again
     else:
         ckpt.write_run_files(run_dir, config, tokenizer)
+        save_resume_state(
+            run_dir,
+            model,
+            optimizer,
+            state,
+            model.initial_state(cfg.batch_size, device),
+            data_hash,
+            tokenizer_hash,
+        )
 
     chunks_per_epoch = len(train_batches)
     total_steps = cfg.epochs * chunks_per_epoch
@@ -362,19 +401,27 @@ def train_language_model(
     )
 
     def checkpoint_now() -> None:
-        save_resume_state(run_dir, model, optimizer, state, hidden_or_zero(), data_hash)
+        nonlocal last_save_time
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            reporter.message(f"step {state.step}: weights are not finite; keeping the previous checkpoint")
+            return
+        save_resume_state(run_dir, model, optimizer, state, hidden_or_zero(), data_hash, tokenizer_hash)
+        last_save_time = time.perf_counter()
 
     def hidden_or_zero() -> State:
         return hidden if hidden is not None else model.initial_state(cfg.batch_size, device)
 
-    def run_evaluation(full: bool) -> float:
+    def run_evaluation(full: bool, scheduled: bool = True) -> float:
+        """Evaluate; only evaluations on the eval cadence feed the plateau schedule (so a stop changes nothing)."""
         val_loss = evaluate(model, val_batches, device, None if full else cfg.eval_tokens)
         state.last_val_loss = val_loss
         improved = state.best_val_loss is None or val_loss < state.best_val_loss
         if improved:
             state.best_val_loss = val_loss
-            ckpt.save_tensors(run_dir / ckpt.WEIGHTS_FILE, model.state_dict(), {"step": state.step})
-        lowered = update_plateau(cfg, state, val_loss)
+            ckpt.save_tensors(
+                run_dir / ckpt.WEIGHTS_FILE, model.state_dict(), {"step": state.step, "tokenizer": tokenizer_hash}
+            )
+        lowered = scheduled and update_plateau(cfg, state, val_loss)
         record = {"step": state.step, "epoch": state.epoch, "val_loss": val_loss, "best": improved}
         ckpt.append_metrics(run_dir, record)
         reporter.evaluate(record)
@@ -385,7 +432,8 @@ def train_language_model(
     model.train()
     session_start = time.perf_counter()
     elapsed_before, tokens_before = state.elapsed, state.tokens_seen
-    window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
+    window_tokens, window_start = 0, time.perf_counter()
+    last_save_time = time.perf_counter()
     stop_reason = "epochs"
     last_eval_step = -1
     params = [p for p in model.parameters() if p.requires_grad]
@@ -423,8 +471,8 @@ def train_language_model(
                 optimizer.step()
                 hidden = new_hidden
                 state.bad_streak = 0
-                window_loss += loss.item()
-                window_steps += 1
+                state.window_loss += loss.item()
+                state.window_steps += 1
             else:
                 optimizer.zero_grad(set_to_none=True)
                 hidden = None
@@ -432,32 +480,36 @@ def train_language_model(
                 state.bad_streak += 1
                 reporter.message(f"step {state.step}: non-finite loss or gradient, step skipped")
                 if state.bad_streak >= cfg.max_bad_steps:
-                    _roll_back(run_dir, model, optimizer, state, device)
+                    restored = _roll_back(run_dir, model, optimizer, state, device)
                     reporter.message(
-                        f"{cfg.max_bad_steps} non-finite steps in a row: rolled back, "
-                        f"learning rate scaled to x{state.lr_scale:g}"
+                        f"{cfg.max_bad_steps} non-finite steps in a row: restored the weights and optimiser "
+                        f"of the checkpoint at step {restored}, learning rate scaled to x{state.lr_scale:g}"
                     )
             state.tokens_seen += y.numel()
             window_tokens += y.numel()
             state.elapsed = elapsed_before + time.perf_counter() - session_start
 
-            if window_steps and (state.step % 10 == 0 or state.chunk == chunks_per_epoch):
+            if state.window_steps and (state.step % cfg.log_every == 0 or state.chunk == chunks_per_epoch):
                 seconds = time.perf_counter() - window_start
                 record = {
                     "step": state.step,
                     "epoch": state.epoch + state.chunk / chunks_per_epoch,
-                    "train_loss": window_loss / window_steps,
+                    "train_loss": state.window_loss / state.window_steps,
                     "lr": lr,
                     "tokens_per_second": window_tokens / max(seconds, 1e-9),
                     "elapsed": state.elapsed,
                 }
                 ckpt.append_metrics(run_dir, record)
                 reporter.step(record)
-                window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
+                state.window_loss, state.window_steps = 0.0, 0
+                window_tokens, window_start = 0, time.perf_counter()
             if state.step % cfg.eval_every == 0:
                 run_evaluation(full=False)
                 last_eval_step = state.step
-            if state.step % cfg.save_every == 0:
+            minutes = cfg.save_every_minutes
+            if state.step % cfg.save_every == 0 or (
+                minutes is not None and time.perf_counter() - last_save_time >= minutes * 60
+            ):
                 checkpoint_now()
         else:
             state.epoch += 1
@@ -465,9 +517,10 @@ def train_language_model(
             continue
         break
 
+    checkpoint_now()  # before the evaluation: a second Ctrl-C during it loses no step
     if last_eval_step != state.step:
-        run_evaluation(full=False)
-    checkpoint_now()
+        run_evaluation(full=False, scheduled=False)
+        checkpoint_now()  # again, with the evaluation's best/last validation loss
     seconds = time.perf_counter() - session_start
     return TrainResult(
         run_dir=run_dir,
@@ -488,10 +541,10 @@ def _roll_back(
     optimizer: torch.optim.Optimizer,
     state: TrainState,
     device: torch.device,
-) -> None:
-    """After repeated non-finite steps: reload the last saved weights and halve the learning rate."""
-    if (run_dir / ckpt.RESUME_FILE).is_file():
-        load_resume_state(run_dir, model, optimizer, device)
+) -> int:
+    """After repeated non-finite steps: reload the last saved weights, halve the learning rate; returns its step."""
+    saved, _, _, _ = load_resume_state(run_dir, model, optimizer, device)
     state.lr_scale *= 0.5
     state.bad_streak = 0
     state.rollbacks += 1
+    return saved.step

@@ -1,0 +1,126 @@
+"""The command line end to end on a tiny corpus, and one-line errors for bad arguments."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from charrnn.cli import main
+from tests.conftest import REPO_ROOT
+
+TINY = [
+    "--hidden",
+    "24",
+    "--embed",
+    "8",
+    "--layers",
+    "1",
+    "--batch-size",
+    "4",
+    "--bptt",
+    "16",
+    "--max-steps",
+    "12",
+    "--eval-every",
+    "6",
+    "--threads",
+    "1",
+]
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    """Run `charrnn ARGS` in-process; returns (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+@pytest.fixture
+def trained_run(tmp_path: Path, corpus_file: Path, capsys) -> Path:
+    run_dir = tmp_path / "run"
+    code, _, err = run_cli(["train", str(corpus_file), "--out", str(run_dir), *TINY], capsys)
+    assert code == 0, err
+    return run_dir
+
+
+def test_train_writes_a_complete_run_directory(trained_run: Path, capsys) -> None:
+    names = {p.name for p in trained_run.iterdir()}
+    assert {"config.json", "tokenizer.json", "model.safetensors", "resume.safetensors", "metrics.jsonl"} <= names
+    records = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val_loss" in r] == [6, 12]
+
+
+def test_sample_streams_a_continuation_of_the_prime(trained_run: Path, capsys) -> None:
+    code, out, _ = run_cli(
+        ["sample", str(trained_run), "--prime", "ROMEO:", "--length", "40", "--seed", "1"], capsys
+    )
+    assert code == 0 and out.startswith("ROMEO:")
+    assert len(out) == len("ROMEO:") + 40 + 1  # one char per token plus the closing newline
+    code, again, _ = run_cli(
+        ["sample", str(trained_run), "--prime", "ROMEO:", "--length", "40", "--seed", "1"], capsys
+    )
+    assert again == out
+    code, many, _ = run_cli(["sample", str(trained_run), "--num", "3", "--length", "10", "--until-eos"], capsys)
+    assert code == 0 and many.count("--- sample ") == 3
+
+
+def test_score_sentence_json_and_table(trained_run: Path, tmp_path: Path, capsys) -> None:
+    code, out, _ = run_cli(
+        ["score-sentence", str(trained_run), "First Citizen:", "Before we proceed", "--json"], capsys
+    )
+    assert code == 0
+    scores = json.loads(out)
+    assert [s["sentence"] for s in scores] == ["First Citizen:", "Before we proceed"]
+    assert scores[0]["n_tokens"] == len("First Citizen:") + 1
+    assert scores[0]["tokens"][-1] == "<eos>"
+    sentences = tmp_path / "sentences.txt"
+    sentences.write_text("First Citizen:\n\nBefore we proceed\n", encoding="utf-8")
+    code, out, err = run_cli(["score-sentence", str(trained_run), "--file", str(sentences), "--per-token"], capsys)
+    assert code == 0 and "perplexity" in out and "P(token | before)" in out
+    assert "skipped 1 blank line" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sample", "{run}", "--temperature", "0"], "--temperature"),
+        (["sample", "{run}", "--temperature", "-2"], "--temperature"),
+        (["sample", "{run}", "--num", "0"], "--num"),
+        (["sample", "{tmp}/nowhere"], "no such run directory"),
+        (["train", "{tmp}/missing.txt"], "no such file"),
+        (["train", "{tmp}/empty.txt"], "empty"),
+        (["train", "{tmp}/latin1.txt"], "offset"),
+        (["score-sentence", "{run}", " "], "empty sentence"),
+        (["train", "{tmp}/corpus.txt", "--hidden", "abc"], "hidden"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_nonzero_exit(
+    args: list[str], message: str, trained_run: Path, tmp_path: Path, capsys
+) -> None:
+    (tmp_path / "empty.txt").write_text("\n\n", encoding="utf-8")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1"))
+    args = [a.format(run=trained_run, tmp=tmp_path) for a in args]
+    code, _, err = run_cli(args, capsys)
+    assert code != 0
+    assert err.count("\n") == 1 and err.startswith("charrnn: error:") and message in err
+    assert "Traceback" not in err
+
+
+def test_console_script_reports_errors_without_traceback(tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    result = subprocess.run(
+        [sys.executable, "-m", "charrnn.cli", "train", str(tmp_path / "absent.txt")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"charrnn: error: {tmp_path / 'absent.txt'}: no such file."
