@@ -121,6 +121,10 @@ def train(
     save_every: int = typer.Option(
         Seq2SeqTrainConfig.save_every, help="Save a resumable checkpoint every N steps."
     ),
+    save_every_minutes: float | None = typer.Option(
+        None, help="Also save a resumable checkpoint every this many minutes."
+    ),
+    log_every: int = typer.Option(Seq2SeqTrainConfig.log_every, help="Log the mean train loss every N steps."),
     seed: int = typer.Option(1234, help="Random seed (CPU runs repeat exactly)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
     threads: int | None = typer.Option(None, help="CPU threads (default: all cores, at most 8)."),
@@ -154,6 +158,8 @@ def train(
             val_fraction=val_fraction,
             eval_every=eval_every,
             save_every=save_every,
+            save_every_minutes=save_every_minutes,
+            log_every=log_every,
             seed=seed,
             device=device,
             threads=threads,
