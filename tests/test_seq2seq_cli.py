@@ -205,3 +205,13 @@ def test_a_swapped_tokenizer_is_caught(run_dir: Path, tmp_path: Path) -> None:
     path.write_text(json.dumps(payload), encoding="utf-8")
     with pytest.raises(CharRNNError, match="not the ones"):
         load_seq2seq(copy)
+
+
+def test_subword_sides(pair_files, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "sub"
+    args = ["seq2seq", "train", pair_files["train"], "--level", "subword", "--vocab-size", "150", "--out", out]
+    code, _, err = run(capsys, *args, "--max-steps", "2", *TINY)
+    assert code == 0, err
+    assert (out / "source" / "tokenizer.model").is_file() and (out / "target" / "tokenizer.model").is_file()
+    code, out_text, err = run(capsys, "seq2seq", "translate", out, "Ein Hund.", "--max-length", "4")
+    assert code == 0, err
