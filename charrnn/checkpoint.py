@@ -147,6 +147,10 @@ def read_config(run_dir: Path) -> RunConfig:
     if not (run_dir / CONFIG_FILE).is_file():
         raise CharRNNError(f"{run_dir} is not a charrnn run directory ({CONFIG_FILE} is missing).")
     data = read_json(run_dir / CONFIG_FILE)
+    if data.get("kind", "lm") != "lm":
+        raise CharRNNError(
+            f"{run_dir} holds a {data.get('kind')} run, not a language model; use `charrnn {data.get('kind')} ...`."
+        )
     version = data.get("format_version")
     if version != FORMAT_VERSION:
         raise CharRNNError(

@@ -121,6 +121,10 @@ def train(
     save_every: int = typer.Option(
         Seq2SeqTrainConfig.save_every, help="Save a resumable checkpoint every N steps."
     ),
+    save_every_minutes: float | None = typer.Option(
+        None, help="Also save a resumable checkpoint every this many minutes."
+    ),
+    log_every: int = typer.Option(Seq2SeqTrainConfig.log_every, help="Log the mean train loss every N steps."),
     seed: int = typer.Option(1234, help="Random seed (CPU runs repeat exactly)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
     threads: int | None = typer.Option(None, help="CPU threads (default: all cores, at most 8)."),
@@ -154,6 +158,8 @@ def train(
             val_fraction=val_fraction,
             eval_every=eval_every,
             save_every=save_every,
+            save_every_minutes=save_every_minutes,
+            log_every=log_every,
             seed=seed,
             device=device,
             threads=threads,
@@ -169,11 +175,13 @@ def train(
             pairs = _bundled(BUNDLED_PAIRS)
             if val is None and val_src is None and val_tgt is None:
                 val = _bundled(BUNDLED_VAL)
-        config.pairs = str(pairs) if pairs else None
-        config.source_file, config.target_file = (str(src) if src else None), (str(tgt) if tgt else None)
-        config.val_pairs = str(val) if val else None
-        config.val_source_file = str(val_src) if val_src else None
-        config.val_target_file = str(val_tgt) if val_tgt else None
+
+        def absolute(path: Path | None) -> str | None:  # so --resume works from any directory
+            return str(path.resolve()) if path is not None else None
+
+        config.pairs, config.source_file, config.target_file = absolute(pairs), absolute(src), absolute(tgt)
+        config.val_pairs, config.val_source_file = absolute(val), absolute(val_src)
+        config.val_target_file = absolute(val_tgt)
         stem = (pairs or src or Path("pairs")).stem
         run_dir = out or Path("checkpoints") / f"{stem}-{attention}"
     config.validate()

@@ -428,6 +428,11 @@ def write_seq2seq_run_files(
             ckpt.atomic_write(run_dir / side / name, data)
 
 
+def tokenizers_fingerprint(source_tokenizer: Tokenizer, target_tokenizer: Tokenizer) -> str:
+    """A short hash of both tokenizers, stored with the weights so a swapped tokenizer file is caught."""
+    return ckpt.tokenizer_fingerprint(source_tokenizer) + "-" + ckpt.tokenizer_fingerprint(target_tokenizer)
+
+
 def read_side_tokenizers(run_dir: Path) -> tuple[Tokenizer, Tokenizer]:
     """The source and target tokenizers of a seq2seq run."""
     tokenizers = []
@@ -459,5 +464,11 @@ def load_seq2seq(
             f"{run_dir} has no {weights} yet: training has not reached its first evaluation; train longer."
         )
     model = Seq2Seq(config.model)
-    ckpt.load_weights_into(model, run_dir / weights)
+    metadata = ckpt.load_weights_into(model, run_dir / weights)
+    recorded = metadata.get("tokenizer")
+    if recorded is not None and recorded != tokenizers_fingerprint(source_tokenizer, target_tokenizer):
+        raise CharRNNError(
+            f"The tokenizer files in {run_dir} are not the ones {weights} was trained with; "
+            "restore the run's own source/ and target/ folders."
+        )
     return config, source_tokenizer, target_tokenizer, model.to(device).eval()

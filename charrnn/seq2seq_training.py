@@ -26,6 +26,7 @@ from charrnn.seq2seq import (
     Seq2SeqRunConfig,
     read_seq2seq_config,
     read_side_tokenizers,
+    tokenizers_fingerprint,
     write_seq2seq_run_files,
 )
 from charrnn.tokenizers import Tokenizer, build_tokenizer
@@ -34,6 +35,7 @@ from charrnn.training import (
     SilentReporter,
     TrainResult,
     TrainState,
+    _roll_back,
     fingerprint,
     learning_rate,
     load_resume_state,
@@ -138,7 +140,10 @@ def train_seq2seq(
             setattr(saved.training, name, getattr(config.training, name))
         config = saved
         if not (run_dir / ckpt.RESUME_FILE).is_file():
-            raise CharRNNError(f"{run_dir} has no {ckpt.RESUME_FILE}; it cannot be resumed (start a new run).")
+            raise CharRNNError(
+                f"{run_dir} has no {ckpt.RESUME_FILE}; it cannot be resumed "
+                "(start it again with the same --out and --overwrite)."
+            )
     config.validate()
     cfg = config.training
     device = resolve_device(cfg.device)
@@ -177,6 +182,7 @@ def train_seq2seq(
     model = Seq2Seq(config.model).to(device)
     optimizer = make_optimizer(model, cfg)
     state = TrainState()
+    tokenizer_hash = tokenizers_fingerprint(source_tokenizer, target_tokenizer)
     if resume:
         state, _, saved_hash, rng = load_resume_state(run_dir, model, optimizer, device)
         if saved_hash != data_hash:
@@ -184,8 +190,11 @@ def train_seq2seq(
                 "The training or validation pairs changed since this run started; resume needs the same data."
             )
         restore_rng(rng)
+        ckpt.remove_temp_files(run_dir)  # left by a save that was killed
+        ckpt.truncate_metrics(run_dir, state.step)  # records after the checkpoint are logged again
     else:
         write_seq2seq_run_files(run_dir, config, source_tokenizer, target_tokenizer)
+        save_resume_state(run_dir, model, optimizer, state, NO_HIDDEN, data_hash, tokenizer_hash)
 
     batches_per_epoch = len(batches)
     total_steps = cfg.epochs * batches_per_epoch
@@ -208,14 +217,17 @@ def train_seq2seq(
         }
     )
 
-    def run_evaluation() -> float:
+    def run_evaluation(scheduled: bool = True) -> float:
+        """Evaluate; only evaluations on the eval cadence feed the plateau schedule (so a stop changes nothing)."""
         val_loss = evaluate_loss(model, val_pairs, device, cfg.batch_size)
         state.last_val_loss = val_loss
         improved = state.best_val_loss is None or val_loss < state.best_val_loss
         if improved:
             state.best_val_loss = val_loss
-            ckpt.save_tensors(run_dir / ckpt.WEIGHTS_FILE, model.state_dict(), {"step": state.step})
-        lowered = update_plateau(cfg, state, val_loss)
+            ckpt.save_tensors(
+                run_dir / ckpt.WEIGHTS_FILE, model.state_dict(), {"step": state.step, "tokenizer": tokenizer_hash}
+            )
+        lowered = scheduled and update_plateau(cfg, state, val_loss)
         record = {"step": state.step, "epoch": state.epoch, "val_loss": val_loss, "best": improved}
         ckpt.append_metrics(run_dir, record)
         reporter.evaluate(record)
@@ -224,13 +236,18 @@ def train_seq2seq(
         return val_loss
 
     def checkpoint_now() -> None:
-        save_resume_state(run_dir, model, optimizer, state, NO_HIDDEN, data_hash)
+        nonlocal last_save_time
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            reporter.message(f"step {state.step}: weights are not finite; keeping the previous checkpoint")
+            return
+        save_resume_state(run_dir, model, optimizer, state, NO_HIDDEN, data_hash, tokenizer_hash)
+        last_save_time = time.perf_counter()
 
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     session_start = time.perf_counter()
     elapsed_before, tokens_before = state.elapsed, state.tokens_seen
-    window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
+    window_tokens, window_start, last_save_time = 0, time.perf_counter(), time.perf_counter()
     stop_reason, last_eval_step = "epochs", -1
 
     while state.epoch < cfg.epochs:
@@ -261,45 +278,45 @@ def train_seq2seq(
             if finite:
                 optimizer.step()
                 state.bad_streak = 0
-                window_loss += loss.item()
-                window_steps += 1
+                state.window_loss += loss.item()
+                state.window_steps += 1
             else:
                 optimizer.zero_grad(set_to_none=True)
                 state.skipped_steps += 1
                 state.bad_streak += 1
                 reporter.message(f"step {state.step}: non-finite loss or gradient, step skipped")
                 if state.bad_streak >= cfg.max_bad_steps:
-                    if (run_dir / ckpt.RESUME_FILE).is_file():
-                        load_resume_state(run_dir, model, optimizer, device)
-                    state.lr_scale *= 0.5
-                    state.bad_streak = 0
-                    state.rollbacks += 1
+                    restored = _roll_back(run_dir, model, optimizer, state, device)
                     reporter.message(
-                        f"{cfg.max_bad_steps} non-finite steps in a row: rolled back, "
-                        f"learning rate scaled to x{state.lr_scale:g}"
+                        f"{cfg.max_bad_steps} non-finite steps in a row: restored the weights and optimiser "
+                        f"of the checkpoint at step {restored}, learning rate scaled to x{state.lr_scale:g}"
                     )
             n_tokens = batch.n_target_tokens
             state.tokens_seen += n_tokens
             window_tokens += n_tokens
             state.elapsed = elapsed_before + time.perf_counter() - session_start
 
-            if window_steps and (state.step % 10 == 0 or state.chunk == batches_per_epoch):
+            if state.window_steps and (state.step % cfg.log_every == 0 or state.chunk == batches_per_epoch):
                 seconds = time.perf_counter() - window_start
                 record = {
                     "step": state.step,
                     "epoch": state.epoch + state.chunk / batches_per_epoch,
-                    "train_loss": window_loss / window_steps,
+                    "train_loss": state.window_loss / state.window_steps,
                     "lr": lr,
                     "tokens_per_second": window_tokens / max(seconds, 1e-9),
                     "elapsed": state.elapsed,
                 }
                 ckpt.append_metrics(run_dir, record)
                 reporter.step(record)
-                window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
+                state.window_loss, state.window_steps = 0.0, 0
+                window_tokens, window_start = 0, time.perf_counter()
             if state.step % cfg.eval_every == 0:
                 run_evaluation()
                 last_eval_step = state.step
-            if state.step % cfg.save_every == 0:
+            minutes = cfg.save_every_minutes
+            if state.step % cfg.save_every == 0 or (
+                minutes is not None and time.perf_counter() - last_save_time >= minutes * 60
+            ):
                 checkpoint_now()
         else:
             state.epoch += 1
@@ -307,9 +324,10 @@ def train_seq2seq(
             continue
         break
 
+    checkpoint_now()  # before the evaluation: a second Ctrl-C during it loses no step
     if last_eval_step != state.step:
-        run_evaluation()
-    checkpoint_now()
+        run_evaluation(scheduled=False)
+        checkpoint_now()  # again, with the evaluation's best/last validation loss
     seconds = time.perf_counter() - session_start
     return TrainResult(
         run_dir=run_dir,

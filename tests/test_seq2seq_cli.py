@@ -185,3 +185,33 @@ def test_bad_input_is_one_line_with_line_numbers(tmp_path: Path, capsys) -> None
     assert code == 2 and "not a seq2seq model" in err
     code, _, err = run(capsys, "seq2seq", "train", bad, "--attention", "luong", "--out", tmp_path / "x")
     assert code == 2 and "Unknown attention 'luong'" in err
+
+
+def test_language_model_commands_refuse_a_seq2seq_run(run_dir: Path, capsys) -> None:
+    code, _, err = run(capsys, "sample", run_dir, "--length", "5")
+    assert code == 2 and err.count("\n") == 1 and "holds a seq2seq run" in err
+
+
+def test_a_swapped_tokenizer_is_caught(run_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from charrnn.errors import CharRNNError
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    path = copy / "target" / "tokenizer.json"
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    payload["units"][3], payload["units"][4] = payload["units"][4], payload["units"][3]
+    path.write_text(json.dumps(payload), encoding="utf-8")
+    with pytest.raises(CharRNNError, match="not the ones"):
+        load_seq2seq(copy)
+
+
+def test_subword_sides(pair_files, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "sub"
+    args = ["seq2seq", "train", pair_files["train"], "--level", "subword", "--vocab-size", "150", "--out", out]
+    code, _, err = run(capsys, *args, "--max-steps", "2", *TINY)
+    assert code == 0, err
+    assert (out / "source" / "tokenizer.model").is_file() and (out / "target" / "tokenizer.model").is_file()
+    code, out_text, err = run(capsys, "seq2seq", "translate", out, "Ein Hund.", "--max-length", "4")
+    assert code == 0, err
