@@ -113,7 +113,10 @@ def train(
     optimizer: str = typer.Option(TrainConfig.optimizer, help="adamw, adam or sgd."),
     lr: float = typer.Option(TrainConfig.lr, help="Learning rate."),
     weight_decay: float = typer.Option(TrainConfig.weight_decay, help="AdamW weight decay."),
-    schedule: str = typer.Option(TrainConfig.schedule, help="cosine (decays to the end of --max-time when given, else of the steps), plateau or constant."),
+    schedule: str = typer.Option(
+        TrainConfig.schedule,
+        help="cosine (decays to the end of --max-time when given, else of the steps), plateau or constant.",
+    ),
     warmup_steps: int = typer.Option(TrainConfig.warmup_steps, help="Linear learning-rate warmup steps."),
     clip: float = typer.Option(TrainConfig.clip, help="Clip the gradient norm to this value."),
     epochs: int = typer.Option(TrainConfig.epochs, help="Passes over the training text."),

@@ -14,7 +14,7 @@ from charrnn.training import TrainState, train_language_model
 from tests.reliability_support import TINY_TRAIN_ARGS, run_cli, start_cli, tiny_config, write_corpus
 
 # 600 characters make 9 chunks per epoch (batch 4, bptt 16): 12 steps cross an epoch boundary.
-SETTINGS = {"eval_every": 2, "save_every": 5, "plateau_patience": 0, "lr": 0.05}
+SETTINGS = {"eval_every": 2, "save_every": 5, "schedule": "plateau", "plateau_patience": 0, "lr": 0.05}
 
 
 def train_records(run_dir: Path) -> list[tuple[int, float, float]]:
@@ -162,7 +162,9 @@ def wait_for_step(run_dir: Path, step: int, process, timeout: float = 60.0) -> N
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_saves_prints_resume_command_and_resume_is_exact(tmp_path: Path, signum: int, code: int) -> None:
     corpus = write_corpus(tmp_path, chars=600)
+    # plateau: a cosine schedule would depend on --max-steps, which differs between the runs compared
     args = [*TINY_TRAIN_ARGS, "--eval-every", "3", "--save-every", "1000", "--log-every", "1", "--lr", "0.02"]
+    args += ["--schedule", "plateau"]
     run = tmp_path / "run"
     process = start_cli(["train", str(corpus), "--out", str(run), "--max-steps", "100000", *args], tmp_path)
     wait_for_step(run, 3, process)
