@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import sys
 from pathlib import Path
 
@@ -14,10 +11,11 @@ from rich.console import Console
 from rich.table import Table
 
 from charrnn import __version__
+from charrnn.checkpoint import read_config
 from charrnn.cli_seq2seq import seq2seq_app
+from charrnn.cli_support import bundled, err_console, report_training, training_session
 from charrnn.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
 from charrnn.errors import CharRNNError
-from charrnn.progress import RichReporter, format_seconds, loss_summary, summary_table
 from charrnn.tokenizers import EOS_ID
 
 app = typer.Typer(
@@ -32,10 +30,6 @@ app.add_typer(seq2seq_app, name="seq2seq")
 DEFAULT_CORPUS = Path("corpora") / "tinyshakespeare.txt"
 
 
-def _err_console() -> Console:
-    return Console(stderr=True)
-
-
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
@@ -45,45 +39,12 @@ def _root(
 
 def _default_corpus() -> Path:
     """The bundled Tiny Shakespeare, from the working directory or the source checkout."""
-    if DEFAULT_CORPUS.is_file():
-        return DEFAULT_CORPUS
-    from charrnn.data import DEFAULT_CORPUS as PACKAGE_CORPUS
-
-    if PACKAGE_CORPUS.is_file():
-        return PACKAGE_CORPUS
-    raise CharRNNError(
-        "No corpus given and the bundled corpora/tinyshakespeare.txt is not here; pass a CORPUS file."
-    )
-
-
-class _StopFlag:
-    """First SIGINT/SIGTERM asks training to stop after the current step; a second SIGINT exits at once."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-
-    def __call__(self) -> bool:
-        return self.signal is not None
-
-    def handle(self, signum: int, frame) -> None:  # noqa: ARG002
-        self.signal = signum
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        # os.write, not print: a handler that prints while the interrupted code prints raises "reentrant call"
-        with contextlib.suppress(OSError):
-            os.write(2, b"charrnn: stopping after this step and saving (Ctrl-C again to quit at once)\n")
-
-    def install(self) -> dict[int, object]:
-        """Install the handlers; returns the previous ones for `restore`."""
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        signal.signal(signal.SIGINT, self.handle)
-        signal.signal(signal.SIGTERM, self.handle)
-        return previous
-
-    @staticmethod
-    def restore(previous: dict[int, object]) -> None:
-        """Put back the handlers `install` replaced."""
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    corpus = bundled(DEFAULT_CORPUS)
+    if corpus is None:
+        raise CharRNNError(
+            "No corpus given and the bundled corpora/tinyshakespeare.txt is not here; pass a CORPUS file."
+        )
+    return corpus
 
 
 @app.command()
@@ -177,10 +138,7 @@ def train(
         run_dir = out or Path("checkpoints") / f"{corpus.stem}-{level}"
     run_config.validate()
 
-    stop = _StopFlag()
-    previous_handlers = stop.install()
-    reporter = RichReporter()
-    try:
+    with training_session() as (stop, reporter):
         result = train_language_model(
             run_config,
             run_dir,
@@ -191,40 +149,16 @@ def train(
             encoding=encoding,
             errors=errors,
         )
-    finally:
-        reporter.close()
-        stop.restore(previous_handlers)
-    level_name = run_config.tokenizer.level if resume is None else None
-    from charrnn.checkpoint import read_config
-
-    level_name = level_name or read_config(run_dir).tokenizer.level
-    console = _err_console()
-    console.print(
-        summary_table(
-            [
-                ("run directory", str(result.run_dir)),
-                ("steps", f"{result.steps:,} ({result.epochs:.2f} epochs)"),
-                ("best validation", loss_summary(result.best_val_loss, level_name)),
-                ("last validation", loss_summary(result.last_val_loss, level_name)),
-                ("speed", f"{result.tokens_per_second:,.0f} tokens/s"),
-                ("time", format_seconds(result.seconds)),
-                (
-                    "stopped by",
-                    result.stop_reason
-                    + (f", {result.skipped_steps} steps skipped" if result.skipped_steps else ""),
-                ),
-            ],
-            title="training summary",
-        )
+    level_name = run_config.tokenizer.level if resume is None else read_config(run_dir).tokenizer.level
+    report_training(
+        result,
+        level_name,
+        stop,
+        title="training summary",
+        speed_unit="tokens/s",
+        resume_command=f"charrnn train --resume {result.run_dir}",
+        next_step=f"Sample with: charrnn sample {result.run_dir}",
     )
-    if result.stop_reason == "interrupted":
-        console.print(  # soft_wrap: the command stays on one line, ready to copy
-            f"Interrupted; checkpoint saved. Resume with: charrnn train --resume {result.run_dir}",
-            soft_wrap=True,
-            highlight=False,
-        )
-        raise typer.Exit(130 if stop.signal == signal.SIGINT else 143)
-    console.print(f"Sample with: charrnn sample {result.run_dir}", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -304,7 +238,7 @@ def score_sentence(
     if not texts:
         raise CharRNNError("No sentence to score: give SENTENCE arguments, --file FILE, or lines on stdin.")
     if skipped:
-        _err_console().print(f"[yellow]skipped {skipped} blank line(s)[/]")
+        err_console().print(f"[yellow]skipped {skipped} blank line(s)[/]")
     _, tokenizer, model = load_language_model(run_dir, resolve_device(device))
     scores = score_sentences(model, tokenizer, texts)
     if as_json:

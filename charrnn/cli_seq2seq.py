@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from pathlib import Path
 
@@ -12,9 +11,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from charrnn.cli_support import bundled, err_console, report_training, training_session
 from charrnn.config import TokenizerConfig
 from charrnn.errors import CharRNNError
-from charrnn.progress import RichReporter, format_seconds, loss_summary, summary_table
+from charrnn.progress import summary_table
 from charrnn.seq2seq import Seq2SeqConfig, Seq2SeqRunConfig, Seq2SeqTrainConfig
 
 seq2seq_app = typer.Typer(
@@ -26,19 +26,14 @@ seq2seq_app = typer.Typer(
 
 BUNDLED_PAIRS = Path("corpora") / "multi30k-de-en-small.tsv"
 BUNDLED_VAL = Path("corpora") / "multi30k-de-en-small-val.tsv"
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-
-
-def _err_console() -> Console:
-    return Console(stderr=True)
 
 
 def _bundled(path: Path) -> Path:
-    """A bundled corpus file, from the working directory or the source checkout."""
-    for candidate in (path, PACKAGE_ROOT / path):
-        if candidate.is_file():
-            return candidate
-    raise CharRNNError(f"No PAIRS given and the bundled {path} is not here; pass a PAIRS file or --src/--tgt.")
+    """A bundled pairs file, or a one-line error when it is not here."""
+    found = bundled(path)
+    if found is None:
+        raise CharRNNError(f"No PAIRS given and the bundled {path} is not here; pass a PAIRS file or --src/--tgt.")
+    return found
 
 
 def _read_lines_arg(texts: list[str] | None, file: Path | None) -> list[str]:
@@ -132,7 +127,6 @@ def train(
     errors: str = typer.Option("strict", help="Undecodable bytes: strict, replace or ignore."),
 ) -> None:
     """Train an encoder–decoder on sentence pairs (teacher forcing) and save it to a run directory."""
-    from charrnn.cli import _StopFlag
     from charrnn.seq2seq_training import train_seq2seq
 
     def side(side_level: str | None, side_vocab: int | None) -> TokenizerConfig:
@@ -186,10 +180,7 @@ def train(
         run_dir = out or Path("checkpoints") / f"{stem}-{attention}"
     config.validate()
 
-    stop = _StopFlag()
-    stop.install()
-    reporter = RichReporter()
-    try:
+    with training_session() as (stop, reporter):
         result = train_seq2seq(
             config,
             run_dir,
@@ -201,36 +192,17 @@ def train(
             errors=errors,
             skip_malformed=skip_malformed,
         )
-    finally:
-        reporter.close()
     from charrnn.seq2seq import read_seq2seq_config
 
-    target_level_name = read_seq2seq_config(run_dir).target_tokenizer.level
-    console = _err_console()
-    console.print(
-        summary_table(
-            [
-                ("run directory", str(result.run_dir)),
-                ("steps", f"{result.steps:,} ({result.epochs:.2f} epochs)"),
-                ("best validation", loss_summary(result.best_val_loss, target_level_name)),
-                ("last validation", loss_summary(result.last_val_loss, target_level_name)),
-                ("speed", f"{result.tokens_per_second:,.0f} target tokens/s"),
-                ("time", format_seconds(result.seconds)),
-                (
-                    "stopped by",
-                    result.stop_reason
-                    + (f", {result.skipped_steps} steps skipped" if result.skipped_steps else ""),
-                ),
-            ],
-            title="seq2seq training summary",
-        )
+    report_training(
+        result,
+        read_seq2seq_config(run_dir).target_tokenizer.level,
+        stop,
+        title="seq2seq training summary",
+        speed_unit="target tokens/s",
+        resume_command=f"charrnn seq2seq train --resume {result.run_dir}",
+        next_step=f"Translate with: charrnn seq2seq translate {result.run_dir} 'a sentence'",
     )
-    if result.stop_reason == "interrupted":
-        console.print(
-            f"Interrupted; checkpoint saved. Resume with: charrnn seq2seq train --resume {result.run_dir}"
-        )
-        raise typer.Exit(130 if stop.signal == signal.SIGINT else 143)
-    console.print(f"Translate with: charrnn seq2seq translate {result.run_dir} 'a sentence'")
 
 
 def attention_table(source_tokens: list[str], target_tokens: list[str], weights: list[list[float]]) -> Table:
@@ -292,7 +264,7 @@ def translate_command(
         else:
             print(result.text, flush=True)
         if not result.finished:
-            _err_console().print(f"[yellow]stopped at the length limit: {result.source!r}[/]")
+            err_console().print(f"[yellow]stopped at the length limit: {result.source!r}[/]")
 
 
 @seq2seq_app.command("eval")
@@ -325,9 +297,9 @@ def eval_command(
     _, source_tokenizer, target_tokenizer, model = load_seq2seq(run_dir, resolve_device(device))
     corpus = read_pairs(pairs, src, tgt, skip_malformed=skip_malformed)
     if corpus.skipped_empty:
-        _err_console().print(f"[yellow]skipped {corpus.skipped_empty} pair(s) with an empty source or target[/]")
+        err_console().print(f"[yellow]skipped {corpus.skipped_empty} pair(s) with an empty source or target[/]")
     if corpus.malformed_lines:
-        _err_console().print(f"[yellow]skipped {len(corpus.malformed_lines)} malformed line(s)[/]")
+        err_console().print(f"[yellow]skipped {len(corpus.malformed_lines)} malformed line(s)[/]")
     sources, references = corpus.sources[:limit], corpus.targets[:limit]
     result = evaluate_pairs(model, source_tokenizer, target_tokenizer, sources, references, settings)
     if output is not None:

@@ -201,9 +201,9 @@ def test_second_ctrl_c_exits_at_once_and_leaves_a_loadable_checkpoint(tmp_path: 
 
 
 def test_second_sigint_raises_keyboard_interrupt_in_process() -> None:
-    from charrnn.cli import _StopFlag
+    from charrnn.cli_support import StopFlag
 
-    flag = _StopFlag()
+    flag = StopFlag()
     previous = flag.install()
     try:
         signal.raise_signal(signal.SIGINT)
