@@ -1,15 +1,14 @@
 """Seq2seq training: teacher-forced cross-entropy over sentence-pair batches, best checkpoint, resume.
 
-The loop mirrors the language model's (`charrnn.training`): the same optimisers, learning-rate
-schedule, gradient clipping, non-finite-step handling, resume file (weights, optimiser moments,
-RNG states and counters in safetensors + JSON) and metrics.jsonl. A step is one batch of pairs;
+The loop is the language model's (`charrnn.training.run_training_loop`): the same optimisers,
+learning-rate schedule, gradient clipping, non-finite-step handling, resume file (weights,
+optimiser moments, RNG states and counters in safetensors + JSON) and metrics.jsonl. A step is one batch of pairs;
 `TrainState.chunk` counts batches into the current epoch, whose order is fixed by (seed, epoch).
 """
 
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from charrnn.seq2seq import (
     TARGET_DIR,
     Seq2Seq,
     Seq2SeqRunConfig,
+    Seq2SeqTrainConfig,
     read_seq2seq_config,
     read_side_tokenizers,
     tokenizers_fingerprint,
@@ -35,15 +35,13 @@ from charrnn.training import (
     SilentReporter,
     TrainResult,
     TrainState,
-    _roll_back,
     fingerprint,
-    learning_rate,
     load_resume_state,
     make_optimizer,
     prepare_run_dir,
     restore_rng,
+    run_training_loop,
     save_resume_state,
-    update_plateau,
 )
 
 NO_HIDDEN = torch.zeros(1)  # the LM resume file stores a carried hidden state; seq2seq has none
@@ -217,126 +215,49 @@ def train_seq2seq(
         }
     )
 
-    def run_evaluation(scheduled: bool = True) -> float:
-        """Evaluate; only evaluations on the eval cadence feed the plateau schedule (so a stop changes nothing)."""
-        val_loss = evaluate_loss(model, val_pairs, device, cfg.batch_size)
-        state.last_val_loss = val_loss
-        improved = state.best_val_loss is None or val_loss < state.best_val_loss
-        if improved:
-            state.best_val_loss = val_loss
-            ckpt.save_tensors(
-                run_dir / ckpt.WEIGHTS_FILE, model.state_dict(), {"step": state.step, "tokenizer": tokenizer_hash}
-            )
-        lowered = scheduled and update_plateau(cfg, state, val_loss)
-        record = {"step": state.step, "epoch": state.epoch, "val_loss": val_loss, "best": improved}
-        ckpt.append_metrics(run_dir, record)
-        reporter.evaluate(record)
-        if lowered:
-            reporter.message(f"validation loss stalled: learning rate scaled to x{state.lr_scale:g}")
-        return val_loss
-
-    def checkpoint_now() -> None:
-        nonlocal last_save_time
-        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-            reporter.message(f"step {state.step}: weights are not finite; keeping the previous checkpoint")
-            return
-        save_resume_state(run_dir, model, optimizer, state, NO_HIDDEN, data_hash, tokenizer_hash)
-        last_save_time = time.perf_counter()
-
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    session_start = time.perf_counter()
-    elapsed_before, tokens_before = state.elapsed, state.tokens_seen
-    window_tokens, window_start, last_save_time = 0, time.perf_counter(), time.perf_counter()
-    stop_reason, last_eval_step = "epochs", -1
-
-    while state.epoch < cfg.epochs:
-        while state.chunk < batches_per_epoch:
-            if cfg.max_steps is not None and state.step >= cfg.max_steps:
-                stop_reason = "max_steps"
-                break
-            if cfg.max_time is not None and time.perf_counter() - session_start >= cfg.max_time * 60:
-                stop_reason = "max_time"
-                break
-            if should_stop():
-                stop_reason = "interrupted"
-                break
-            lr = learning_rate(cfg, state, total_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            batch = batches.batch(state.epoch, state.chunk).to(device)
-            logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in, cfg.teacher_forcing)
-            loss = model.loss(logits, batch.tgt_out, cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            finite = bool(torch.isfinite(loss))
-            if finite:
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip)
-                finite = bool(torch.isfinite(grad_norm))
-            state.chunk += 1
-            state.step += 1
-            if finite:
-                optimizer.step()
-                state.bad_streak = 0
-                state.window_loss += loss.item()
-                state.window_steps += 1
-            else:
-                optimizer.zero_grad(set_to_none=True)
-                state.skipped_steps += 1
-                state.bad_streak += 1
-                reporter.message(f"step {state.step}: non-finite loss or gradient, step skipped")
-                if state.bad_streak >= cfg.max_bad_steps:
-                    restored = _roll_back(run_dir, model, optimizer, state, device)
-                    reporter.message(
-                        f"{cfg.max_bad_steps} non-finite steps in a row: restored the weights and optimiser "
-                        f"of the checkpoint at step {restored}, learning rate scaled to x{state.lr_scale:g}"
-                    )
-            n_tokens = batch.n_target_tokens
-            state.tokens_seen += n_tokens
-            window_tokens += n_tokens
-            state.elapsed = elapsed_before + time.perf_counter() - session_start
-
-            if state.window_steps and (state.step % cfg.log_every == 0 or state.chunk == batches_per_epoch):
-                seconds = time.perf_counter() - window_start
-                record = {
-                    "step": state.step,
-                    "epoch": state.epoch + state.chunk / batches_per_epoch,
-                    "train_loss": state.window_loss / state.window_steps,
-                    "lr": lr,
-                    "tokens_per_second": window_tokens / max(seconds, 1e-9),
-                    "elapsed": state.elapsed,
-                }
-                ckpt.append_metrics(run_dir, record)
-                reporter.step(record)
-                state.window_loss, state.window_steps = 0.0, 0
-                window_tokens, window_start = 0, time.perf_counter()
-            if state.step % cfg.eval_every == 0:
-                run_evaluation()
-                last_eval_step = state.step
-            minutes = cfg.save_every_minutes
-            if state.step % cfg.save_every == 0 or (
-                minutes is not None and time.perf_counter() - last_save_time >= minutes * 60
-            ):
-                checkpoint_now()
-        else:
-            state.epoch += 1
-            state.chunk = 0
-            continue
-        break
-
-    checkpoint_now()  # before the evaluation: a second Ctrl-C during it loses no step
-    if last_eval_step != state.step:
-        run_evaluation(scheduled=False)
-        checkpoint_now()  # again, with the evaluation's best/last validation loss
-    seconds = time.perf_counter() - session_start
-    return TrainResult(
+    task = _Seq2SeqTask(model, batches, val_pairs, cfg, device)
+    return run_training_loop(
+        task,
+        model,
+        optimizer,
+        cfg,
+        state,
         run_dir=run_dir,
-        steps=state.step,
-        epochs=state.epoch + state.chunk / batches_per_epoch,
-        best_val_loss=state.best_val_loss,
-        last_val_loss=state.last_val_loss,
-        tokens_per_second=(state.tokens_seen - tokens_before) / max(seconds, 1e-9),
-        seconds=seconds,
-        stop_reason=stop_reason,
-        skipped_steps=state.skipped_steps,
+        reporter=reporter,
+        should_stop=should_stop,
+        data_hash=data_hash,
+        tokenizer_hash=tokenizer_hash,
+        total_steps=total_steps,
     )
+
+
+class _Seq2SeqTask:
+    """Teacher-forced batches of sentence pairs; nothing carries from one batch to the next."""
+
+    def __init__(
+        self,
+        model: Seq2Seq,
+        batches: PairBatches,
+        val_pairs: EncodedPairs,
+        cfg: Seq2SeqTrainConfig,
+        device: torch.device,
+    ) -> None:
+        self.model, self.batches, self.val_pairs, self.cfg, self.device = model, batches, val_pairs, cfg, device
+        self.batches_per_epoch = len(batches)
+
+    def start_epoch(self) -> None:
+        pass
+
+    def step_loss(self, state: TrainState) -> tuple[torch.Tensor, int]:
+        batch = self.batches.batch(state.epoch, state.chunk).to(self.device)
+        logits, _ = self.model(batch.src, batch.src_lengths, batch.tgt_in, self.cfg.teacher_forcing)
+        return self.model.loss(logits, batch.tgt_out, self.cfg.label_smoothing), batch.n_target_tokens
+
+    def end_step(self, finite: bool) -> None:
+        pass
+
+    def evaluate(self) -> float:
+        return evaluate_loss(self.model, self.val_pairs, self.device, self.cfg.batch_size)
+
+    def carried_state(self) -> torch.Tensor:
+        return NO_HIDDEN

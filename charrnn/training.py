@@ -307,6 +307,229 @@ def _load_data(config: RunConfig, tokenizer: Tokenizer, text: str, val_text: str
     return train_ids, val_ids
 
 
+class LoopTask(Protocol):
+    """The model-specific half of a training loop; `run_training_loop` does the rest."""
+
+    batches_per_epoch: int
+
+    def start_epoch(self) -> None:
+        """Called before the first batch of an epoch (not when resuming in the middle of one)."""
+
+    def step_loss(self, state: TrainState) -> tuple[torch.Tensor, int]:
+        """Loss of batch `state.chunk` of epoch `state.epoch`, and how many target tokens it has."""
+
+    def end_step(self, finite: bool) -> None:
+        """Called after every step; `finite` is False when the step was skipped."""
+
+    def evaluate(self) -> float:
+        """Mean validation loss per token."""
+
+    def carried_state(self) -> State:
+        """The recurrent state a resumed run must start the next batch from."""
+
+
+def run_training_loop(
+    task: LoopTask,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    state: TrainState,
+    *,
+    run_dir: Path,
+    reporter: Reporter,
+    should_stop: Callable[[], bool],
+    data_hash: str,
+    tokenizer_hash: str,
+    total_steps: int,
+) -> TrainResult:
+    """Step until a stopping rule fires: schedule, clipping, non-finite steps, metrics, evaluation, saves."""
+    device = next(model.parameters()).device
+
+    def checkpoint_now() -> None:
+        nonlocal last_save_time
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            reporter.message(f"step {state.step}: weights are not finite; keeping the previous checkpoint")
+            return
+        save_resume_state(run_dir, model, optimizer, state, task.carried_state(), data_hash, tokenizer_hash)
+        last_save_time = time.perf_counter()
+
+    def run_evaluation(scheduled: bool = True) -> None:
+        """Evaluate; only evaluations on the eval cadence feed the plateau schedule (so a stop changes nothing)."""
+        val_loss = task.evaluate()
+        state.last_val_loss = val_loss
+        improved = state.best_val_loss is None or val_loss < state.best_val_loss
+        if improved:
+            state.best_val_loss = val_loss
+            ckpt.save_tensors(
+                run_dir / ckpt.WEIGHTS_FILE, model.state_dict(), {"step": state.step, "tokenizer": tokenizer_hash}
+            )
+        lowered = scheduled and update_plateau(cfg, state, val_loss)
+        record = {
+            "step": state.step,
+            "epoch": state.epoch,
+            "val_loss": val_loss,
+            "best": improved,
+            "elapsed": state.elapsed,
+        }
+        ckpt.append_metrics(run_dir, record)
+        reporter.evaluate(record)
+        if lowered:
+            reporter.message(f"validation loss stalled: learning rate scaled to x{state.lr_scale:g}")
+
+    def time_progress(elapsed: float) -> float | None:
+        """Elapsed fraction of the time this run will have had when the session's --max-time runs out."""
+        if cfg.max_time is None:
+            return None
+        return elapsed / (elapsed_before + cfg.max_time * 60)
+
+    model.train()
+    session_start = time.perf_counter()
+    elapsed_before, tokens_before = state.elapsed, state.tokens_seen
+    window_tokens, window_start = 0, time.perf_counter()
+    last_save_time = time.perf_counter()
+    stop_reason = "epochs"
+    last_eval_step = -1
+    params = [p for p in model.parameters() if p.requires_grad]
+    # fp16 needs loss scaling; bf16 and fp32 do not.
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    batches_per_epoch = task.batches_per_epoch
+
+    while state.epoch < cfg.epochs:
+        if state.chunk == 0:
+            task.start_epoch()
+        while state.chunk < batches_per_epoch:
+            if cfg.max_steps is not None and state.step >= cfg.max_steps:
+                stop_reason = "max_steps"
+                break
+            if cfg.max_time is not None and time.perf_counter() - session_start >= cfg.max_time * 60:
+                stop_reason = "max_time"
+                break
+            if should_stop():
+                stop_reason = "interrupted"
+                break
+            lr = learning_rate(cfg, state, total_steps, time_progress(state.elapsed))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with autocast(device, cfg.precision):
+                loss, n_tokens = task.step_loss(state)
+            optimizer.zero_grad(set_to_none=True)
+            finite = scaled = bool(torch.isfinite(loss))
+            if finite:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip)
+                finite = bool(torch.isfinite(grad_norm))
+            state.chunk += 1
+            state.step += 1
+            if finite:
+                scaler.step(optimizer)
+                state.bad_streak = 0
+                state.window_loss += loss.item()
+                state.window_steps += 1
+            else:
+                optimizer.zero_grad(set_to_none=True)
+                state.skipped_steps += 1
+                state.bad_streak += 1
+                reporter.message(f"step {state.step}: non-finite loss or gradient, step skipped")
+                if state.bad_streak >= cfg.max_bad_steps:
+                    restored = _roll_back(run_dir, model, optimizer, state, device)
+                    reporter.message(
+                        f"{cfg.max_bad_steps} non-finite steps in a row: restored the weights and optimiser "
+                        f"of the checkpoint at step {restored}, learning rate scaled to x{state.lr_scale:g}"
+                    )
+            task.end_step(finite)
+            if scaled:
+                scaler.update()  # no-op unless fp16: lowers the loss scale after an overflow
+            state.tokens_seen += n_tokens
+            window_tokens += n_tokens
+            state.elapsed = elapsed_before + time.perf_counter() - session_start
+
+            if state.window_steps and (state.step % cfg.log_every == 0 or state.chunk == batches_per_epoch):
+                seconds = time.perf_counter() - window_start
+                record = {
+                    "step": state.step,
+                    "epoch": state.epoch + state.chunk / batches_per_epoch,
+                    "train_loss": state.window_loss / state.window_steps,
+                    "lr": lr,
+                    "tokens_per_second": window_tokens / max(seconds, 1e-9),
+                    "elapsed": state.elapsed,
+                }
+                ckpt.append_metrics(run_dir, record)
+                reporter.step(record)
+                state.window_loss, state.window_steps = 0.0, 0
+                window_tokens, window_start = 0, time.perf_counter()
+            if state.step % cfg.eval_every == 0:
+                run_evaluation()
+                last_eval_step = state.step
+            minutes = cfg.save_every_minutes
+            if state.step % cfg.save_every == 0 or (
+                minutes is not None and time.perf_counter() - last_save_time >= minutes * 60
+            ):
+                checkpoint_now()
+        else:
+            state.epoch += 1
+            state.chunk = 0
+            continue
+        break
+
+    checkpoint_now()  # before the evaluation: a second Ctrl-C during it loses no step
+    if last_eval_step != state.step:
+        run_evaluation(scheduled=False)
+        checkpoint_now()  # again, with the evaluation's best/last validation loss
+    seconds = time.perf_counter() - session_start
+    return TrainResult(
+        run_dir=run_dir,
+        steps=state.step,
+        epochs=state.epoch + state.chunk / batches_per_epoch,
+        best_val_loss=state.best_val_loss,
+        last_val_loss=state.last_val_loss,
+        tokens_per_second=(state.tokens_seen - tokens_before) / max(seconds, 1e-9),
+        seconds=seconds,
+        stop_reason=stop_reason,
+        skipped_steps=state.skipped_steps,
+    )
+
+
+class _LanguageModelTask:
+    """Truncated BPTT over parallel streams: the hidden state carries from chunk to chunk, detached."""
+
+    def __init__(
+        self,
+        model: LanguageModel,
+        train_batches: StreamBatches,
+        val_batches: StreamBatches,
+        cfg: TrainConfig,
+        device: torch.device,
+        hidden: State | None,
+    ) -> None:
+        self.model, self.train_batches, self.val_batches = model, train_batches, val_batches
+        self.cfg, self.device, self.hidden = cfg, device, hidden
+        self.next_hidden: State | None = None
+        self.batches_per_epoch = len(train_batches)
+        self.forward = torch.compile(model) if cfg.compile else model  # compile wraps the forward pass only
+
+    def start_epoch(self) -> None:
+        self.hidden = None
+
+    def step_loss(self, state: TrainState) -> tuple[torch.Tensor, int]:
+        x, y = self.train_batches.chunk(state.chunk, self.device)
+        if self.hidden is not None:
+            self.hidden = detach_state(self.hidden)
+        out, self.next_hidden = self.forward(x, self.hidden)
+        return self.model.loss(out, y), y.numel()
+
+    def end_step(self, finite: bool) -> None:
+        self.hidden = self.next_hidden if finite else None  # a non-finite step may have poisoned the state
+
+    def evaluate(self) -> float:
+        return evaluate(self.model, self.val_batches, self.device, self.cfg.eval_tokens)
+
+    def carried_state(self) -> State:
+        if self.hidden is not None:
+            return self.hidden
+        return self.model.initial_state(self.cfg.batch_size, self.device)
+
+
 def train_language_model(
     config: RunConfig,
     run_dir: str | Path,
@@ -406,157 +629,19 @@ def train_language_model(
         }
     )
 
-    def checkpoint_now() -> None:
-        nonlocal last_save_time
-        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-            reporter.message(f"step {state.step}: weights are not finite; keeping the previous checkpoint")
-            return
-        save_resume_state(run_dir, model, optimizer, state, hidden_or_zero(), data_hash, tokenizer_hash)
-        last_save_time = time.perf_counter()
-
-    def hidden_or_zero() -> State:
-        return hidden if hidden is not None else model.initial_state(cfg.batch_size, device)
-
-    def run_evaluation(full: bool, scheduled: bool = True) -> float:
-        """Evaluate; only evaluations on the eval cadence feed the plateau schedule (so a stop changes nothing)."""
-        val_loss = evaluate(model, val_batches, device, None if full else cfg.eval_tokens)
-        state.last_val_loss = val_loss
-        improved = state.best_val_loss is None or val_loss < state.best_val_loss
-        if improved:
-            state.best_val_loss = val_loss
-            ckpt.save_tensors(
-                run_dir / ckpt.WEIGHTS_FILE, model.state_dict(), {"step": state.step, "tokenizer": tokenizer_hash}
-            )
-        lowered = scheduled and update_plateau(cfg, state, val_loss)
-        record = {
-            "step": state.step,
-            "epoch": state.epoch,
-            "val_loss": val_loss,
-            "best": improved,
-            "elapsed": state.elapsed,
-        }
-        ckpt.append_metrics(run_dir, record)
-        reporter.evaluate(record)
-        if lowered:
-            reporter.message(f"validation loss stalled: learning rate scaled to x{state.lr_scale:g}")
-        return val_loss
-
-    model.train()
-    session_start = time.perf_counter()
-    elapsed_before, tokens_before = state.elapsed, state.tokens_seen
-    window_tokens, window_start = 0, time.perf_counter()
-    last_save_time = time.perf_counter()
-    stop_reason = "epochs"
-    last_eval_step = -1
-    params = [p for p in model.parameters() if p.requires_grad]
-    # fp16 needs loss scaling; bf16 and fp32 do not. torch.compile wraps the forward pass only.
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
-    forward = torch.compile(model) if cfg.compile else model
-
-    def time_progress(elapsed: float) -> float | None:
-        """Elapsed fraction of the time this run will have had when the session's --max-time runs out."""
-        if cfg.max_time is None:
-            return None
-        return elapsed / (elapsed_before + cfg.max_time * 60)
-
-    while state.epoch < cfg.epochs:
-        if state.chunk == 0:
-            hidden = None
-        while state.chunk < chunks_per_epoch:
-            if cfg.max_steps is not None and state.step >= cfg.max_steps:
-                stop_reason = "max_steps"
-                break
-            if cfg.max_time is not None and time.perf_counter() - session_start >= cfg.max_time * 60:
-                stop_reason = "max_time"
-                break
-            if should_stop():
-                stop_reason = "interrupted"
-                break
-            lr = learning_rate(cfg, state, total_steps, time_progress(state.elapsed))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x, y = train_batches.chunk(state.chunk, device)
-            if hidden is not None:
-                hidden = detach_state(hidden)
-            with autocast(device, cfg.precision):
-                out, new_hidden = forward(x, hidden)
-                loss = model.loss(out, y)
-            optimizer.zero_grad(set_to_none=True)
-            finite = scaled = bool(torch.isfinite(loss))
-            if finite:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip)
-                finite = bool(torch.isfinite(grad_norm))
-            state.chunk += 1
-            state.step += 1
-            if finite:
-                scaler.step(optimizer)
-                hidden = new_hidden
-                state.bad_streak = 0
-                state.window_loss += loss.item()
-                state.window_steps += 1
-            else:
-                optimizer.zero_grad(set_to_none=True)
-                hidden = None
-                state.skipped_steps += 1
-                state.bad_streak += 1
-                reporter.message(f"step {state.step}: non-finite loss or gradient, step skipped")
-                if state.bad_streak >= cfg.max_bad_steps:
-                    restored = _roll_back(run_dir, model, optimizer, state, device)
-                    reporter.message(
-                        f"{cfg.max_bad_steps} non-finite steps in a row: restored the weights and optimiser "
-                        f"of the checkpoint at step {restored}, learning rate scaled to x{state.lr_scale:g}"
-                    )
-            if scaled:
-                scaler.update()  # no-op unless fp16: lowers the loss scale after an overflow
-            state.tokens_seen += y.numel()
-            window_tokens += y.numel()
-            state.elapsed = elapsed_before + time.perf_counter() - session_start
-
-            if state.window_steps and (state.step % cfg.log_every == 0 or state.chunk == chunks_per_epoch):
-                seconds = time.perf_counter() - window_start
-                record = {
-                    "step": state.step,
-                    "epoch": state.epoch + state.chunk / chunks_per_epoch,
-                    "train_loss": state.window_loss / state.window_steps,
-                    "lr": lr,
-                    "tokens_per_second": window_tokens / max(seconds, 1e-9),
-                    "elapsed": state.elapsed,
-                }
-                ckpt.append_metrics(run_dir, record)
-                reporter.step(record)
-                state.window_loss, state.window_steps = 0.0, 0
-                window_tokens, window_start = 0, time.perf_counter()
-            if state.step % cfg.eval_every == 0:
-                run_evaluation(full=False)
-                last_eval_step = state.step
-            minutes = cfg.save_every_minutes
-            if state.step % cfg.save_every == 0 or (
-                minutes is not None and time.perf_counter() - last_save_time >= minutes * 60
-            ):
-                checkpoint_now()
-        else:
-            state.epoch += 1
-            state.chunk = 0
-            continue
-        break
-
-    checkpoint_now()  # before the evaluation: a second Ctrl-C during it loses no step
-    if last_eval_step != state.step:
-        run_evaluation(full=False, scheduled=False)
-        checkpoint_now()  # again, with the evaluation's best/last validation loss
-    seconds = time.perf_counter() - session_start
-    return TrainResult(
+    task = _LanguageModelTask(model, train_batches, val_batches, cfg, device, hidden)
+    return run_training_loop(
+        task,
+        model,
+        optimizer,
+        cfg,
+        state,
         run_dir=run_dir,
-        steps=state.step,
-        epochs=state.epoch + state.chunk / chunks_per_epoch,
-        best_val_loss=state.best_val_loss,
-        last_val_loss=state.last_val_loss,
-        tokens_per_second=(state.tokens_seen - tokens_before) / max(seconds, 1e-9),
-        seconds=seconds,
-        stop_reason=stop_reason,
-        skipped_steps=state.skipped_steps,
+        reporter=reporter,
+        should_stop=should_stop,
+        data_hash=data_hash,
+        tokenizer_hash=tokenizer_hash,
+        total_steps=total_steps,
     )
 
 
