@@ -85,3 +85,10 @@ def test_batched_sampling_keeps_rows_apart_and_stops_at_eos() -> None:
         assert EOS_ID not in ids[:-1]  # a row stops at its first <eos>
     again = generate(model, tokenizer, "the", SampleSettings(length=30, num=5, seed=3, until_eos=True))
     assert again == rows
+
+
+def test_language_model_init_follows_the_pytorch_example() -> None:
+    model = LanguageModel(ModelConfig(vocab_size=40, embed=8, hidden=16, layers=2))
+    forget = model.core.rnn.bias_ih_l0[16:32]
+    assert forget.abs().max() <= 1 / 16**0.5  # PyTorch's default, not a forget-gate bias of 1
+    assert model.head.weight.abs().max() <= 0.1 and bool((model.head.bias == 0).all())
