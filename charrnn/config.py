@@ -46,7 +46,7 @@ class ModelConfig:
     vocab_size: int = 0  # filled in from the tokenizer
     cell: str = "lstm"
     embed: int = 128
-    hidden: int = 384
+    hidden: int = 256
     layers: int = 2
     dropout: float = 0.2
     tie_weights: bool = False
