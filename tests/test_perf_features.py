@@ -92,3 +92,15 @@ def test_language_model_init_follows_the_pytorch_example() -> None:
     forget = model.core.rnn.bias_ih_l0[16:32]
     assert forget.abs().max() <= 1 / 16**0.5  # PyTorch's default, not a forget-gate bias of 1
     assert model.head.weight.abs().max() <= 0.1 and bool((model.head.bias == 0).all())
+
+
+def test_scoring_is_the_same_in_any_batch_size() -> None:
+    from charrnn.scoring import score_token_ids
+
+    torch.manual_seed(0)
+    model = LanguageModel(ModelConfig(vocab_size=30, embed=8, hidden=16, layers=2)).eval()
+    seqs = [[3 + (i * j) % 27 for j in range(1 + i % 9)] + [EOS_ID] for i in range(40)]
+    default = score_token_ids(model, seqs)
+    tiny = score_token_ids(model, seqs, max_batch_tokens=8)
+    for a, b in zip(default, tiny, strict=True):
+        assert a == pytest.approx(b, abs=1e-5)
