@@ -135,7 +135,8 @@ def learning_rate(
     lr = cfg.lr
     if cfg.schedule == "cosine":
         progress = min(max(state.step / max(total_steps, 1), time_progress or 0.0), 1.0)
-        lr = cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        floor = max(cfg.min_lr, cfg.min_lr_fraction * cfg.lr)
+        lr = floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
     lr *= state.lr_scale
     if cfg.warmup_steps > 0:
         lr *= min(1.0, (state.step + 1) / cfg.warmup_steps)

@@ -31,7 +31,7 @@ def _config(tmp_path: Path, **training) -> RunConfig:
 
 
 def test_cosine_follows_the_time_budget_when_it_runs_out_first() -> None:
-    cfg = TrainConfig(schedule="cosine", lr=1.0, min_lr=0.0)
+    cfg = TrainConfig(schedule="cosine", lr=1.0, min_lr=0.0, min_lr_fraction=0.0)
     state = TrainState(step=0)
     assert learning_rate(cfg, state, total_steps=1000) == pytest.approx(1.0)
     assert learning_rate(cfg, state, total_steps=1000, time_progress=0.5) == pytest.approx(0.5)
@@ -44,6 +44,7 @@ def test_cosine_follows_the_time_budget_when_it_runs_out_first() -> None:
 
 def test_time_budget_run_decays_the_rate_and_logs_elapsed(tmp_path: Path) -> None:
     config = _config(tmp_path, schedule="cosine", max_time=0.05, eval_every=5, lr=1e-2, min_lr=0.0)
+    assert config.training.min_lr_fraction == 0.1  # the default: cosine ends at a tenth of the peak
     result = train_language_model(config, tmp_path / "run")
     assert result.stop_reason == "max_time"
     records = read_metrics(tmp_path / "run")
@@ -104,3 +105,8 @@ def test_scoring_is_the_same_in_any_batch_size() -> None:
     tiny = score_token_ids(model, seqs, max_batch_tokens=8)
     for a, b in zip(default, tiny, strict=True):
         assert a == pytest.approx(b, abs=1e-5)
+
+
+def test_cosine_ends_at_a_fraction_of_the_peak() -> None:
+    cfg = TrainConfig(schedule="cosine", lr=6e-3, min_lr=1e-5)
+    assert learning_rate(cfg, TrainState(step=100), total_steps=100) == pytest.approx(6e-4)
