@@ -110,3 +110,12 @@ def test_scoring_is_the_same_in_any_batch_size() -> None:
 def test_cosine_ends_at_a_fraction_of_the_peak() -> None:
     cfg = TrainConfig(schedule="cosine", lr=6e-3, min_lr=1e-5)
     assert learning_rate(cfg, TrainState(step=100), total_steps=100) == pytest.approx(6e-4)
+
+
+def test_adam_optimizers_use_the_fused_kernel_on_cpu() -> None:
+    from charrnn.training import make_optimizer
+
+    model = LanguageModel(ModelConfig(vocab_size=30, embed=8, hidden=16, layers=1))
+    for name in ("adamw", "adam"):
+        optimizer = make_optimizer(model, TrainConfig(optimizer=name))
+        assert optimizer.param_groups[0]["fused"] is True
