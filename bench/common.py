@@ -24,7 +24,7 @@ SHARED_CORPORA = REPO.parent / "shared" / "corpora"
 TINY_SHAKESPEARE = REPO / "corpora" / "tinyshakespeare.txt"
 WIKITEXT2 = SHARED_CORPORA / "wikitext-2"
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 150)  # full-width tables in logs too
 
 
 def cpu_model() -> str:

@@ -46,7 +46,7 @@ class ModelConfig:
     vocab_size: int = 0  # filled in from the tokenizer
     cell: str = "lstm"
     embed: int = 128
-    hidden: int = 384
+    hidden: int = 256
     layers: int = 2
     dropout: float = 0.2
     tie_weights: bool = False
@@ -83,6 +83,7 @@ class TrainConfig:
     plateau_patience: int = 2
     warmup_steps: int = 0
     min_lr: float = 1e-5
+    min_lr_fraction: float = 0.1  # cosine ends at max(min_lr, this fraction of lr)
     clip: float = 1.0
     epochs: int = 50
     max_steps: int | None = None
@@ -110,6 +111,8 @@ class TrainConfig:
                 raise CharRNNError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}.")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise CharRNNError(f"--lr must be a positive number, got {self.lr}.")
+        if not 0.0 <= self.min_lr_fraction <= 1.0:
+            raise CharRNNError(f"min_lr_fraction must be in [0, 1], got {self.min_lr_fraction}.")
         if not (self.clip > 0 and math.isfinite(self.clip)):
             raise CharRNNError(f"--clip must be a positive number, got {self.clip}.")
         if not 0.0 < self.val_fraction < 0.5:

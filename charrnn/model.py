@@ -34,9 +34,11 @@ class RecurrentCore(nn.Module):
         dropout: float = 0.0,
         bidirectional: bool = False,
         extra_input: int = 0,
+        forget_bias: float | None = 1.0,
     ) -> None:
         super().__init__()
         self.cell, self.hidden, self.layers = cell, hidden, layers
+        self.forget_bias = forget_bias
         self.directions = 2 if bidirectional else 1
         self.embedding = nn.Embedding(vocab_size, embed, padding_idx=PAD_ID)
         self.dropout = nn.Dropout(dropout)
@@ -56,10 +58,10 @@ class RecurrentCore(nn.Module):
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
         with torch.no_grad():
             self.embedding.weight[PAD_ID].zero_()
-            if self.cell == "lstm":  # forget-gate bias 1: remember by default early in training
+            if self.cell == "lstm" and self.forget_bias is not None:  # remember by default early on
                 for name, param in self.rnn.named_parameters():
                     if name.startswith("bias_ih"):
-                        param[self.hidden : 2 * self.hidden].fill_(1.0)
+                        param[self.hidden : 2 * self.hidden].fill_(self.forget_bias)
 
     @property
     def output_size(self) -> int:
@@ -124,8 +126,17 @@ class LanguageModel(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
+        # PyTorch's default LSTM init and a uniform(-0.1, 0.1) output layer with zero bias, as in
+        # pytorch/examples: on Tiny Shakespeare a forget-gate bias of 1 and nn.Linear's default init
+        # learned markedly slower early on (val 2.46 vs 2.16 nats/char after 124 steps, 2x256).
         self.core = RecurrentCore(
-            config.vocab_size, config.embed, config.hidden, config.layers, config.cell, config.dropout
+            config.vocab_size,
+            config.embed,
+            config.hidden,
+            config.layers,
+            config.cell,
+            config.dropout,
+            forget_bias=None,
         )
         self.dropout = nn.Dropout(config.dropout)
         self.head: nn.Linear | nn.AdaptiveLogSoftmaxWithLoss
@@ -135,6 +146,8 @@ class LanguageModel(nn.Module):
             self.head = nn.AdaptiveLogSoftmaxWithLoss(config.hidden, config.vocab_size, cutoffs, div_value=4.0)
         else:
             self.head = nn.Linear(config.hidden, config.vocab_size)
+            nn.init.uniform_(self.head.weight, -0.1, 0.1)
+            nn.init.zeros_(self.head.bias)
             if config.tie_weights:
                 self.head.weight = self.core.embedding.weight
 

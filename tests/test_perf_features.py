@@ -31,7 +31,7 @@ def _config(tmp_path: Path, **training) -> RunConfig:
 
 
 def test_cosine_follows_the_time_budget_when_it_runs_out_first() -> None:
-    cfg = TrainConfig(schedule="cosine", lr=1.0, min_lr=0.0)
+    cfg = TrainConfig(schedule="cosine", lr=1.0, min_lr=0.0, min_lr_fraction=0.0)
     state = TrainState(step=0)
     assert learning_rate(cfg, state, total_steps=1000) == pytest.approx(1.0)
     assert learning_rate(cfg, state, total_steps=1000, time_progress=0.5) == pytest.approx(0.5)
@@ -44,6 +44,7 @@ def test_cosine_follows_the_time_budget_when_it_runs_out_first() -> None:
 
 def test_time_budget_run_decays_the_rate_and_logs_elapsed(tmp_path: Path) -> None:
     config = _config(tmp_path, schedule="cosine", max_time=0.05, eval_every=5, lr=1e-2, min_lr=0.0)
+    assert config.training.min_lr_fraction == 0.1  # the default: cosine ends at a tenth of the peak
     result = train_language_model(config, tmp_path / "run")
     assert result.stop_reason == "max_time"
     records = read_metrics(tmp_path / "run")
@@ -85,3 +86,36 @@ def test_batched_sampling_keeps_rows_apart_and_stops_at_eos() -> None:
         assert EOS_ID not in ids[:-1]  # a row stops at its first <eos>
     again = generate(model, tokenizer, "the", SampleSettings(length=30, num=5, seed=3, until_eos=True))
     assert again == rows
+
+
+def test_language_model_init_follows_the_pytorch_example() -> None:
+    model = LanguageModel(ModelConfig(vocab_size=40, embed=8, hidden=16, layers=2))
+    forget = model.core.rnn.bias_ih_l0[16:32]
+    assert forget.abs().max() <= 1 / 16**0.5  # PyTorch's default, not a forget-gate bias of 1
+    assert model.head.weight.abs().max() <= 0.1 and bool((model.head.bias == 0).all())
+
+
+def test_scoring_is_the_same_in_any_batch_size() -> None:
+    from charrnn.scoring import score_token_ids
+
+    torch.manual_seed(0)
+    model = LanguageModel(ModelConfig(vocab_size=30, embed=8, hidden=16, layers=2)).eval()
+    seqs = [[3 + (i * j) % 27 for j in range(1 + i % 9)] + [EOS_ID] for i in range(40)]
+    default = score_token_ids(model, seqs)
+    tiny = score_token_ids(model, seqs, max_batch_tokens=8)
+    for a, b in zip(default, tiny, strict=True):
+        assert a == pytest.approx(b, abs=1e-5)
+
+
+def test_cosine_ends_at_a_fraction_of_the_peak() -> None:
+    cfg = TrainConfig(schedule="cosine", lr=6e-3, min_lr=1e-5)
+    assert learning_rate(cfg, TrainState(step=100), total_steps=100) == pytest.approx(6e-4)
+
+
+def test_adam_optimizers_use_the_fused_kernel_on_cpu() -> None:
+    from charrnn.training import make_optimizer
+
+    model = LanguageModel(ModelConfig(vocab_size=30, embed=8, hidden=16, layers=1))
+    for name in ("adamw", "adam"):
+        optimizer = make_optimizer(model, TrainConfig(optimizer=name))
+        assert optimizer.param_groups[0]["fused"] is True
