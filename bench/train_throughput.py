@@ -132,6 +132,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3, quick 1)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores, at most 8)")
     parser.add_argument("--levels", default="char,word", help="comma-separated: char, word")
+    parser.add_argument("--tag", default="", help="suffix for the JSON name (keep several results side by side)")
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
     from charrnn.runtime import set_threads
@@ -218,7 +219,7 @@ def main() -> None:
     )
     console.print(f"torch.matmul 1024^3 fp32: {results[0]['gemm_gflops']:.0f} GFLOP/s (best of the rounds)")
     write_json(
-        "train_throughput_quick" if args.quick else "train_throughput",
+        ("train_throughput_quick" if args.quick else "train_throughput") + (f"_{args.tag}" if args.tag else ""),
         {"rounds": rounds, "threads": torch.get_num_threads(), "results": results},
     )
 
