@@ -57,6 +57,9 @@ def git_commit() -> str | None:
         return None
 
 
+_START_COMMIT: str | None = None
+
+
 def machine_info() -> dict[str, Any]:
     """Where and when a benchmark ran."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -71,7 +74,7 @@ def machine_info() -> dict[str, Any]:
         "torch": torch.__version__,
         "platform": platform.platform(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
-        "git_commit": git_commit(),
+        "git_commit": _START_COMMIT,  # the code the run started with
         "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
     }
 
@@ -201,3 +204,6 @@ def interpolate(points: Sequence[tuple[float, float]], x: float) -> float | None
         if x0 <= x <= x1:
             return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
     return points[-1][1]
+
+
+_START_COMMIT = git_commit()
