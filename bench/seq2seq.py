@@ -173,7 +173,10 @@ def main() -> None:
         "benchmark": "seq2seq de->en, Multi30k train -> test_2016_flickr",
         "command": "python bench/seq2seq.py " + shlex.join(sys.argv[1:]),
         "minutes_per_config": args.minutes,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        # paths relative to the repository, so the results name no machine's directories
+        "settings": {
+            k: (os.path.relpath(v.resolve(), REPO) if isinstance(v, Path) else v) for k, v in vars(args).items()
+        },
         "machine": {
             "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
             "torch_threads": torch.get_num_threads(),

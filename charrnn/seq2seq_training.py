@@ -40,6 +40,7 @@ from charrnn.training import (
     make_optimizer,
     prepare_run_dir,
     restore_rng,
+    resumed_config,
     run_training_loop,
     save_resume_state,
 )
@@ -133,15 +134,7 @@ def train_seq2seq(
     should_stop = should_stop or (lambda: False)
     run_dir = Path(run_dir)
     if resume:
-        saved = read_seq2seq_config(run_dir)
-        for name in ("epochs", "max_steps", "max_time", "device", "threads"):
-            setattr(saved.training, name, getattr(config.training, name))
-        config = saved
-        if not (run_dir / ckpt.RESUME_FILE).is_file():
-            raise CharRNNError(
-                f"{run_dir} has no {ckpt.RESUME_FILE}; it cannot be resumed "
-                "(start it again with the same --out and --overwrite)."
-            )
+        config = resumed_config(read_seq2seq_config(run_dir), config, run_dir)
     config.validate()
     cfg = config.training
     device = resolve_device(cfg.device)

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import torch
 
@@ -22,6 +22,8 @@ from charrnn.errors import CharRNNError
 from charrnn.model import LanguageModel, State, detach_state, state_from_tensors, state_tensors
 from charrnn.runtime import autocast, resolve_device, seed_everything, set_threads
 from charrnn.tokenizers import Tokenizer, build_tokenizer
+
+C = TypeVar("C")  # a run config: RunConfig or Seq2SeqRunConfig
 
 RUN_FILES = (
     ckpt.CONFIG_FILE,
@@ -116,6 +118,21 @@ def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
         raise CharRNNError(f"Cannot create --out {run_dir}: {exc.strerror}.") from None
     if not os.access(run_dir, os.W_OK):
         raise CharRNNError(f"--out {run_dir} is not writable; choose a directory you can write to.")
+
+
+RESUME_OVERRIDES = ("epochs", "max_steps", "max_time", "device", "threads", "precision", "compile")
+
+
+def resumed_config(saved: C, requested: C, run_dir: Path) -> C:
+    """The saved config of a run being resumed, with the requested stopping rules and device settings."""
+    for name in RESUME_OVERRIDES:
+        setattr(saved.training, name, getattr(requested.training, name))
+    if not (run_dir / ckpt.RESUME_FILE).is_file():
+        raise CharRNNError(
+            f"{run_dir} has no {ckpt.RESUME_FILE}; it cannot be resumed "
+            "(start it again with the same --out and --overwrite)."
+        )
+    return saved
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -556,15 +573,7 @@ def train_language_model(
     should_stop = should_stop or (lambda: False)
     run_dir = Path(run_dir)
     if resume:
-        saved = ckpt.read_config(run_dir)
-        for name in ("epochs", "max_steps", "max_time", "device", "threads", "precision", "compile"):
-            setattr(saved.training, name, getattr(config.training, name))
-        config = saved
-        if not (run_dir / ckpt.RESUME_FILE).is_file():
-            raise CharRNNError(
-                f"{run_dir} has no {ckpt.RESUME_FILE}; it cannot be resumed "
-                "(start it again with the same --out and --overwrite)."
-            )
+        config = resumed_config(ckpt.read_config(run_dir), config, run_dir)
     config.validate()
     cfg = config.training
     device = resolve_device(cfg.device)
