@@ -107,7 +107,10 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise CharRNNError(f"{path} is missing.")
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CharRNNError(f"{path}: cannot read ({exc.strerror}).") from None
     damaged = CharRNNError(
         f"{path} is not a valid safetensors file (damaged, truncated, or not written by charrnn); "
         "restore it from a backup or retrain."

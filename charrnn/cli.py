@@ -222,7 +222,7 @@ def score_sentence(
 ) -> None:
     """Score how probable sentences are: log-probability, perplexity and per-token detail."""
     from charrnn.checkpoint import load_language_model
-    from charrnn.data import read_text
+    from charrnn.data import read_stdin_text, read_text
     from charrnn.runtime import resolve_device
     from charrnn.scoring import score_sentences
 
@@ -233,7 +233,7 @@ def score_sentence(
         texts += [line for line in lines if line.strip()]
         skipped = sum(1 for line in lines[:-1] if not line.strip()) if lines else 0
     elif not texts and not sys.stdin.isatty():
-        lines = sys.stdin.read().split("\n")
+        lines = read_stdin_text().split("\n")
         texts = [line for line in lines if line.strip()]
     if not texts:
         raise CharRNNError("No sentence to score: give SENTENCE arguments, --file FILE, or lines on stdin.")

@@ -38,13 +38,13 @@ def _bundled(path: Path) -> Path:
 
 def _read_lines_arg(texts: list[str] | None, file: Path | None) -> list[str]:
     """Sentences from arguments, --file, or stdin (blank lines skipped)."""
-    from charrnn.data import read_text
+    from charrnn.data import read_stdin_text, read_text
 
     lines = list(texts or [])
     if file is not None:
         lines += read_text(file).split("\n")
     elif not lines and not sys.stdin.isatty():
-        lines = sys.stdin.read().split("\n")
+        lines = read_stdin_text().split("\n")
     lines = [line.strip() for line in lines if line.strip()]
     if not lines:
         raise CharRNNError("Nothing to translate: give TEXT arguments, --file FILE, or lines on stdin.")

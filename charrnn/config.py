@@ -90,7 +90,7 @@ class TrainConfig:
     max_time: float | None = None  # minutes
     val_fraction: float = 0.1
     eval_every: int = 200
-    eval_tokens: int | None = 200_000  # cap on validation tokens per regular evaluation
+    eval_tokens: int | None = 200_000  # cap on validation tokens per evaluation
     save_every: int = 200
     save_every_minutes: float | None = None  # also save a resumable checkpoint this often
     log_every: int = 10  # steps per train-loss record in metrics.jsonl

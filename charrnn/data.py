@@ -44,6 +44,22 @@ def read_text(path: str | Path, encoding: str = "utf-8", errors: str = "strict")
     return text.replace("\r\n", "\n")
 
 
+def read_stdin_text() -> str:
+    """Standard input as UTF-8 text, with a one-line error for undecodable bytes."""
+    import sys
+
+    if not hasattr(sys.stdin, "buffer"):  # already text (a replaced stdin, e.g. in tests)
+        return sys.stdin.read().replace("\r\n", "\n")
+    raw = sys.stdin.buffer.read()
+    try:
+        return raw.decode("utf-8").replace("\r\n", "\n")
+    except UnicodeDecodeError as exc:
+        raise CharRNNError(
+            f"standard input is not valid UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start}; "
+            "convert it to UTF-8 first (e.g. with iconv)."
+        ) from None
+
+
 def read_corpus(path: str | Path, encoding: str = "utf-8", errors: str = "strict") -> str:
     """Read a training corpus; it must hold some non-blank text."""
     text = read_text(path, encoding, errors)

@@ -14,7 +14,7 @@ import json
 import re
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from charrnn.config import TokenizerConfig
 from charrnn.errors import CharRNNError
@@ -298,10 +298,3 @@ def tokenizer_from_files(files: dict[str, bytes]) -> Tokenizer:
     if level not in classes or not isinstance(payload.get("units"), list):
         raise CharRNNError(f"{TOKENIZER_JSON} is damaged (level {level!r}); restore it.")
     return classes[level](payload["units"], lowercase)
-
-
-def iter_pieces(tokenizer: Tokenizer, ids: Iterable[int]) -> Iterator[str]:
-    """Yield the text of each id in turn, as printed while streaming."""
-    step = tokenizer.stream_decoder()
-    for i in ids:
-        yield step(i)

@@ -124,3 +124,11 @@ def test_console_script_reports_errors_without_traceback(tmp_path: Path) -> None
     )
     assert result.returncode == 2
     assert result.stderr.strip() == f"charrnn: error: {tmp_path / 'absent.txt'}: no such file."
+
+
+def test_non_utf8_stdin_is_one_line_error(trained_run: Path, capsys, monkeypatch) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"caf\xe9 au lait\n")))
+    code, _, err = run_cli(["score-sentence", str(trained_run)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "not valid UTF-8" in err and "offset 3" in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from charrnn.checkpoint import load_tensors, read_metrics
@@ -102,3 +103,15 @@ def test_best_weights_are_kept_with_config(tmp_path: Path, corpus_file: Path) ->
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["model"]["hidden"] == 32 and saved["tokenizer"]["level"] == "char"
     assert saved["charrnn_version"] and saved["format_version"] == 1
+
+
+def test_warmup_ramps_from_near_zero_below_the_floor() -> None:
+    from charrnn.config import TrainConfig
+    from charrnn.training import TrainState, learning_rate
+
+    cfg = TrainConfig(lr=6e-3, warmup_steps=1000, schedule="cosine")
+    first = learning_rate(cfg, TrainState(step=0), total_steps=10_000)
+    assert first == pytest.approx(6e-6) and first < cfg.min_lr
+    assert learning_rate(cfg, TrainState(step=999), total_steps=10_000) == pytest.approx(
+        learning_rate(TrainConfig(lr=6e-3, schedule="cosine"), TrainState(step=999), total_steps=10_000)
+    )
