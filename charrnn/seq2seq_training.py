@@ -175,7 +175,9 @@ def train_seq2seq(
     state = TrainState()
     tokenizer_hash = tokenizers_fingerprint(source_tokenizer, target_tokenizer)
     if resume:
-        state, _, saved_hash, rng = load_resume_state(run_dir, model, optimizer, device)
+        state, _, saved_hash, rng = load_resume_state(
+            run_dir, model, optimizer, device, tokenizer_hash=tokenizer_hash
+        )
         if saved_hash != data_hash:
             raise CharRNNError(
                 "The training or validation pairs changed since this run started; resume needs the same data."

@@ -276,6 +276,7 @@ def load_resume_state(
     optimizer: torch.optim.Optimizer,
     device: torch.device,
     tokenizer: Tokenizer | None = None,
+    tokenizer_hash: str | None = None,
 ) -> tuple[TrainState, State | None, str, dict[str, torch.Tensor]]:
     """Restore weights and optimiser from resume.safetensors; returns (state, hidden, data hash, rng tensors)."""
     path = run_dir / ckpt.RESUME_FILE
@@ -290,6 +291,11 @@ def load_resume_state(
         model_tensors = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
         if tokenizer is not None:
             ckpt.check_tokenizer_matches(tokenizer, model_tensors, meta, path)
+        if tokenizer_hash is not None and meta.get("tokenizer") not in (None, tokenizer_hash):
+            raise CharRNNError(
+                f"The tokenizer files in {run_dir} are not the ones {path.name} was trained with; "
+                "restore the run's own tokenizer files."
+            )
         ckpt.check_weights(model, model_tensors, path)
         model.load_state_dict(model_tensors)
         optim_state: dict[str, Any] = {"state": {}, "param_groups": meta["optim_param_groups"]}

@@ -192,7 +192,7 @@ def test_language_model_commands_refuse_a_seq2seq_run(run_dir: Path, capsys) -> 
     assert code == 2 and err.count("\n") == 1 and "holds a seq2seq run" in err
 
 
-def test_a_swapped_tokenizer_is_caught(run_dir: Path, tmp_path: Path) -> None:
+def test_a_swapped_tokenizer_is_caught(run_dir: Path, tmp_path: Path, capsys) -> None:
     import shutil
 
     from charrnn.errors import CharRNNError
@@ -205,6 +205,8 @@ def test_a_swapped_tokenizer_is_caught(run_dir: Path, tmp_path: Path) -> None:
     path.write_text(json.dumps(payload), encoding="utf-8")
     with pytest.raises(CharRNNError, match="not the ones"):
         load_seq2seq(copy)
+    code, _, err = run(capsys, "seq2seq", "train", "--resume", copy, "--max-steps", "50")
+    assert code == 2 and "not the ones" in err and err.count("\n") == 1
 
 
 def test_subword_sides(pair_files, tmp_path: Path, capsys) -> None:
