@@ -166,8 +166,11 @@ def score_pairs(
     targets: list[str],
 ) -> list[SentenceScore]:
     """Score log P(target | source) for every pair (batched); each target's closing `<eos>` counts."""
-    source_ids = [encode_source(source_tokenizer, s) for s in sources]
-    target_ids = [encode_sentence(target_tokenizer, t) for t in targets]
+    if any(not s.strip() for s in sources):
+        raise CharRNNError("Cannot score a pair with an empty source sentence; give some text.")
+    # stripped, as `translate` and the pair reader do, so a pair scores the same ids wherever it comes from
+    source_ids = [encode_source(source_tokenizer, s.strip()) for s in sources]
+    target_ids = [encode_sentence(target_tokenizer, t.strip()) for t in targets]
     per_token = score_pair_ids(model, source_ids, target_ids)
     return [
         _sentence_score(target_tokenizer, target, ids, logps)

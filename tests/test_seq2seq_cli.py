@@ -96,6 +96,12 @@ def test_eval_reports_bleu_exact_match_and_scorer_log_probs(run_dir: Path, pair_
         model, source_tokenizer, target_tokenizer, [s["source"] for s in first], [s["reference"] for s in first]
     )
     assert [s["logprob"] for s in first] == pytest.approx([s.logprob for s in scores], abs=1e-4)
+    padded = score_pairs(
+        model, source_tokenizer, target_tokenizer, [f"  {first[0]['source']} "], [first[0]["reference"]]
+    )
+    assert padded[0].logprob == pytest.approx(scores[0].logprob, abs=1e-6)  # stripped like translate does
+    with pytest.raises(CharRNNError, match="empty source"):
+        score_pairs(model, source_tokenizer, target_tokenizer, ["  "], ["A dog."])
     code, out, _ = run(
         capsys,
         "seq2seq",
