@@ -10,6 +10,7 @@ import torch
 
 from charrnn.checkpoint import RESUME_FILE, load_tensors
 from charrnn.cli import main
+from charrnn.errors import CharRNNError
 from charrnn.scoring import score_pairs
 from charrnn.seq2seq import load_seq2seq
 
