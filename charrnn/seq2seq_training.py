@@ -239,13 +239,14 @@ class _Seq2SeqTask:
     ) -> None:
         self.model, self.batches, self.val_pairs, self.cfg, self.device = model, batches, val_pairs, cfg, device
         self.batches_per_epoch = len(batches)
+        self.forward = torch.compile(model) if cfg.compile else model  # compile wraps the forward pass only
 
     def start_epoch(self) -> None:
         pass
 
     def step_loss(self, state: TrainState) -> tuple[torch.Tensor, int]:
         batch = self.batches.batch(state.epoch, state.chunk).to(self.device)
-        logits, _ = self.model(batch.src, batch.src_lengths, batch.tgt_in, self.cfg.teacher_forcing)
+        logits, _ = self.forward(batch.src, batch.src_lengths, batch.tgt_in, self.cfg.teacher_forcing)
         return self.model.loss(logits, batch.tgt_out, self.cfg.label_smoothing), batch.n_target_tokens
 
     def end_step(self, finite: bool) -> None:
