@@ -123,6 +123,8 @@ def train(
     seed: int = typer.Option(1234, help="Random seed (CPU runs repeat exactly)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
     threads: int | None = typer.Option(None, help="CPU threads (default: all cores, at most 8)."),
+    precision: str = typer.Option("fp32", help="fp32, or bf16/fp16 autocast (for CUDA GPUs)."),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model (for CUDA GPUs)."),
     encoding: str = typer.Option("utf-8", help="Text encoding of the pair files."),
     errors: str = typer.Option("strict", help="Undecodable bytes: strict, replace or ignore."),
 ) -> None:
@@ -157,6 +159,8 @@ def train(
             seed=seed,
             device=device,
             threads=threads,
+            precision=precision,
+            compile=compile_model,
             teacher_forcing=teacher_forcing,
             label_smoothing=label_smoothing,
             max_length=max_length,

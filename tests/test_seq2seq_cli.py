@@ -224,3 +224,26 @@ def test_subword_sides(pair_files, tmp_path: Path, capsys) -> None:
     assert (out / "source" / "tokenizer.model").is_file() and (out / "target" / "tokenizer.model").is_file()
     code, out_text, err = run(capsys, "seq2seq", "translate", out, "Ein Hund.", "--max-length", "4")
     assert code == 0, err
+
+
+def test_precision_option_is_checked_and_saved(pair_files, tmp_path: Path, capsys) -> None:
+    code, _, err = run(
+        capsys, "seq2seq", "train", pair_files["train"], "--precision", "fp64", "--out", tmp_path / "x"
+    )
+    assert code == 2 and err.count("\n") == 1 and "Unknown precision 'fp64'" in err
+    out = tmp_path / "bf16"
+    code, _, err = run(
+        capsys,
+        "seq2seq",
+        "train",
+        pair_files["train"],
+        "--precision",
+        "bf16",
+        "--out",
+        out,
+        "--max-steps",
+        "2",
+        *TINY,
+    )
+    assert code == 0, err
+    assert json.loads((out / "config.json").read_text())["training"]["precision"] == "bf16"
