@@ -140,30 +140,44 @@ def write_run_files(run_dir: Path, config: RunConfig, tokenizer: Tokenizer) -> N
         atomic_write(run_dir / name, data)
 
 
-def read_config(run_dir: Path) -> RunConfig:
-    """Read and check a run's config.json."""
+KIND_NAMES = {"lm": "a language model", "seq2seq": "a seq2seq model"}
+KIND_HINTS = {
+    "lm": "use `charrnn sample`/`score-sentence` for language models",
+    "seq2seq": "use `charrnn seq2seq ...` for seq2seq models",
+}
+
+
+def read_run_json(run_dir: Path, kind: str, command: str) -> dict[str, Any]:
+    """The config.json of a run directory, checked to be of `kind` and of this charrnn's format version."""
     run_dir = Path(run_dir)
+    where = f"give the run directory that `charrnn {command}` wrote"
     if not run_dir.exists():
-        raise CharRNNError(f"{run_dir}: no such run directory.")
+        raise CharRNNError(f"{run_dir} does not exist: no such run directory; {where}.")
     if not run_dir.is_dir():
-        raise CharRNNError(f"{run_dir} is a file; give the run directory that `charrnn train` wrote.")
+        raise CharRNNError(f"{run_dir} is a file; {where}.")
     if not (run_dir / CONFIG_FILE).is_file():
         raise CharRNNError(f"{run_dir} is not a charrnn run directory ({CONFIG_FILE} is missing).")
     data = read_json(run_dir / CONFIG_FILE)
-    if data.get("kind", "lm") != "lm":
-        raise CharRNNError(
-            f"{run_dir} holds a {data.get('kind')} run, not a language model; use `charrnn {data.get('kind')} ...`."
-        )
+    found = data.get("kind", "lm")
+    if found != kind:
+        hint = KIND_HINTS.get(found, "this charrnn cannot use it")
+        raise CharRNNError(f"{run_dir} holds a {found} run, not {KIND_NAMES[kind]}; {hint}.")
     version = data.get("format_version")
     if version != FORMAT_VERSION:
         raise CharRNNError(
             f"{run_dir} has run format version {version}, this charrnn reads version {FORMAT_VERSION}; "
             f"use the charrnn version that wrote it ({data.get('charrnn_version', 'unknown')})."
         )
+    return data
+
+
+def read_config(run_dir: Path) -> RunConfig:
+    """Read and check a language-model run's config.json."""
+    data = read_run_json(Path(run_dir), "lm", "train")
     try:
         return RunConfig.from_dict(data)
     except TypeError as exc:
-        raise CharRNNError(f"{run_dir / CONFIG_FILE} is damaged: {exc}.") from None
+        raise CharRNNError(f"{Path(run_dir) / CONFIG_FILE} is damaged: {exc}.") from None
 
 
 def read_tokenizer(run_dir: Path) -> Tokenizer:

@@ -33,7 +33,7 @@ from torch import nn
 
 from charrnn import FORMAT_VERSION, __version__
 from charrnn import checkpoint as ckpt
-from charrnn.config import CELLS, TokenizerConfig, TrainConfig, _choice, dataclass_from_dict, read_json
+from charrnn.config import CELLS, TokenizerConfig, TrainConfig, _choice, dataclass_from_dict
 from charrnn.errors import CharRNNError
 from charrnn.model import RecurrentCore, State, state_from_tensors, state_tensors
 from charrnn.tokenizers import PAD_ID, Tokenizer
@@ -392,28 +392,11 @@ class Seq2SeqRunConfig:
 
 def read_seq2seq_config(run_dir: str | Path) -> Seq2SeqRunConfig:
     """Read and check the config.json of a seq2seq run directory."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        what = "is a file" if run_dir.exists() else "does not exist"
-        raise CharRNNError(f"{run_dir} {what}; give the run directory that `charrnn seq2seq train` wrote.")
-    path = run_dir / ckpt.CONFIG_FILE
-    if not path.is_file():
-        raise CharRNNError(f"{run_dir} is not a charrnn run directory ({ckpt.CONFIG_FILE} is missing).")
-    data = read_json(path)
-    if data.get("kind", "lm") != "seq2seq":
-        raise CharRNNError(
-            f"{run_dir} holds a {data.get('kind', 'lm')} run, not a seq2seq model; "
-            "use `charrnn sample`/`score-sentence` for language models."
-        )
-    if data.get("format_version") != FORMAT_VERSION:
-        raise CharRNNError(
-            f"{run_dir} has run format version {data.get('format_version')}, this charrnn reads version "
-            f"{FORMAT_VERSION}; use the charrnn version that wrote it ({data.get('charrnn_version', 'unknown')})."
-        )
+    data = ckpt.read_run_json(Path(run_dir), "seq2seq", "seq2seq train")
     try:
         return Seq2SeqRunConfig.from_dict(data)
     except TypeError as exc:
-        raise CharRNNError(f"{path} is damaged: {exc}.") from None
+        raise CharRNNError(f"{Path(run_dir) / ckpt.CONFIG_FILE} is damaged: {exc}.") from None
 
 
 def write_seq2seq_run_files(

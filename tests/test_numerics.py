@@ -11,24 +11,15 @@ import torch
 
 from charrnn import checkpoint as ckpt
 from charrnn.model import LanguageModel
-from charrnn.training import TrainState, train_language_model
+from charrnn.training import SilentReporter, TrainState, train_language_model
 from tests.reliability_support import run_cli, tiny_config, write_corpus
 
 
-class Recorder:
+class Recorder(SilentReporter):
     """A reporter that keeps the messages."""
 
     def __init__(self) -> None:
         self.messages: list[str] = []
-
-    def start(self, info: dict[str, Any]) -> None:
-        pass
-
-    def step(self, record: dict[str, Any]) -> None:
-        pass
-
-    def evaluate(self, record: dict[str, Any]) -> None:
-        pass
 
     def message(self, text: str) -> None:
         self.messages.append(text)
