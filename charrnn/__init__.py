@@ -1,4 +1,29 @@
-"""charrnn: recurrent language models (char, word, subword) and seq2seq with attention."""
+"""charrnn: recurrent language models (char, word, subword) and seq2seq with attention.
 
-__version__ = "0.1.0"
-FORMAT_VERSION = 1
+    import charrnn
+    run = charrnn.load("checkpoints/tinyshakespeare-char")
+    run.sample(prime="ROMEO:", length=200)
+    charrnn.train("my.txt", level="word", max_time=5)
+"""
+
+__version__ = "0.2.0"
+
+from charrnn.api import load, train, train_seq2seq  # noqa: E402
+from charrnn.core.errors import CharRNNError  # noqa: E402
+from charrnn.core.scoring import SentenceScore  # noqa: E402
+from charrnn.core.state import Reporter, TrainResult  # noqa: E402
+from charrnn.lm.run import LanguageModelRun  # noqa: E402
+from charrnn.seq2seq.run import TranslationRun  # noqa: E402
+
+__all__ = [
+    "CharRNNError",
+    "LanguageModelRun",
+    "Reporter",
+    "SentenceScore",
+    "TrainResult",
+    "TranslationRun",
+    "__version__",
+    "load",
+    "train",
+    "train_seq2seq",
+]

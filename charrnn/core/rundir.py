@@ -1,13 +1,17 @@
-"""Run directories: atomic writes, safetensors weights, JSON everything else, checks on load.
+"""Run directories, for both models: atomic writes, safetensors weights, JSON everything else, checks on load.
 
 A run directory holds:
-  config.json          RunConfig (tokenizer, model, training settings, versions)
-  tokenizer.json       the tokenizer (plus tokenizer.model for sentencepiece)
-  model.safetensors    the best weights by validation loss (what sample/score load)
-  resume.safetensors   the latest training state: weights, optimiser moments, RNG states,
-                       hidden state, data position and counters (tensors + JSON metadata)
+  config.json          the run config (tokenizer(s), model, training settings, kind, versions)
+  tokenizer.json       the tokenizer (plus tokenizer.model for sentencepiece); seq2seq keeps one
+                       per side in source/ and target/
+  model.safetensors    the best weights by validation loss (what sample/score/translate load)
+  resume.safetensors   the latest training state: weights, optimiser moments, RNG states, the
+                       task's carried tensors (the LM's hidden state), counters (tensors + JSON)
   metrics.jsonl        one JSON object per logged step/evaluation
 Nothing here is ever unpickled: weights are safetensors, the rest JSON.
+
+Format versions: 1 (charrnn before the core/lm/seq2seq layout) and 2 (now). Version 1 runs are
+migrated in memory when read (`migrate_config`, and `charrnn.core.resume` for resume files).
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
-from charrnn import FORMAT_VERSION
-from charrnn.config import RunConfig, read_json
-from charrnn.errors import CharRNNError
-from charrnn.tokenizers import SENTENCEPIECE_MODEL, TOKENIZER_JSON, Tokenizer, tokenizer_from_files
+from charrnn.core.config import read_json
+from charrnn.core.errors import CharRNNError
+from charrnn.core.tokenizers import SENTENCEPIECE_MODEL, TOKENIZER_JSON, Tokenizer, tokenizer_from_files
+
+FORMAT_VERSION = 2  # of config.json and resume.safetensors
+READABLE_VERSIONS = (1, 2)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -132,12 +138,17 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return tensors, metadata
 
 
-def write_run_files(run_dir: Path, config: RunConfig, tokenizer: Tokenizer) -> None:
-    """Write config.json and the tokenizer file(s) of a run."""
+def write_config(run_dir: Path, config: Any) -> None:
+    """Write a run's config.json atomically."""
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(run_dir / CONFIG_FILE, config.to_json().encode("utf-8"))
+
+
+def write_tokenizer(directory: Path, tokenizer: Tokenizer) -> None:
+    """Write a tokenizer's file(s) into `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
     for name, data in tokenizer.to_files().items():
-        atomic_write(run_dir / name, data)
+        atomic_write(directory / name, data)
 
 
 KIND_NAMES = {"lm": "a language model", "seq2seq": "a seq2seq model"}
@@ -147,8 +158,8 @@ KIND_HINTS = {
 }
 
 
-def read_run_json(run_dir: Path, kind: str, command: str) -> dict[str, Any]:
-    """The config.json of a run directory, checked to be of `kind` and of this charrnn's format version."""
+def run_kind(run_dir: Path, command: str = "train") -> str:
+    """The kind of run ("lm" or "seq2seq") in `run_dir`, with one-line errors for what is not a run."""
     run_dir = Path(run_dir)
     where = f"give the run directory that `charrnn {command}` wrote"
     if not run_dir.exists():
@@ -157,27 +168,54 @@ def read_run_json(run_dir: Path, kind: str, command: str) -> dict[str, Any]:
         raise CharRNNError(f"{run_dir} is a file; {where}.")
     if not (run_dir / CONFIG_FILE).is_file():
         raise CharRNNError(f"{run_dir} is not a charrnn run directory ({CONFIG_FILE} is missing).")
-    data = read_json(run_dir / CONFIG_FILE)
-    found = data.get("kind", "lm")
+    kind = read_json(run_dir / CONFIG_FILE).get("kind", "lm")
+    if kind not in KIND_NAMES:
+        raise CharRNNError(f"{run_dir / CONFIG_FILE} names an unknown kind of run {kind!r}; the file is damaged.")
+    return kind
+
+
+def read_run_json(run_dir: Path, kind: str, command: str) -> dict[str, Any]:
+    """The config.json of a run directory, checked to be of `kind`, migrated to the current format."""
+    run_dir = Path(run_dir)
+    found = run_kind(run_dir, command)
     if found != kind:
-        hint = KIND_HINTS.get(found, "this charrnn cannot use it")
-        raise CharRNNError(f"{run_dir} holds a {found} run, not {KIND_NAMES[kind]}; {hint}.")
+        raise CharRNNError(f"{run_dir} holds a {found} run, not {KIND_NAMES[kind]}; {KIND_HINTS[found]}.")
+    data = read_json(run_dir / CONFIG_FILE)
     version = data.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise CharRNNError(
-            f"{run_dir} has run format version {version}, this charrnn reads version {FORMAT_VERSION}; "
-            f"use the charrnn version that wrote it ({data.get('charrnn_version', 'unknown')})."
+            f"{run_dir} has run format version {version}, this charrnn reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}; use the charrnn version that wrote it "
+            f"({data.get('charrnn_version', 'unknown')})."
         )
+    return migrate_config(data)
+
+
+def migrate_config(data: dict[str, Any]) -> dict[str, Any]:
+    """A config.json of any readable format version, as the current version.
+
+    1 -> 2: seq2seq's training settings lose `bptt` and `eval_tokens`, which it never used.
+    """
+    data = dict(data)
+    if data.get("format_version") == 1:
+        if data.get("kind") == "seq2seq" and isinstance(data.get("training"), dict):
+            data["training"] = {k: v for k, v in data["training"].items() if k not in ("bptt", "eval_tokens")}
+        data["format_version"] = 2
     return data
 
 
-def read_config(run_dir: Path) -> RunConfig:
-    """Read and check a language-model run's config.json."""
-    data = read_run_json(Path(run_dir), "lm", "train")
+def read_run_config(run_dir: Path, cls: type, kind: str, command: str) -> Any:
+    """Read, migrate and check the config.json of a run of `kind` as dataclass `cls`."""
+    data = read_run_json(Path(run_dir), kind, command)
     try:
-        return RunConfig.from_dict(data)
-    except TypeError as exc:
-        raise CharRNNError(f"{Path(run_dir) / CONFIG_FILE} is damaged: {exc}.") from None
+        config = cls.from_dict(data)
+    except CharRNNError as exc:
+        raise CharRNNError(f"{Path(run_dir) / CONFIG_FILE} is damaged: {exc}") from None
+    try:
+        config.validate()
+    except CharRNNError as exc:
+        raise CharRNNError(f"{Path(run_dir) / CONFIG_FILE} is damaged: {exc}") from None
+    return config
 
 
 def read_tokenizer(run_dir: Path) -> Tokenizer:
@@ -278,45 +316,91 @@ def truncate_metrics(run_dir: Path, last_step: int) -> None:
     atomic_write(path, "".join(json.dumps(r) + "\n" for r in kept).encode("utf-8"))
 
 
-def missing_run_files(run_dir: Path, weights: str = WEIGHTS_FILE) -> list[str]:
-    """Names of the files a run directory needs for sampling and scoring that are not there."""
-    needed = [CONFIG_FILE, TOKENIZER_JSON, weights]
-    tokenizer_json = Path(run_dir) / TOKENIZER_JSON
-    if tokenizer_json.is_file() and b'"subword"' in tokenizer_json.read_bytes():
-        needed.insert(2, SENTENCEPIECE_MODEL)
-    return [name for name in needed if not (Path(run_dir) / name).is_file()]
+def read_weights(run_dir: Path, weights: str = WEIGHTS_FILE) -> tuple[dict[str, torch.Tensor], dict[str, Any], str | None]:
+    """The model weights of a run: (tensors, metadata, note).
 
-
-def load_language_model(run_dir: str | Path, device: torch.device | str = "cpu", weights: str = WEIGHTS_FILE):
-    """Load (config, tokenizer, model in eval mode) from a language-model run directory."""
-    from charrnn.model import LanguageModel
-
+    The best weights (model.safetensors) when they exist; before the first evaluation has written
+    them, the latest weights in resume.safetensors, with a one-line note saying so for the caller to show.
+    """
     run_dir = Path(run_dir)
-    config = read_config(run_dir)
-    if config.kind != "lm":
-        raise CharRNNError(f"{run_dir} holds a {config.kind} run, not a language model.")
-    missing = missing_run_files(run_dir, weights)
-    if missing:
-        hint = (
-            " (training writes it at its first evaluation; train longer or wait for it)"
-            if missing == [weights] and weights == WEIGHTS_FILE and (run_dir / RESUME_FILE).is_file()
-            else ""
-        )
-        raise CharRNNError(f"{run_dir} is incomplete: {', '.join(missing)} missing{hint}.")
-    tokenizer = read_tokenizer(run_dir)
-    if tokenizer.vocab_size != config.model.vocab_size:
-        raise CharRNNError(
-            f"{run_dir}: the tokenizer has {tokenizer.vocab_size} entries but the model's embedding has "
-            f"{config.model.vocab_size} rows (config.json); the tokenizer file belongs to another run."
-        )
+    if (run_dir / weights).is_file() or weights != WEIGHTS_FILE or not (run_dir / RESUME_FILE).is_file():
+        if not (run_dir / weights).is_file():
+            raise CharRNNError(f"{run_dir} is incomplete: {weights} is missing.")
+        tensors, metadata = load_tensors(run_dir / weights)
+        return tensors, metadata, None
+    tensors, metadata = load_tensors(run_dir / RESUME_FILE)
+    model = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    state = metadata.get("train_state")
+    step = state.get("step") if isinstance(state, dict) else None
+    note = (
+        f"{run_dir} has no {weights} yet (no evaluation has run); using the latest weights "
+        f"from {RESUME_FILE}, step {step}"
+    )
+    return model, metadata, note
+
+
+RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE, RESUME_FILE, METRICS_FILE, TOKENIZER_JSON, SENTENCEPIECE_MODEL)
+RUN_FOLDERS = ("source", "target")  # seq2seq's per-side tokenizers
+
+
+def check_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Refuse an --out that is a file, another program's folder, or (without `overwrite`) an existing run."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CharRNNError(f"--out {run_dir} is a file; choose a directory.")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        if not (run_dir / CONFIG_FILE).is_file():
+            raise CharRNNError(f"--out {run_dir} exists and is not a charrnn run directory; choose another --out.")
+        if not overwrite:
+            raise CharRNNError(
+                f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to replace it."
+            )
     try:
-        model = LanguageModel(config.model)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise CharRNNError(
-            f"{run_dir / CONFIG_FILE} is damaged: the model settings are invalid ({exc})."
-        ) from None
-    tensors, metadata = load_tensors(run_dir / weights)
-    check_tokenizer_matches(tokenizer, tensors, metadata, run_dir / weights)
-    check_weights(model, tensors, run_dir / weights)
-    model.load_state_dict(tensors)
-    return config, tokenizer, model.to(device).eval()
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CharRNNError(f"Cannot create --out {run_dir}: {exc.strerror}.") from None
+    if not os.access(run_dir, os.W_OK):
+        raise CharRNNError(f"--out {run_dir} is not writable; choose a directory you can write to.")
+
+
+def clear_run_dir(run_dir: Path) -> None:
+    """Delete the files of a previous run in `run_dir` (after `check_run_dir` allowed it)."""
+    import shutil
+
+    remove_temp_files(run_dir)
+    for name in sorted(RUN_FILES, key=lambda n: n == CONFIG_FILE):  # config.json last: a kill part-way
+        (run_dir / name).unlink(missing_ok=True)  # still leaves a run that --overwrite accepts
+    for folder in RUN_FOLDERS:
+        if (run_dir / folder).is_dir() and not (run_dir / folder).is_symlink():
+            shutil.rmtree(run_dir / folder)
+
+
+def read_metadata(path: Path) -> dict[str, Any]:
+    """The JSON metadata of a safetensors file written by `save_tensors`, reading only its header ({} if unreadable)."""
+    try:
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            if not 0 < size <= 100_000_000:
+                return {}
+            header = json.loads(handle.read(size))
+        metadata = json.loads(header.get("__metadata__", {}).get("json", "{}"))
+    except (OSError, ValueError, AttributeError, TypeError, RecursionError):
+        return {}
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def run_summary(run_dir: Path) -> dict[str, Any]:
+    """Training progress of a run from its files: steps, epochs, tokens, time, validation losses."""
+    run_dir = Path(run_dir)
+    state = read_metadata(run_dir / RESUME_FILE).get("train_state")
+    state = state if isinstance(state, dict) else {}
+    best_step = read_metadata(run_dir / WEIGHTS_FILE).get("step") if (run_dir / WEIGHTS_FILE).is_file() else None
+    return {
+        "steps": state.get("step"),
+        "epoch": state.get("epoch"),
+        "tokens_seen": state.get("tokens_seen"),
+        "seconds_trained": state.get("elapsed"),
+        "best_val_loss": state.get("best_val_loss"),
+        "last_val_loss": state.get("last_val_loss"),
+        "best_weights_step": best_step,
+    }

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import torch
 
-from charrnn.data import read_text
-from charrnn.errors import CharRNNError
-from charrnn.tokenizers import EOS_ID, PAD_ID, Tokenizer, split_lines
+from charrnn.core.errors import CharRNNError
+from charrnn.core.scoring import pad_sequences, teacher_inputs
+from charrnn.core.text import read_text
+from charrnn.core.tokenizers import EOS_ID, PAD_ID, Tokenizer, split_lines
 
 MAX_REPORTED_LINES = 5
 
@@ -165,22 +166,6 @@ def encode_pairs(
         sources.append(s)
         targets.append(t)
     return EncodedPairs(sources, targets, dropped)
-
-
-def pad_sequences(sequences: list[list[int]], length: int | None = None) -> torch.Tensor:
-    """Right-pad id lists with `<pad>` into a (len(sequences), length) int64 tensor."""
-    length = length if length is not None else max((len(s) for s in sequences), default=0)
-    out = torch.full((len(sequences), length), PAD_ID, dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        if seq:
-            out[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-    return out
-
-
-def teacher_inputs(targets: torch.Tensor) -> torch.Tensor:
-    """Decoder inputs for padded targets (batch, time): `<eos>` then every target but the last."""
-    start = torch.full((targets.shape[0], 1), EOS_ID, dtype=targets.dtype, device=targets.device)
-    return torch.cat([start, targets[:, :-1]], dim=1)
 
 
 @dataclass

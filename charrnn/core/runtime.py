@@ -8,7 +8,7 @@ import random
 
 import torch
 
-from charrnn.errors import CharRNNError
+from charrnn.core.errors import CharRNNError
 
 
 def resolve_device(name: str) -> torch.device:

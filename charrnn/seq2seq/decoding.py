@@ -1,4 +1,4 @@
-"""Translating with a seq2seq model: batched greedy decoding and beam search; corpus evaluation.
+"""Translating with a seq2seq model: batched greedy decoding and beam search.
 
 `<unk>` (and `<pad>`) are never emitted, as in the sampler: their log-probabilities are set to
 -inf before choosing. The other tokens keep the model's own log-probabilities (no renormalising),
@@ -18,11 +18,13 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from charrnn.errors import CharRNNError
-from charrnn.pairs import encode_source, pad_sequences
-from charrnn.sampling import SampleSettings, choose_tokens
-from charrnn.seq2seq import Seq2Seq, select_state
-from charrnn.tokenizers import EOS_ID, PAD_ID, UNK_ID, Tokenizer
+from charrnn.core.errors import CharRNNError
+from charrnn.core.recurrent import select_state
+from charrnn.core.sampling import SampleSettings, choose_tokens, never_emitted
+from charrnn.core.scoring import pad_sequences
+from charrnn.core.tokenizers import EOS_ID, Tokenizer
+from charrnn.seq2seq.model import Seq2Seq
+from charrnn.seq2seq.pairs import encode_source
 
 GREEDY = SampleSettings(greedy=True)
 
@@ -85,13 +87,6 @@ class Translation:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _mask_specials(log_probs: torch.Tensor) -> torch.Tensor:
-    masked = log_probs.clone()
-    masked[:, UNK_ID] = -math.inf
-    masked[:, PAD_ID] = -math.inf
-    return masked
 
 
 @torch.inference_mode()
@@ -157,7 +152,7 @@ def beam_search(
     for step in range(settings.limit(len(source))):
         beam_memory = memory.select(torch.zeros(len(alive), dtype=torch.long, device=device))
         log_probs, state, weights = model.decode_step(tokens, state, beam_memory)  # (alive, vocab)
-        candidates = alive_logprob.unsqueeze(1) + _mask_specials(log_probs).double()
+        candidates = alive_logprob.unsqueeze(1) + never_emitted(log_probs).double()
         vocab = candidates.shape[1]
         top = torch.topk(candidates.flatten(), min(2 * k, candidates.numel()))
         keep_rows, keep_tokens, keep_hyps = [], [], []
@@ -235,60 +230,3 @@ def translate(
             )
         )
     return translations
-
-
-@dataclass
-class EvalResult:
-    """Corpus-level translation quality on a set of pairs."""
-
-    pairs: int
-    bleu: float
-    bleu_signature: str
-    exact_match: float  # fraction of hypotheses equal to their reference (after trimming spaces)
-    mean_logprob: float  # mean per sentence of log P(reference | source)
-    logprob_per_token: float  # total log P over total reference tokens (<eos> included)
-    translations: list[str]
-    reference_logprobs: list[float]
-
-    def summary(self) -> dict:
-        """The figures without the per-sentence lists."""
-        return {k: v for k, v in asdict(self).items() if k not in ("translations", "reference_logprobs")}
-
-
-def corpus_bleu(hypotheses: list[str], references: list[str]) -> tuple[float, str]:
-    """sacrebleu's corpus BLEU on detokenised text (its default 13a tokenisation, cased), and its signature."""
-    from sacrebleu.metrics import BLEU
-
-    metric = BLEU()
-    result = metric.corpus_score(hypotheses, [references])
-    return float(result.score), str(metric.get_signature())
-
-
-def evaluate_pairs(
-    model: Seq2Seq,
-    source_tokenizer: Tokenizer,
-    target_tokenizer: Tokenizer,
-    sources: list[str],
-    references: list[str],
-    settings: TranslateSettings | None = None,
-) -> EvalResult:
-    """BLEU and exact match of the model's translations, and log P(reference | source) per sentence."""
-    from charrnn.scoring import score_pairs
-
-    if not sources:
-        raise CharRNNError("No pairs to evaluate.")
-    translations = [t.text for t in translate(model, source_tokenizer, target_tokenizer, sources, settings)]
-    bleu, signature = corpus_bleu(translations, references)
-    exact = sum(h.strip() == r.strip() for h, r in zip(translations, references, strict=True)) / len(sources)
-    scores = score_pairs(model, source_tokenizer, target_tokenizer, sources, references)
-    total_tokens = sum(s.n_tokens for s in scores)
-    return EvalResult(
-        pairs=len(sources),
-        bleu=bleu,
-        bleu_signature=signature,
-        exact_match=exact,
-        mean_logprob=sum(s.logprob for s in scores) / len(scores),
-        logprob_per_token=sum(s.logprob for s in scores) / max(total_tokens, 1),
-        translations=translations,
-        reference_logprobs=[s.logprob for s in scores],
-    )

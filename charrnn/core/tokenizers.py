@@ -16,8 +16,8 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable
 
-from charrnn.config import TokenizerConfig
-from charrnn.errors import CharRNNError
+from charrnn.core.config import TokenizerConfig
+from charrnn.core.errors import CharRNNError
 
 PAD, UNK, EOS = "<pad>", "<unk>", "<eos>"
 PAD_ID, UNK_ID, EOS_ID = 0, 1, 2

@@ -1,0 +1,74 @@
+"""The `charrnn` command line: typer apps over the Python API, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from charrnn import __version__
+from charrnn.cli import lm
+from charrnn.cli.seq2seq import seq2seq_app
+from charrnn.core.errors import CharRNNError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Train recurrent language models on your text, sample from them, and score sentences.",
+)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
+) -> None:
+    """charrnn: char-, word- and subword-level RNN language models."""
+
+
+lm.register(app)
+app.add_typer(seq2seq_app, name="seq2seq")
+
+
+@app.command()
+def version() -> None:
+    """Print the charrnn version."""
+    print(__version__)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning user errors into one line and an exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=args, prog_name="charrnn", standalone_mode=False)
+    except CharRNNError as exc:
+        if debug:
+            raise
+        print(f"charrnn: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("charrnn: aborted", file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        print("charrnn: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    except Exception as exc:
+        if debug:
+            raise
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # a usage error from typer/click
+            message = " ".join(exc.format_message().split())
+            print(f"charrnn: error: {message} (see --help)", file=sys.stderr)
+            sys.exit(exc.exit_code)
+        # anything else is a bug in charrnn: still one line unless --debug
+        print(
+            f"charrnn: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,229 @@
+"""The rich display of the CLI: training progress, summary tables, the stop flag, attention heatmaps.
+
+Progress and messages go to stderr; stdout is kept for results (samples, translations, JSON).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+from rich.text import Text
+
+LN2 = math.log(2.0)
+
+
+def loss_summary(loss: float | None, level: str) -> str:
+    """A loss with the unit that suits the level: bits/char for char, perplexity otherwise."""
+    if loss is None or not math.isfinite(loss):
+        return "-"
+    if level == "char":
+        return f"{loss:.4f} ({loss / LN2:.3f} bpc)"
+    return f"{loss:.4f} (ppl {math.exp(min(loss, 50)):.1f})"
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = max(int(seconds), 0)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class RichReporter:
+    """Shows training progress: a live bar on a terminal, plain lines otherwise (CI, pipes)."""
+
+    def __init__(self, console: Console | None = None, plain_every: float = 15.0) -> None:
+        self.console = console or Console(stderr=True)
+        self.plain_every = plain_every
+        self.progress: Progress | None = None
+        self.task = None
+        self.info: dict[str, Any] = {}
+        self.level = "char"
+        self.last_plain = 0.0
+        self.val_text = "-"
+        self.started = time.perf_counter()
+
+    def start(self, info: dict[str, Any]) -> None:
+        self.info = info
+        self.level = info.get("level", "char")
+        self.started = time.perf_counter()
+        resumed = " (resumed at step {})".format(info["start_step"]) if info.get("resumed") else ""
+        self.console.print(
+            f"[bold]charrnn[/] training{resumed}: {info.get('parameters', 0):,} parameters, "
+            f"vocab {info.get('vocab_size')}, {info.get('train_tokens', 0):,} train / "
+            f"{info.get('val_tokens', 0):,} val tokens, device {info.get('device')} ({info.get('precision', 'fp32')}), "
+            f"run {info.get('run_dir')}",
+            highlight=False,
+        )
+        if info.get("changes"):
+            self.console.print(
+                f"resuming at step {info['start_step']}; " + "; ".join(info["changes"]), highlight=False
+            )
+        if self.console.is_terminal:
+            self.progress = Progress(
+                BarColumn(bar_width=16),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"),
+                console=self.console,
+                transient=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task(
+                "train", total=info.get("total_steps"), completed=info.get("start_step", 0), status=""
+            )
+
+    def _eta(self, step: int, elapsed_session: float) -> str:
+        done = step - self.info.get("start_step", 0)
+        if done <= 0:
+            return "?"
+        total = self.info.get("total_steps")
+        remaining = (total - step) * elapsed_session / done if total is not None else math.inf
+        max_time = self.info.get("max_time")
+        if max_time:
+            remaining = min(remaining, max_time * 60 - elapsed_session)
+        return format_seconds(remaining) if math.isfinite(remaining) else "?"
+
+    def step(self, record: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        status = (
+            f"ep {record['epoch']:.2f}  loss {record['train_loss']:.4f}  val {self.val_text}  "
+            f"{record['tokens_per_second']:,.0f} tok/s  ETA {self._eta(record['step'], now - self.started)}"
+        )
+        if self.progress is not None:
+            self.progress.update(self.task, completed=record["step"], status=status)
+        elif now - self.last_plain >= self.plain_every:
+            self.last_plain = now
+            self.console.print(f"step {record['step']}/{self.info.get('total_steps')}  {status}", highlight=False)
+
+    def evaluate(self, record: dict[str, Any]) -> None:
+        self.val_text = loss_summary(record["val_loss"], self.level) + (" *" if record.get("best") else "")
+        if self.progress is None:
+            self.console.print(f"step {record['step']}  validation {self.val_text}", highlight=False)
+
+    def message(self, text: str) -> None:
+        self.console.print(f"[yellow]{text}[/]")
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def summary_table(rows: list[tuple[str, str]], title: str) -> Table:
+    """A two-column table of results."""
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def err_console() -> Console:
+    """A rich console on stderr (stdout is kept for results)."""
+    return Console(stderr=True)
+
+
+class StopFlag:
+    """First SIGINT/SIGTERM asks training to stop after the current step; a second SIGINT exits at once."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __call__(self) -> bool:
+        return self.signal is not None
+
+    def handle(self, signum: int, frame) -> None:  # noqa: ARG002
+        self.signal = signum
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # os.write, not print: a handler that prints while the interrupted code prints raises "reentrant call"
+        with contextlib.suppress(OSError):
+            os.write(2, b"charrnn: stopping after this step and saving (Ctrl-C again to quit at once)\n")
+
+    def install(self) -> dict[int, object]:
+        """Install the handlers; returns the previous ones for `restore`."""
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        signal.signal(signal.SIGINT, self.handle)
+        signal.signal(signal.SIGTERM, self.handle)
+        return previous
+
+    @staticmethod
+    def restore(previous: dict[int, object]) -> None:
+        """Put back the handlers `install` replaced."""
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def training_session() -> Iterator[tuple[StopFlag, RichReporter]]:
+    """Signal handling and a progress display for the duration of a training call."""
+    stop = StopFlag()
+    previous = stop.install()
+    reporter = RichReporter()
+    try:
+        yield stop, reporter
+    finally:
+        reporter.close()
+        stop.restore(previous)
+
+
+def report_training(
+    result: Any,
+    stop: StopFlag,
+    *,
+    title: str,
+    speed_unit: str,
+    resume_command: str,
+    next_step: str,
+) -> None:
+    """Print the summary table; after an interruption, the resume command and exit 130 (SIGINT) or 143."""
+    console = err_console()
+    stopped_by = result.stop_reason
+    if result.skipped_steps:
+        stopped_by += f", {result.skipped_steps} steps skipped"
+    rows = [
+        ("run directory", str(result.run_dir)),
+        ("steps", f"{result.steps:,} ({result.epochs:.2f} epochs)"),
+        ("best validation", loss_summary(result.best_val_loss, result.level)),
+        ("last validation", loss_summary(result.last_val_loss, result.level)),
+        ("speed", f"{result.tokens_per_second:,.0f} {speed_unit}"),
+        ("time", format_seconds(result.seconds)),
+        ("stopped by", stopped_by),
+    ]
+    console.print(summary_table(rows, title=title))
+    if result.stop_reason == "interrupted":
+        # soft_wrap: the command stays on one line, ready to copy
+        console.print(
+            f"Interrupted; checkpoint saved. Resume with: {resume_command}", soft_wrap=True, highlight=False
+        )
+        raise typer.Exit(130 if stop.signal == signal.SIGINT else 143)
+    console.print(next_step, soft_wrap=True, highlight=False)
+
+
+def attention_table(source_tokens: list[str], target_tokens: list[str], weights: list[list[float]]) -> Table:
+    """The attention matrix as a heatmap table: one row per generated token, one column per source token."""
+    table = Table(
+        title="attention (% of each output token's weight on each source token)",
+        title_justify="left",
+        show_lines=False,
+        padding=(0, 1),
+    )
+    table.add_column("output \\ source", style="bold", no_wrap=True)
+    for token in source_tokens:
+        table.add_column(repr(token)[1:-1], justify="right", no_wrap=True)
+    for token, row in zip(target_tokens, weights, strict=False):
+        cells = []
+        for w in row:
+            level = int(round(255 - 200 * w))
+            colour = "white" if w >= 0.5 else "black"
+            cells.append(Text(f"{round(w * 100):d}", style=f"{colour} on rgb({level},{level},255)"))
+        table.add_row(repr(token)[1:-1], *cells)
+    return table

@@ -1,0 +1,180 @@
+"""`charrnn train`, `charrnn sample`, `charrnn score-sentence`: thin typer commands over `charrnn.api`."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from charrnn import api
+from charrnn.cli.display import err_console, report_training, training_session
+from charrnn.cli.options import add_config_command, parameter
+from charrnn.core.errors import CharRNNError
+from charrnn.core.options import to_toml
+
+RESUME_RULE = (
+    "With --resume the run's saved settings are the base: flags that may change mid-run (stopping rules, "
+    "learning rate and schedule, evaluation/save cadence, device, threads, precision) override them and are "
+    "saved; flags that cannot (tokenizer, model shape, data, seed) must match the run or are refused."
+)
+
+TRAIN_FIXED = [
+    parameter(
+        "corpus",
+        Path | None,
+        typer.Argument(None, help="UTF-8 text file to train on (default: bundled Tiny Shakespeare)."),
+    ),
+    parameter(
+        "out", Path | None, typer.Option(None, "--out", "-o", help="Run directory (default checkpoints/<corpus>-<level>).")
+    ),
+    parameter("resume", Path | None, typer.Option(None, "--resume", help="Continue the run in this directory.")),
+    parameter("overwrite", bool, typer.Option(False, "--overwrite", help="Replace an existing run in --out.")),
+    parameter("val", Path | None, typer.Option(None, "--val", help="Separate validation file instead of --val-fraction.")),
+    parameter(
+        "config",
+        Path | None,
+        typer.Option(None, "--config", help="TOML file of settings (tables tokenizer, model, training); flags override it."),
+    ),
+    parameter(
+        "print_config",
+        bool,
+        typer.Option(False, "--print-config", help="Print the full effective config as TOML and exit."),
+    ),
+]
+
+
+def train_command(arguments: dict[str, Any], given: dict[str, Any]) -> None:
+    """Train a language model on CORPUS by truncated BPTT and save it to a run directory."""
+    if arguments["print_config"]:
+        run_config, _ = api.lm_config(
+            arguments["corpus"], val=arguments["val"], resume=arguments["resume"], config=arguments["config"], **given
+        )
+        sys.stdout.write(to_toml(run_config))
+        return
+    with training_session() as (stop, reporter):
+        result = api.train(
+            arguments["corpus"],
+            out=arguments["out"],
+            val=arguments["val"],
+            resume=arguments["resume"],
+            overwrite=arguments["overwrite"],
+            config=arguments["config"],
+            reporter=reporter,
+            should_stop=stop,
+            **given,
+        )
+    report_training(
+        result,
+        stop,
+        title="training summary",
+        speed_unit="tokens/s",
+        resume_command=f"charrnn train --resume {result.run_dir}",
+        next_step=f"Sample with: charrnn sample {result.run_dir}",
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the language-model commands to `app`."""
+    add_config_command(
+        app, "train", api.lm_options(), TRAIN_FIXED, train_command, train_command.__doc__ + "\n\n" + RESUME_RULE
+    )
+    app.command()(sample)
+    app.command("score-sentence")(score_sentence)
+
+
+def _load_lm(run_dir: Path, device: str):
+    """The language model in RUN_DIR, with the note about its weights (if any) on stderr."""
+    from charrnn.lm.run import LanguageModelRun
+
+    run = LanguageModelRun.load(run_dir, device)
+    if run.note:
+        err_console().print(f"[yellow]note: {run.note}[/]", highlight=False)
+    return run
+
+
+def sample(
+    run_dir: Path = typer.Argument(..., help="Run directory written by `charrnn train`."),
+    temperature: float = typer.Option(1.0, "--temperature", "-t", help="Softmax temperature (> 0)."),
+    greedy: bool = typer.Option(False, "--greedy", help="Always take the most probable token."),
+    top_k: int | None = typer.Option(None, help="Draw only from the K most probable tokens."),
+    top_p: float | None = typer.Option(None, help="Draw from the smallest set with total probability >= P."),
+    prime: str = typer.Option("", "--prime", "-p", help="Text the model reads first; the sample continues it."),
+    length: int = typer.Option(500, "--length", "-n", help="Tokens to generate (at most)."),
+    until_eos: bool = typer.Option(False, "--until-eos", help="Stop each sample at the end of its line."),
+    num: int = typer.Option(1, "--num", help="Independent samples, generated together in one batch."),
+    seed: int | None = typer.Option(None, help="Random seed for repeatable samples."),
+    device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
+) -> None:
+    """Generate text from a trained model (streamed to stdout)."""
+    from charrnn.core.sampling import SampleSettings
+
+    SampleSettings(length, temperature, greedy, top_k, top_p, until_eos, num, seed).validate()
+    run = _load_lm(run_dir, device)
+    settings = {"greedy": greedy, "top_k": top_k, "top_p": top_p, "until_eos": until_eos, "seed": seed}
+    out = sys.stdout
+    if num == 1:
+        for piece in run.stream(prime, length, temperature, **settings):
+            out.write(piece)
+            out.flush()
+        out.write("\n")
+        return
+    for index, text in enumerate(run.sample(prime, length, temperature, num=num, **settings), 1):
+        out.write(f"--- sample {index}/{num} ---\n{text}\n")
+
+
+def read_sentences(sentences: list[str] | None, file: Path | None, what: str) -> list[str]:
+    """Non-blank lines from arguments, --file, or stdin; a note on stderr for blank lines of a file."""
+    from charrnn.core.text import read_stdin_text, read_text
+
+    texts = list(sentences or [])
+    skipped = 0
+    if file is not None:
+        lines = read_text(file).split("\n")
+        texts += [line for line in lines if line.strip()]
+        skipped = sum(1 for line in lines[:-1] if not line.strip()) if lines else 0
+    elif not texts and not sys.stdin.isatty():
+        texts = [line for line in read_stdin_text().split("\n") if line.strip()]
+    if not texts:
+        raise CharRNNError(f"No sentence to {what}: give SENTENCE arguments, --file FILE, or lines on stdin.")
+    if skipped:
+        err_console().print(f"[yellow]skipped {skipped} blank line(s)[/]")
+    return texts
+
+
+def score_sentence(
+    run_dir: Path = typer.Argument(..., help="Run directory written by `charrnn train`."),
+    sentences: list[str] | None = typer.Argument(None, help="Sentences to score (or --file, or stdin)."),
+    file: Path | None = typer.Option(None, "--file", "-f", help="Score each line of this file."),
+    per_token: bool = typer.Option(False, "--per-token", help="Show each token's conditional probability."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array for scripts."),
+    device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
+) -> None:
+    """Score how probable sentences are: log-probability, perplexity and per-token detail."""
+    texts = read_sentences(sentences, file, "score")
+    scores = _load_lm(run_dir, device).score(texts)
+    if as_json:
+        print(json.dumps([s.to_dict() for s in scores], ensure_ascii=False, indent=1))
+        return
+    console = Console()
+    table = Table(title="sentence scores (natural log unless noted)")
+    for column in ("sentence", "log P", "log10 P", "tokens", "<unk>", "perplexity"):
+        table.add_column(column, justify="left" if column == "sentence" else "right")
+    for s in scores:
+        table.add_row(
+            s.sentence, f"{s.logprob:.4f}", f"{s.log10prob:.4f}", str(s.n_tokens), str(s.n_unk), f"{s.perplexity:.3f}"
+        )
+    console.print(table)
+    if per_token:
+        for s in scores:
+            detail = Table(title=f"per token: {s.sentence}", title_justify="left")
+            for column in ("#", "token", "P(token | before)", "log P"):
+                detail.add_column(column, justify="left" if column == "token" else "right")
+            for i, (token, logp) in enumerate(zip(s.tokens, s.token_logprobs, strict=True), 1):
+                detail.add_row(str(i), repr(token)[1:-1], f"{math.exp(logp):.6f}", f"{logp:.4f}")
+            console.print(detail)

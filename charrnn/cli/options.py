@@ -1,0 +1,72 @@
+"""CLI flags built from the option declarations on the config dataclasses (`charrnn.core.options`).
+
+A training command gets one flag per user option, with the dataclass's default and help text, and
+learns which flags were typed on the command line (click's parameter source), so that only those
+override a config file or, on resume, the run's saved settings.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from charrnn.core.options import OptionSpec
+
+
+def flag_names(spec: OptionSpec) -> list[str]:
+    """The click declarations of an option: `--name`, or `--name/--no-name` for a switch without its own flag."""
+    if spec.flag is not None:
+        return [spec.flag]
+    flag = "--" + spec.name.replace("_", "-")
+    if spec.annotation is bool:
+        return [f"{flag}/--no-{spec.name.replace('_', '-')}"]
+    return [flag]
+
+
+def option_parameter(spec: OptionSpec) -> inspect.Parameter:
+    """A keyword parameter whose default is the typer option for `spec`."""
+    default = typer.Option(spec.default, *flag_names(spec), help=spec.help, show_default=spec.default is not None)
+    return inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=spec.annotation)
+
+
+def add_config_command(
+    app: typer.Typer,
+    name: str,
+    specs: dict[str, OptionSpec],
+    fixed: list[inspect.Parameter],
+    body: Callable[[dict[str, Any], dict[str, Any]], None],
+    help_text: str,
+) -> None:
+    """Register command `name`: the `fixed` parameters, then a flag per CLI option in `specs`.
+
+    `body(arguments, given)` receives the fixed parameters' values and the options typed on the
+    command line (by flat name); options left at their defaults are not in `given`.
+    """
+    cli_specs = {n: s for n, s in specs.items() if s.cli}
+
+    def command(ctx: typer.Context, **values: Any) -> None:
+        given = {n: values[n] for n in cli_specs if _typed_by_user(ctx, n)}
+        body({n: v for n, v in values.items() if n not in cli_specs}, given)
+
+    context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+    keyword_fixed = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in fixed]
+    parameters = [context, *keyword_fixed, *(option_parameter(s) for s in cli_specs.values())]
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    command.__doc__ = help_text
+    command.__name__ = name.replace("-", "_")
+    app.command(name)(command)
+
+
+def _typed_by_user(ctx: typer.Context, name: str) -> bool:
+    """Whether option `name` came from the command line (by name: typer may vendor its own click)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def parameter(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    """A fixed (non-config) parameter of a command: `default` is a typer.Argument or typer.Option."""
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)

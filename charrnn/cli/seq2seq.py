@@ -1,0 +1,219 @@
+"""`charrnn seq2seq train|translate|eval`: thin typer commands over `charrnn.api`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from charrnn import api
+from charrnn.cli.display import attention_table, err_console, report_training, summary_table, training_session
+from charrnn.cli.lm import RESUME_RULE, read_sentences
+from charrnn.cli.options import add_config_command, parameter
+from charrnn.core.errors import CharRNNError
+from charrnn.core.options import to_toml
+
+seq2seq_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Encoder–decoder with attention: train on sentence pairs, translate, evaluate (BLEU).",
+)
+
+TRAIN_FIXED = [
+    parameter(
+        "pairs",
+        Path | None,
+        typer.Argument(None, help="TSV of source<TAB>target lines (default: the bundled Multi30k de-en slice)."),
+    ),
+    parameter("src", Path | None, typer.Option(None, "--src", help="Source-side file of parallel files (with --tgt).")),
+    parameter("tgt", Path | None, typer.Option(None, "--tgt", help="Target-side file, line-aligned with --src.")),
+    parameter("val", Path | None, typer.Option(None, "--val", help="Validation TSV (default: hold out --val-fraction).")),
+    parameter("val_src", Path | None, typer.Option(None, "--val-src", help="Validation source file (with --val-tgt).")),
+    parameter("val_tgt", Path | None, typer.Option(None, "--val-tgt", help="Validation target file.")),
+    parameter(
+        "out", Path | None, typer.Option(None, "--out", "-o", help="Run directory (default checkpoints/<pairs>-<attention>).")
+    ),
+    parameter("resume", Path | None, typer.Option(None, "--resume", help="Continue the run in this directory.")),
+    parameter("overwrite", bool, typer.Option(False, "--overwrite", help="Replace an existing run in --out.")),
+    parameter(
+        "config",
+        Path | None,
+        typer.Option(
+            None,
+            "--config",
+            help="TOML file of settings (tables source_tokenizer, target_tokenizer, model, training); flags override it.",
+        ),
+    ),
+    parameter(
+        "print_config",
+        bool,
+        typer.Option(False, "--print-config", help="Print the full effective config as TOML and exit."),
+    ),
+]
+DATA_ARGUMENTS = ("pairs", "src", "tgt", "val", "val_src", "val_tgt")
+
+
+def train_command(arguments: dict[str, Any], given: dict[str, Any]) -> None:
+    """Train an encoder–decoder on sentence pairs (teacher forcing) and save it to a run directory."""
+    data = {name: arguments[name] for name in DATA_ARGUMENTS}
+    if arguments["print_config"]:
+        run_config, _ = api.seq2seq_config(
+            **data, resume=arguments["resume"], config=arguments["config"], **given
+        )
+        print(to_toml(run_config), end="")
+        return
+    with training_session() as (stop, reporter):
+        result = api.train_seq2seq(
+            **data,
+            out=arguments["out"],
+            resume=arguments["resume"],
+            overwrite=arguments["overwrite"],
+            config=arguments["config"],
+            reporter=reporter,
+            should_stop=stop,
+            **given,
+        )
+    report_training(
+        result,
+        stop,
+        title="seq2seq training summary",
+        speed_unit="target tokens/s",
+        resume_command=f"charrnn seq2seq train --resume {result.run_dir}",
+        next_step=f"Translate with: charrnn seq2seq translate {result.run_dir} 'a sentence'",
+    )
+
+
+add_config_command(
+    seq2seq_app,
+    "train",
+    api.seq2seq_options(),
+    TRAIN_FIXED,
+    train_command,
+    train_command.__doc__ + "\n\n" + RESUME_RULE,
+)
+
+
+def _load_translation(run_dir: Path, device: str):
+    """The seq2seq model in RUN_DIR, with the note about its weights (if any) on stderr."""
+    from charrnn.seq2seq.run import TranslationRun
+
+    run = TranslationRun.load(run_dir, device)
+    if run.note:
+        err_console().print(f"[yellow]note: {run.note}[/]", highlight=False)
+    return run
+
+
+@seq2seq_app.command("translate")
+def translate_command(
+    run_dir: Path = typer.Argument(..., help="Run directory written by `charrnn seq2seq train`."),
+    texts: list[str] | None = typer.Argument(None, help="Sentences to translate (or --file, or stdin)."),
+    file: Path | None = typer.Option(None, "--file", "-f", help="Translate each line of this file."),
+    beam: int = typer.Option(1, "--beam", "-k", help="Beam width (1: greedy)."),
+    max_length: int | None = typer.Option(None, help="Most target tokens per sentence (default 2 x source + 10)."),
+    length_penalty: float = typer.Option(1.0, help="Rank beams by log P / length ** this (0: raw log P)."),
+    show_attention: bool = typer.Option(
+        False, "--show-attention", help="Print each attention matrix as a heatmap."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array (text, tokens, scores, attention)."),
+    device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
+) -> None:
+    """Translate sentences with a trained model: one output line per input line."""
+    from charrnn.seq2seq.decoding import TranslateSettings
+
+    TranslateSettings(beam=beam, max_length=max_length, length_penalty=length_penalty).validate()
+    lines = [line.strip() for line in read_sentences(texts, file, "translate")]
+    run = _load_translation(run_dir, device)
+    if show_attention and run.config.model.attention == "none":
+        raise CharRNNError(f"{run_dir} was trained with --attention none; it has no attention to show.")
+    results = run.translate(
+        lines, beam, max_length=max_length, length_penalty=length_penalty, with_attention=show_attention
+    )
+    if as_json:
+        print(json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=1))
+        return
+    console = Console()
+    for result in results:
+        if show_attention and result.attention is not None:
+            console.print(f"[bold]{result.source}[/]", highlight=False)
+            console.print(attention_table(result.source_tokens, result.tokens, result.attention))
+            console.print(result.text, highlight=False, markup=False)
+        else:
+            print(result.text, flush=True)
+        if not result.finished:
+            err_console().print(f"[yellow]stopped at the length limit: {result.source!r}[/]")
+
+
+@seq2seq_app.command("eval")
+def eval_command(
+    run_dir: Path = typer.Argument(..., help="Run directory written by `charrnn seq2seq train`."),
+    pairs: Path | None = typer.Argument(None, help="TSV of source<TAB>reference lines (or --src/--tgt)."),
+    src: Path | None = typer.Option(None, "--src", help="Source-side file of parallel files."),
+    tgt: Path | None = typer.Option(None, "--tgt", help="Reference file, line-aligned with --src."),
+    beam: int = typer.Option(1, "--beam", "-k", help="Beam width (1: greedy)."),
+    max_length: int | None = typer.Option(None, help="Most target tokens per sentence (default 2 x source + 10)."),
+    length_penalty: float = typer.Option(1.0, help="Rank beams by log P / length ** this."),
+    limit: int | None = typer.Option(None, help="Evaluate only the first N pairs."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the translations here, one per line."),
+    per_sentence: bool = typer.Option(False, "--per-sentence", help="Show each sentence's translation and log P."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures (and per-sentence detail) as JSON."),
+    skip_malformed: bool = typer.Option(False, "--skip-malformed", help="Skip malformed TSV lines."),
+    device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
+) -> None:
+    """Corpus BLEU (sacrebleu, detokenised, cased), exact match and log P(reference | source) per sentence."""
+    from charrnn.core.rundir import atomic_write
+    from charrnn.seq2seq.decoding import TranslateSettings
+    from charrnn.seq2seq.pairs import read_pairs
+
+    TranslateSettings(beam=beam, max_length=max_length, length_penalty=length_penalty).validate()
+    if limit is not None and limit < 1:
+        raise CharRNNError(f"--limit must be at least 1, got {limit}.")
+    run = _load_translation(run_dir, device)
+    corpus = read_pairs(pairs, src, tgt, skip_malformed=skip_malformed)
+    if corpus.skipped_empty:
+        err_console().print(f"[yellow]skipped {corpus.skipped_empty} pair(s) with an empty source or target[/]")
+    if corpus.malformed_lines:
+        err_console().print(f"[yellow]skipped {len(corpus.malformed_lines)} malformed line(s)[/]")
+    sources, references = corpus.sources[:limit], corpus.targets[:limit]
+    result = run.evaluate(sources, references, beam, max_length=max_length, length_penalty=length_penalty)
+    if output is not None:
+        atomic_write(output, ("\n".join(result.translations) + "\n").encode("utf-8"))
+    if as_json:
+        payload = result.summary()
+        if per_sentence:
+            payload["sentences"] = [
+                {"source": s, "reference": r, "translation": h, "logprob": lp}
+                for s, r, h, lp in zip(
+                    sources, references, result.translations, result.reference_logprobs, strict=True
+                )
+            ]
+        print(json.dumps(payload, ensure_ascii=False, indent=1))
+        return
+    console = Console()
+    if per_sentence:
+        table = Table(title="per sentence")
+        for column in ("#", "source", "reference", "translation", "log P(ref | src)"):
+            table.add_column(column, justify="right" if column in ("#", "log P(ref | src)") else "left")
+        for i, (s, r, h, lp) in enumerate(
+            zip(sources, references, result.translations, result.reference_logprobs, strict=True), 1
+        ):
+            table.add_row(str(i), s, r, h, f"{lp:.3f}")
+        console.print(table)
+    console.print(
+        summary_table(
+            [
+                ("pairs", f"{result.pairs:,}"),
+                ("BLEU", f"{result.bleu:.2f}"),
+                ("exact match", f"{100 * result.exact_match:.1f}%"),
+                ("mean log P(ref | src)", f"{result.mean_logprob:.3f} per sentence"),
+                ("log P per token", f"{result.logprob_per_token:.4f}"),
+                ("search", "greedy" if beam == 1 else f"beam {beam}, length penalty {length_penalty:g}"),
+            ],
+            title=f"evaluation of {run_dir}",
+        )
+    )
+    console.print(f"sacrebleu signature: {result.bleu_signature}", highlight=False)

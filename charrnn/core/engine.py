@@ -1,0 +1,346 @@
+"""The training engine both models share: setup, the step loop, evaluation, checkpoints and resume.
+
+A model plugs in through two small objects:
+  a `Recipe`  turns a run config into data, tokenizers and a `Task` (the language model's is in
+              `charrnn.lm.training`, seq2seq's in `charrnn.seq2seq.training`);
+  a `Task`    computes the loss of batch i of epoch e, evaluates, and names the tensors it carries
+              from one step to the next (the LM's hidden state under truncated BPTT).
+Everything else is written once, here: device/threads/seed, fresh start or resume (with the data
+and tokenizer checks), the optimiser, the learning-rate schedule, mixed precision, gradient-norm
+clipping, non-finite steps and rollback, metrics, the best checkpoint, resumable saves and stopping.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from charrnn.core import rundir
+from charrnn.core.errors import CharRNNError
+from charrnn.core.optim import grad_scaler, learning_rate, make_optimizer, update_plateau
+from charrnn.core.resume import load_resume_state, save_resume_state
+from charrnn.core.runtime import autocast, resolve_device, seed_everything, set_threads
+from charrnn.core.state import Reporter, SilentReporter, TrainResult, TrainState
+
+
+class Task(Protocol):
+    """The model-specific half of training; `run_training_loop` does the rest."""
+
+    model: torch.nn.Module
+    batches_per_epoch: int
+
+    def start_epoch(self) -> None:
+        """Called before the first batch of an epoch (not when resuming in the middle of one)."""
+
+    def step_loss(self, state: TrainState) -> tuple[torch.Tensor, int]:
+        """Loss of batch `state.chunk` of epoch `state.epoch`, and how many target tokens it has."""
+
+    def end_step(self, finite: bool) -> None:
+        """Called after every step; `finite` is False when the step was skipped."""
+
+    def evaluate(self) -> float:
+        """Mean validation loss per token."""
+
+    def carried_tensors(self) -> dict[str, torch.Tensor]:
+        """The tensors a resumed run must start the next batch from (saved as task.* in the resume file)."""
+
+    def restore_carried(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Take back what `carried_tensors` returned, on resume."""
+
+
+class Prepared(Protocol):
+    """What a recipe built for one training call."""
+
+    task: Task
+    data_hash: str  # a hash of the encoded training + validation data
+    info: dict[str, Any]  # shown at the start: level, vocab_size, train_tokens, val_tokens
+
+
+class Recipe(Protocol):
+    """How to set up one kind of model for the engine."""
+
+    kind: str  # "lm" or "seq2seq"
+
+    def read_data(self, config: Any, reporter: Reporter) -> Any:
+        """Read the raw training and validation data named in the config."""
+
+    def build_tokenizers(self, config: Any, data: Any) -> Any:
+        """A fresh run's tokenizer(s), with their vocabulary sizes filled into the config."""
+
+    def read_tokenizers(self, run_dir: Path) -> Any:
+        """A resumed run's tokenizer(s)."""
+
+    def write_tokenizers(self, run_dir: Path, tokenizers: Any) -> None:
+        """Save the tokenizer(s) into a fresh run directory."""
+
+    def tokenizer_hash(self, tokenizers: Any) -> str:
+        """A short hash of the tokenizer(s), stored with every checkpoint."""
+
+    def prepare(self, config: Any, tokenizers: Any, data: Any, device: torch.device, reporter: Reporter) -> Prepared:
+        """Encode and batch the data, build the model on `device` and its task."""
+
+
+def train(
+    recipe: Recipe,
+    config: Any,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    reporter: Reporter | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    changes: list[str] | None = None,
+) -> TrainResult:
+    """Train (or resume) the model that `recipe` sets up from `config`, writing the run to `run_dir`.
+
+    On resume `config` is the run's saved config with any allowed changes already applied
+    (`charrnn.core.resume.apply_resume_settings`); `changes` describes them for the header.
+    """
+    reporter = reporter or SilentReporter()
+    should_stop = should_stop or (lambda: False)
+    run_dir = Path(run_dir)
+    config.validate()
+    cfg = config.training
+    device = resolve_device(cfg.device)
+    set_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    if not resume:
+        rundir.check_run_dir(run_dir, overwrite)  # refuse an occupied --out before the slow part
+
+    data = recipe.read_data(config, reporter)
+    tokenizers = recipe.read_tokenizers(run_dir) if resume else recipe.build_tokenizers(config, data)
+    prepared = recipe.prepare(config, tokenizers, data, device, reporter)
+    task, model = prepared.task, prepared.task.model
+    optimizer = make_optimizer(model, cfg)
+    tokenizer_hash = recipe.tokenizer_hash(tokenizers)
+    state = TrainState()
+    if resume:
+        point = load_resume_state(run_dir, model, optimizer, device, tokenizer_hash)
+        if point.data_hash != prepared.data_hash:
+            raise CharRNNError(
+                "The training data changed since this run started (its encoded text or pairs differ); "
+                "resume needs the same data."
+            )
+        state = point.state
+        task.restore_carried(point.carried)
+        point.restore_rng()
+        rundir.remove_temp_files(run_dir)  # left by a save that was killed
+        rundir.truncate_metrics(run_dir, state.step)  # records after the checkpoint are logged again
+        if changes:
+            rundir.write_config(run_dir, config)  # the new stopping rules etc. hold for later resumes too
+    else:
+        rundir.clear_run_dir(run_dir)  # only now, when everything above has been checked
+        rundir.write_config(run_dir, config)
+        recipe.write_tokenizers(run_dir, tokenizers)
+        save_resume_state(
+            run_dir, model, optimizer, state, task.carried_tensors(), prepared.data_hash, tokenizer_hash
+        )
+
+    epochs = cfg.epoch_limit
+    total_steps = None if epochs is None else epochs * task.batches_per_epoch
+    if cfg.max_steps is not None:
+        total_steps = cfg.max_steps if total_steps is None else min(total_steps, cfg.max_steps)
+    reporter.start(
+        {
+            "run_dir": str(run_dir),
+            **prepared.info,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "chunks_per_epoch": task.batches_per_epoch,
+            "total_steps": total_steps,
+            "start_step": state.step,
+            "max_time": cfg.max_time,
+            "device": str(device),
+            "precision": cfg.precision,
+            "resumed": resume,
+            "changes": list(changes or []),
+        }
+    )
+    result = run_training_loop(
+        task,
+        optimizer,
+        cfg,
+        state,
+        run_dir=run_dir,
+        reporter=reporter,
+        should_stop=should_stop,
+        data_hash=prepared.data_hash,
+        tokenizer_hash=tokenizer_hash,
+        total_steps=total_steps,
+    )
+    result.level = prepared.info.get("level", "char")
+    return result
+
+
+def run_training_loop(
+    task: Task,
+    optimizer: torch.optim.Optimizer,
+    cfg: Any,
+    state: TrainState,
+    *,
+    run_dir: Path,
+    reporter: Reporter,
+    should_stop: Callable[[], bool],
+    data_hash: str,
+    tokenizer_hash: str,
+    total_steps: int | None,
+) -> TrainResult:
+    """Step until a stopping rule fires: schedule, clipping, non-finite steps, metrics, evaluation, saves."""
+    model = task.model
+    device = next(model.parameters()).device
+
+    def checkpoint_now() -> None:
+        nonlocal last_save_time
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            reporter.message(f"step {state.step}: weights are not finite; keeping the previous checkpoint")
+            return
+        save_resume_state(run_dir, model, optimizer, state, task.carried_tensors(), data_hash, tokenizer_hash)
+        last_save_time = time.perf_counter()
+
+    def run_evaluation(scheduled: bool = True) -> None:
+        """Evaluate; only evaluations on the eval cadence feed the plateau schedule (so a stop changes nothing)."""
+        val_loss = task.evaluate()
+        state.last_val_loss = val_loss
+        improved = math.isfinite(val_loss) and (state.best_val_loss is None or val_loss < state.best_val_loss)
+        if improved:
+            state.best_val_loss = val_loss
+            rundir.save_tensors(
+                run_dir / rundir.WEIGHTS_FILE,
+                model.state_dict(),
+                {"step": state.step, "tokenizer": tokenizer_hash},
+            )
+        lowered = scheduled and update_plateau(cfg, state, val_loss)
+        record = {"step": state.step, "epoch": state.epoch, "val_loss": val_loss, "best": improved, "elapsed": state.elapsed}
+        rundir.append_metrics(run_dir, record)
+        reporter.evaluate(record)
+        if lowered:
+            reporter.message(f"validation loss stalled: learning rate scaled to x{state.lr_scale:g}")
+
+    def time_progress(elapsed: float) -> float | None:
+        """Elapsed fraction of the time this run will have had when the session's --max-time runs out."""
+        if cfg.max_time is None:
+            return None
+        return elapsed / (elapsed_before + cfg.max_time * 60)
+
+    model.train()
+    session_start = time.perf_counter()
+    elapsed_before, tokens_before = state.elapsed, state.tokens_seen
+    window_tokens, window_start = 0, time.perf_counter()
+    last_save_time = time.perf_counter()
+    stop_reason = "epochs"
+    last_eval_step = -1
+    params = [p for p in model.parameters() if p.requires_grad]
+    scaler = grad_scaler(device, cfg.precision == "fp16")  # fp16 needs loss scaling; bf16 and fp32 do not
+    batches_per_epoch = task.batches_per_epoch
+    epoch_limit = cfg.epoch_limit
+
+    while epoch_limit is None or state.epoch < epoch_limit:
+        if state.chunk == 0:
+            task.start_epoch()
+        while state.chunk < batches_per_epoch:
+            if cfg.max_steps is not None and state.step >= cfg.max_steps:
+                stop_reason = "max_steps"
+                break
+            if cfg.max_time is not None and time.perf_counter() - session_start >= cfg.max_time * 60:
+                stop_reason = "max_time"
+                break
+            if should_stop():
+                stop_reason = "interrupted"
+                break
+            lr = learning_rate(cfg, state, total_steps, time_progress(state.elapsed))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with autocast(device, cfg.precision):
+                loss, n_tokens = task.step_loss(state)
+            optimizer.zero_grad(set_to_none=True)
+            finite = scaled = bool(torch.isfinite(loss))
+            if finite:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip)
+                # under fp16 an overflowing gradient is routine: the scaler skips the step and lowers its scale
+                finite = scaler.is_enabled() or bool(torch.isfinite(grad_norm))
+            state.chunk += 1
+            state.step += 1
+            if finite:
+                scaler.step(optimizer)
+                state.bad_streak = 0
+                state.window_loss += loss.item()
+                state.window_steps += 1
+            else:
+                optimizer.zero_grad(set_to_none=True)
+                state.skipped_steps += 1
+                state.bad_streak += 1
+                reporter.message(f"step {state.step}: non-finite loss or gradient, step skipped")
+                if state.bad_streak >= cfg.max_bad_steps:
+                    restored = _roll_back(run_dir, model, optimizer, state, device)
+                    reporter.message(
+                        f"{cfg.max_bad_steps} non-finite steps in a row: restored the weights and optimiser "
+                        f"of the checkpoint at step {restored}, learning rate scaled to x{state.lr_scale:g}"
+                    )
+            task.end_step(finite)
+            if scaled:
+                scaler.update()  # no-op unless fp16: lowers the loss scale after an overflow
+            state.tokens_seen += n_tokens
+            window_tokens += n_tokens
+            state.elapsed = elapsed_before + time.perf_counter() - session_start
+
+            if state.window_steps and (state.step % cfg.log_every == 0 or state.chunk == batches_per_epoch):
+                seconds = time.perf_counter() - window_start
+                record = {
+                    "step": state.step,
+                    "epoch": state.epoch + state.chunk / batches_per_epoch,
+                    "train_loss": state.window_loss / state.window_steps,
+                    "lr": lr,
+                    "tokens_per_second": window_tokens / max(seconds, 1e-9),
+                    "elapsed": state.elapsed,
+                }
+                rundir.append_metrics(run_dir, record)
+                reporter.step(record)
+                state.window_loss, state.window_steps = 0.0, 0
+                window_tokens, window_start = 0, time.perf_counter()
+            if state.step % cfg.eval_every == 0:
+                run_evaluation()
+                last_eval_step = state.step
+            minutes = cfg.save_every_minutes
+            if state.step % cfg.save_every == 0 or (
+                minutes is not None and time.perf_counter() - last_save_time >= minutes * 60
+            ):
+                checkpoint_now()
+        else:
+            state.epoch += 1
+            state.chunk = 0
+            continue
+        break
+
+    checkpoint_now()  # before the evaluation: a second Ctrl-C during it loses no step
+    if last_eval_step != state.step:
+        run_evaluation(scheduled=False)
+        checkpoint_now()  # again, with the evaluation's best/last validation loss
+    seconds = time.perf_counter() - session_start
+    return TrainResult(
+        run_dir=run_dir,
+        steps=state.step,
+        epochs=state.epoch + state.chunk / batches_per_epoch,
+        best_val_loss=state.best_val_loss,
+        last_val_loss=state.last_val_loss,
+        tokens_per_second=(state.tokens_seen - tokens_before) / max(seconds, 1e-9),
+        seconds=seconds,
+        stop_reason=stop_reason,
+        skipped_steps=state.skipped_steps,
+    )
+
+
+def _roll_back(
+    run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState, device: torch.device
+) -> int:
+    """After repeated non-finite steps: reload the last saved weights, halve the learning rate; returns its step."""
+    saved = load_resume_state(run_dir, model, optimizer, device)
+    state.lr_scale *= 0.5
+    state.bad_streak = 0
+    state.rollbacks += 1
+    return saved.state.step

@@ -1,0 +1,172 @@
+"""Resuming a run: one resume-file format for every model, and the rule for settings given again.
+
+resume.safetensors holds
+  model.*    the latest weights
+  optim.*    the optimiser's tensors (moments), with its scalars and param groups in the metadata
+  task.*     what the model's training task carries from one step to the next (the language
+             model's hidden state; nothing for seq2seq)
+  rng.*      torch's (and CUDA's and numpy's) generator states; Python's is in the metadata
+and JSON metadata: the `TrainState` counters, a hash of the data and of the tokenizer(s), versions.
+Format 1 (before the task.* prefix) stored the LM's hidden state as hidden.*; it is read as task.hidden.*.
+
+The rule for settings on resume: the saved config is the base. A setting given again that may change
+mid-run (stopping rules, learning rate and schedule, evaluation/save cadence, device, threads,
+precision) overrides the saved one and is recorded in config.json; one that cannot (tokenizer, model
+shape, data layout, seed) and differs is refused, naming it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from charrnn import __version__
+from charrnn.core.errors import CharRNNError
+from charrnn.core.options import get_path, path_info, set_path
+from charrnn.core.rundir import FORMAT_VERSION, READABLE_VERSIONS, RESUME_FILE, check_weights, load_tensors, save_tensors
+from charrnn.core.state import TrainState
+
+
+def save_resume_state(
+    run_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: TrainState,
+    carried: dict[str, torch.Tensor],
+    data_hash: str,
+    tokenizer_hash: str | None,
+) -> None:
+    """Write resume.safetensors: everything needed to continue bit for bit."""
+    tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
+    optim_state = optimizer.state_dict()
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, entry in optim_state["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{index}.{key}"] = value
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    tensors.update({f"task.{name}": t for name, t in carried.items()})
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    metadata: dict[str, Any] = {
+        "train_state": asdict(state),
+        "optim_param_groups": optim_state["param_groups"],
+        "optim_scalars": scalars,
+        "python_rng": _python_rng_to_json(random.getstate()),
+        "data_hash": data_hash,
+        "tokenizer": tokenizer_hash,
+        "format_version": FORMAT_VERSION,
+        "charrnn_version": __version__,
+    }
+    try:
+        import numpy as np
+
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        tensors["rng.numpy"] = torch.from_numpy(keys.astype("int64"))
+        metadata["numpy_rng"] = [kind, int(pos), int(has_gauss), float(cached)]
+    except ImportError:
+        pass
+    save_tensors(run_dir / RESUME_FILE, tensors, metadata)
+
+
+def _python_rng_to_json(state: tuple) -> list:
+    return [state[0], list(state[1]), state[2]]
+
+
+class ResumePoint:
+    """What resume.safetensors restores besides the weights and optimiser: counters, carried tensors, RNGs."""
+
+    def __init__(self, state: TrainState, carried: dict[str, torch.Tensor], data_hash: str, rng: dict[str, Any]):
+        self.state, self.carried, self.data_hash, self.rng = state, carried, data_hash, rng
+
+    def restore_rng(self) -> None:
+        """Put Python's, torch's (and numpy's) generators back where the checkpoint left them."""
+        python = self.rng["python"]
+        random.setstate((python[0], tuple(python[1]), python[2]))
+        torch.set_rng_state(self.rng["rng.torch"])
+        if "rng.cuda" in self.rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state(self.rng["rng.cuda"])
+        if "rng.numpy" in self.rng:
+            try:
+                import numpy as np
+
+                kind, pos, has_gauss, cached = self.rng["numpy_meta"]
+                np.random.set_state((kind, self.rng["rng.numpy"].numpy().astype("uint32"), pos, has_gauss, cached))
+            except ImportError:
+                pass
+
+
+def load_resume_state(
+    run_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    tokenizer_hash: str | None = None,
+) -> ResumePoint:
+    """Restore weights and optimiser from resume.safetensors (any readable format version)."""
+    path = Path(run_dir) / RESUME_FILE
+    tensors, meta = load_tensors(path)
+    version = meta.get("format_version", FORMAT_VERSION)
+    if version not in READABLE_VERSIONS:
+        raise CharRNNError(
+            f"{path} has run format version {version}, this charrnn reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}; resume it with the charrnn version that wrote it "
+            f"({meta.get('charrnn_version', 'unknown')})."
+        )
+    if version == 1:  # the LM's hidden state was stored without the task prefix
+        tensors = {(f"task.{k}" if k.startswith("hidden.") else k): v for k, v in tensors.items()}
+    try:
+        if tokenizer_hash is not None and meta.get("tokenizer") not in (None, tokenizer_hash):
+            raise CharRNNError(
+                f"The tokenizer files in {run_dir} are not the ones {path.name} was trained with; "
+                "restore the run's own tokenizer files."
+            )
+        model_tensors = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+        check_weights(model, model_tensors, path)
+        model.load_state_dict(model_tensors)
+        optim_state: dict[str, Any] = {"state": {}, "param_groups": meta["optim_param_groups"]}
+        for name, value in tensors.items():
+            if name.startswith("optim."):
+                _, index, key = name.split(".", 2)
+                optim_state["state"].setdefault(int(index), {})[key] = value
+        for index, entry in meta["optim_scalars"].items():
+            optim_state["state"].setdefault(int(index), {}).update(entry)
+        optimizer.load_state_dict(optim_state)
+        carried = {k[len("task.") :]: v.to(device) for k, v in tensors.items() if k.startswith("task.")}
+        state = TrainState(**meta["train_state"])
+        rng: dict[str, Any] = {k: v for k, v in tensors.items() if k.startswith("rng.")}
+        rng["python"] = meta["python_rng"]
+        if "numpy_rng" in meta:
+            rng["numpy_meta"] = meta["numpy_rng"]
+        return ResumePoint(state, carried, str(meta["data_hash"]), rng)
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
+        raise CharRNNError(f"{path} is incomplete or damaged ({exc}); cannot resume.") from None
+
+
+def apply_resume_settings(saved: Any, explicit: dict[str, Any]) -> list[str]:
+    """Apply settings given again on resume to the saved config; returns the changes ("max_steps 400 -> 800").
+
+    Raises a one-line error for a setting that cannot change mid-run and differs from the saved one.
+    """
+    changes = []
+    for path, value in sorted(explicit.items()):
+        old = get_path(saved, path)
+        if old == value:
+            continue
+        _, meta = path_info(saved, path)
+        name = path.split(".")[-1]
+        if not meta.get("resumable"):
+            flag = meta.get("flag") or "--" + name.replace("_", "-")
+            raise CharRNNError(
+                f"{flag.split('/')[0]} cannot change when resuming: the run has {path} = {old!r}, you gave "
+                f"{value!r}; drop the flag to keep the run's value, or start a new run with another --out."
+            )
+        set_path(saved, path, value)
+        changes.append(f"{name} {old} -> {value}")
+    return changes

@@ -1,0 +1,69 @@
+"""What a training call reports and remembers: counters, results, and the progress protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass
+class TrainState:
+    """Counters that, with the weights and RNG states, pin down where training is."""
+
+    step: int = 0
+    epoch: int = 0
+    chunk: int = 0  # next batch of the current epoch
+    tokens_seen: int = 0
+    elapsed: float = 0.0  # seconds of training over all sessions
+    best_val_loss: float | None = None
+    last_val_loss: float | None = None
+    lr_scale: float = 1.0
+    plateau_best: float | None = None
+    plateau_bad: int = 0
+    skipped_steps: int = 0
+    bad_streak: int = 0
+    rollbacks: int = 0
+    window_loss: float = 0.0  # train losses summed since the last metrics record
+    window_steps: int = 0
+
+
+@dataclass
+class TrainResult:
+    """What a training call achieved."""
+
+    run_dir: Path
+    steps: int
+    epochs: float
+    best_val_loss: float | None
+    last_val_loss: float | None
+    tokens_per_second: float
+    seconds: float
+    stop_reason: str
+    skipped_steps: int = 0
+    level: str = "char"  # the (target) token level, for showing losses in bits/char or perplexity
+
+
+class Reporter(Protocol):
+    """Receives progress; the CLI shows it with rich, the library and tests may ignore it."""
+
+    def start(self, info: dict[str, Any]) -> None: ...
+    def step(self, record: dict[str, Any]) -> None: ...
+    def evaluate(self, record: dict[str, Any]) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+class SilentReporter:
+    """A reporter that shows nothing."""
+
+    def start(self, info: dict[str, Any]) -> None:
+        pass
+
+    def step(self, record: dict[str, Any]) -> None:
+        pass
+
+    def evaluate(self, record: dict[str, Any]) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass

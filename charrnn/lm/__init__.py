@@ -1,0 +1,1 @@
+"""The language model: head, truncated-BPTT training task, sampling, scoring."""

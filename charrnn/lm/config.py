@@ -1,0 +1,97 @@
+"""Configuration of a language-model run: model shape, truncated-BPTT data layout, and the run as a whole."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from charrnn import __version__
+from charrnn.core.config import CELLS, TokenizerConfig, TrainConfig, at_least, choice
+from charrnn.core.errors import CharRNNError
+from charrnn.core.options import dataclass_from_dict, option
+from charrnn.core.rundir import FORMAT_VERSION
+
+SOFTMAXES = ("full", "adaptive")
+MAX_UNITS = 65_536  # embed/hidden beyond this are typos, not models (and would allocate without bound)
+MAX_LAYERS = 64
+
+
+@dataclass
+class ModelConfig:
+    """Shape of the embedding -> recurrent stack -> softmax language model."""
+
+    vocab_size: int = option(0, "Vocabulary size, from the tokenizer.", derived=True)
+    cell: str = option("lstm", "Recurrent cell: lstm, gru or rnn (tanh).")
+    embed: int = option(128, "Embedding size.")
+    hidden: int = option(256, "Hidden units per layer.")
+    layers: int = option(2, "Stacked recurrent layers.")
+    dropout: float = option(0.2, "Dropout on embeddings, between layers and before the softmax.", resumable=False)
+    tie_weights: bool = option(False, "Share the embedding with the output projection (needs --embed = --hidden).")
+    softmax: str = option("full", "full, or adaptive (fast for large vocabularies; scores stay exact).")
+    adaptive_cutoffs: list[int] = option(
+        factory=list, help="Adaptive softmax cluster boundaries (empty: about the top 6% and 30% of ids).", cli=False
+    )
+
+    def validate(self) -> None:
+        choice("cell", self.cell, CELLS)
+        choice("softmax", self.softmax, SOFTMAXES)
+        for name in ("embed", "hidden"):
+            at_least(name, getattr(self, name), 1)
+            if getattr(self, name) > MAX_UNITS:
+                raise CharRNNError(f"--{name} must be at most {MAX_UNITS:,}, got {getattr(self, name):,}.")
+        at_least("layers", self.layers, 1)
+        if self.layers > MAX_LAYERS:
+            raise CharRNNError(f"--layers must be at most {MAX_LAYERS}, got {self.layers}.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise CharRNNError(f"--dropout must be in [0, 1), got {self.dropout}.")
+        if self.tie_weights and self.embed != self.hidden:
+            raise CharRNNError(
+                f"--tie-weights needs --embed equal to --hidden (got {self.embed} and {self.hidden})."
+            )
+        if self.tie_weights and self.softmax == "adaptive":
+            raise CharRNNError("--tie-weights cannot be combined with --softmax adaptive; pick one.")
+
+
+@dataclass
+class LMTrainConfig(TrainConfig):
+    """The engine's settings plus the language model's data layout: truncated-BPTT chunks and validation size."""
+
+    bptt: int = option(128, "Tokens per truncated-BPTT chunk.")
+    eval_tokens: int | None = option(
+        200_000, "Validation tokens per evaluation at most (\"none\" in a config file: all).", resumable=True
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        at_least("bptt", self.bptt, 1)
+        if self.eval_tokens is not None:
+            at_least("eval_tokens", self.eval_tokens, 1)
+
+
+@dataclass
+class RunConfig:
+    """Everything that describes a language-model run; saved as config.json."""
+
+    tokenizer: TokenizerConfig = option(factory=TokenizerConfig)
+    model: ModelConfig = option(factory=ModelConfig)
+    training: LMTrainConfig = option(factory=LMTrainConfig)
+    corpus: str = option("", "The training text (absolute path).", cli=False)
+    val_corpus: str | None = option(None, "A separate validation text instead of --val-fraction.", cli=False)
+    encoding: str = option("utf-8", "Text encoding of the corpus.")
+    errors: str = option("strict", "Undecodable bytes: strict, replace or ignore.")
+    kind: str = "lm"
+    charrnn_version: str = __version__
+    format_version: int = FORMAT_VERSION
+
+    def validate(self) -> None:
+        self.tokenizer.validate()
+        self.model.validate()
+        self.training.validate()
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        return dataclass_from_dict(cls, data, "config")

@@ -1,0 +1,139 @@
+"""A trained language model, loaded from its run directory: sample, stream, score, describe."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from charrnn.core import rundir
+from charrnn.core.errors import CharRNNError
+from charrnn.core.runtime import resolve_device
+from charrnn.core.sampling import SampleSettings
+from charrnn.core.scoring import SentenceScore
+from charrnn.core.tokenizers import EOS_ID, SENTENCEPIECE_MODEL, TOKENIZER_JSON, Tokenizer
+from charrnn.lm.config import RunConfig
+from charrnn.lm.model import LanguageModel
+from charrnn.lm.sampling import encode_prime, generate, generate_steps
+from charrnn.lm.scoring import score_sentences
+
+
+def read_config(run_dir: str | Path) -> RunConfig:
+    """Read, migrate and check a language-model run's config.json."""
+    return rundir.read_run_config(Path(run_dir), RunConfig, "lm", "train")
+
+
+class LanguageModelRun:
+    """A language model loaded from a run directory (`charrnn.load`)."""
+
+    kind = "lm"
+
+    def __init__(
+        self, run_dir: Path, config: RunConfig, tokenizer: Tokenizer, model: LanguageModel, note: str | None
+    ) -> None:
+        self.run_dir, self.config, self.tokenizer, self.model = run_dir, config, tokenizer, model
+        self.note = note  # set when the weights are not the best checkpoint (see `load`)
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str = "cpu") -> LanguageModelRun:
+        """Load config, tokenizer and the best weights (or, before the first evaluation, the latest)."""
+        run_dir = Path(run_dir)
+        config = read_config(run_dir)
+        missing = [n for n in (TOKENIZER_JSON,) if not (run_dir / n).is_file()]
+        if config.tokenizer.level == "subword" and not (run_dir / SENTENCEPIECE_MODEL).is_file():
+            missing.append(SENTENCEPIECE_MODEL)
+        if not (run_dir / rundir.WEIGHTS_FILE).is_file() and not (run_dir / rundir.RESUME_FILE).is_file():
+            missing.append(rundir.WEIGHTS_FILE)
+        if missing:
+            raise CharRNNError(f"{run_dir} is incomplete: {', '.join(missing)} missing.")
+        tokenizer = rundir.read_tokenizer(run_dir)
+        if tokenizer.vocab_size != config.model.vocab_size:
+            raise CharRNNError(
+                f"{run_dir}: the tokenizer has {tokenizer.vocab_size} entries but the model's embedding has "
+                f"{config.model.vocab_size} rows (config.json); the tokenizer file belongs to another run."
+            )
+        model = LanguageModel(config.model)
+        tensors, metadata, note = rundir.read_weights(run_dir)
+        source = run_dir / (rundir.RESUME_FILE if note else rundir.WEIGHTS_FILE)
+        rundir.check_tokenizer_matches(tokenizer, tensors, metadata, source)
+        rundir.check_weights(model, tensors, source)
+        model.load_state_dict(tensors)
+        return cls(run_dir, config, tokenizer, model.to(resolve_device(device)).eval(), note)
+
+    def sample(
+        self,
+        prime: str = "",
+        length: int = 500,
+        temperature: float = 1.0,
+        *,
+        greedy: bool = False,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        until_eos: bool = False,
+        num: int = 1,
+        seed: int | None = None,
+    ) -> str | list[str]:
+        """Text that continues `prime` (the prime included); a list of `num` texts when num > 1.
+
+        With `until_eos` each text ends at its first end of line (the line break is not included).
+        """
+        settings = SampleSettings(length, temperature, greedy, top_k, top_p, until_eos, num, seed)
+        encode_prime(self.tokenizer, prime)  # refuse a bad prime before generating
+        texts = []
+        for ids in generate(self.model, self.tokenizer, prime, settings):
+            if until_eos and ids and ids[-1] == EOS_ID:
+                ids = ids[:-1]
+            texts.append(prime + self._continuation(prime, ids))
+        return texts[0] if num == 1 else texts
+
+    def stream(
+        self,
+        prime: str = "",
+        length: int = 500,
+        temperature: float = 1.0,
+        *,
+        greedy: bool = False,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        until_eos: bool = False,
+        seed: int | None = None,
+    ) -> Iterator[str]:
+        """The prime, then each generated piece of text as soon as it is drawn (one sample)."""
+        settings = SampleSettings(length, temperature, greedy, top_k, top_p, until_eos, 1, seed)
+        settings.validate()
+        encode_prime(self.tokenizer, prime)
+        decode = self._decoder(prime)
+        yield prime
+        for tokens, active in generate_steps(self.model, self.tokenizer, prime, settings):
+            if active[0] and not (until_eos and tokens[0] == EOS_ID):
+                yield decode(tokens[0])
+
+    def score(self, sentences: str | list[str]) -> list[SentenceScore]:
+        """log P, perplexity and per-token detail of each sentence (a closing `<eos>` included)."""
+        return score_sentences(self.model, self.tokenizer, [sentences] if isinstance(sentences, str) else sentences)
+
+    def info(self) -> dict[str, Any]:
+        """What the run is and how far it trained: config, size, steps, best validation loss, versions."""
+        return {
+            "kind": self.kind,
+            "run_dir": str(self.run_dir),
+            "level": self.config.tokenizer.level,
+            "vocab_size": self.tokenizer.vocab_size,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            **rundir.run_summary(self.run_dir),
+            "weights": self.note or f"best by validation ({rundir.WEIGHTS_FILE})",
+            "config": dataclasses.asdict(self.config),
+        }
+
+    def _decoder(self, prime: str):
+        decode = self.tokenizer.stream_decoder()
+        for token in self.tokenizer.encode(prime):  # so that spacing continues the prime correctly
+            decode(token)
+        return decode
+
+    def _continuation(self, prime: str, ids: list[int]) -> str:
+        decode = self._decoder(prime)
+        return "".join(decode(t) for t in ids)

@@ -1,0 +1,163 @@
+"""Truncated back-propagation through time: how a language model learns from one long token stream.
+
+1. Lay the stream out as `batch` parallel rows (pytorch/examples calls this batchify). With the
+   corpus a b c d e f g h i j k l m n o p q r s t u v w x (24 tokens) and batch 4:
+
+       row 0:  a b c d e f
+       row 1:  g h i j k l        each row is a contiguous slice of the text,
+       row 2:  m n o p q r        so the state at the end of one column is the
+       row 3:  s t u v w x        right start for the next column of the same row
+
+2. Walk across the rows in chunks of `bptt` columns. With bptt 2, chunk 0 reads columns 0-1 as
+   input and predicts columns 1-2; chunk 1 reads 2-3 and predicts 3-4; and so on:
+
+       chunk 0: input [a b]  target [b c]       chunk 1: input [c d]  target [d e]   (row 0)
+
+3. Carry the hidden state from chunk to chunk, detached: the forward pass of chunk i+1 starts
+   from the state chunk i ended in (context flows across the boundary), but `detach_state`
+   cuts the autograd graph there, so back-propagation runs through at most `bptt` steps:
+
+       h0 -> [chunk 0] -> h1 -/-> [chunk 1] -> h2 -/-> [chunk 2] ...    (-/-> : detached)
+
+4. Clip: the engine rescales the gradient to norm at most `clip` before each update.
+
+The loss of a chunk is the mean of -log P(target | inputs so far) over its batch x bptt tokens.
+Validation runs the same way over the held-out stream, carrying the state across its chunks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from charrnn.core.errors import CharRNNError
+from charrnn.core.recurrent import State, detach_state, state_from_tensors, state_tensors
+from charrnn.core.state import TrainState
+from charrnn.core.tokenizers import Tokenizer
+from charrnn.lm.config import LMTrainConfig
+from charrnn.lm.model import LanguageModel
+
+
+def encode_ids(tokenizer: Tokenizer, text: str) -> torch.Tensor:
+    """The corpus as one contiguous int32 tensor of ids (each line ends with `<eos>`)."""
+    return torch.tensor(tokenizer.encode_corpus(text), dtype=torch.int32)
+
+
+def split_train_val(ids: torch.Tensor, val_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hold out the last `val_fraction` of the token stream for validation."""
+    n_val = max(int(len(ids) * val_fraction), 2)
+    if len(ids) - n_val < 2:
+        raise CharRNNError(f"The corpus has only {len(ids)} tokens, too few to split off a validation part.")
+    return ids[:-n_val], ids[-n_val:]
+
+
+@dataclass
+class StreamBatches:
+    """A token stream cut into `batch_size` parallel streams and `bptt`-long chunks (see the module docstring).
+
+    `streams[b]` is a contiguous slice of the corpus; chunk `i` reads columns
+    `[i*bptt, (i+1)*bptt)` as input and the next column over as target, so the hidden
+    state at the end of chunk `i` is the right start for chunk `i+1` in every row.
+    """
+
+    streams: torch.Tensor  # (batch, length) int32
+    bptt: int
+
+    @classmethod
+    def from_ids(cls, ids: torch.Tensor, batch_size: int, bptt: int, full_chunk: bool = True) -> StreamBatches:
+        """Lay `ids` out; with `full_chunk`, insist on at least one whole batch of one chunk."""
+        length = len(ids) // batch_size
+        needed = bptt + 1 if full_chunk else 2
+        if length < needed:
+            what = "training" if full_chunk else "validation"
+            raise CharRNNError(
+                f"The {what} text has {len(ids)} tokens, fewer than one batch of one chunk "
+                f"(--batch-size {batch_size} x (--bptt {needed - 1} + 1) = {batch_size * needed}); "
+                "lower --batch-size or --bptt, or use a longer corpus."
+            )
+        streams = ids[: length * batch_size].view(batch_size, length)
+        return cls(streams=streams, bptt=bptt)
+
+    def __len__(self) -> int:
+        """Number of chunks in one pass."""
+        steps = self.streams.shape[1] - 1
+        return (steps + self.bptt - 1) // self.bptt
+
+    @property
+    def n_tokens(self) -> int:
+        """Number of predicted tokens in one pass."""
+        return self.streams.shape[0] * (self.streams.shape[1] - 1)
+
+    def chunk(self, index: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets of chunk `index`, both (batch, time) int64 on `device`."""
+        start = index * self.bptt
+        end = min(start + self.bptt, self.streams.shape[1] - 1)
+        window = self.streams[:, start : end + 1]
+        if torch.device(device).type == "cuda":
+            window = window.pin_memory().to(device, non_blocking=True)
+        window = window.to(device=device, dtype=torch.long)
+        return window[:, :-1], window[:, 1:]
+
+
+@torch.inference_mode()
+def evaluate_stream(
+    model: LanguageModel, batches: StreamBatches, device: torch.device, max_tokens: int | None = None
+) -> float:
+    """Mean negative log-likelihood per token over (a prefix of) `batches`, state carried across chunks."""
+    was_training = model.training
+    model.eval()
+    state = model.initial_state(batches.streams.shape[0], device)
+    total, count = 0.0, 0
+    for index in range(len(batches)):
+        x, y = batches.chunk(index, device)
+        out, state = model(x, state)
+        total += float(model.loss(out, y)) * y.numel()
+        count += y.numel()
+        if max_tokens is not None and count >= max_tokens:
+            break
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+class TruncatedBPTTTask:
+    """The language model's training task for the engine: chunk after chunk, hidden state carried and detached."""
+
+    def __init__(
+        self,
+        model: LanguageModel,
+        train_batches: StreamBatches,
+        val_batches: StreamBatches,
+        cfg: LMTrainConfig,
+        device: torch.device,
+    ) -> None:
+        self.model, self.train_batches, self.val_batches = model, train_batches, val_batches
+        self.cfg, self.device = cfg, device
+        self.hidden: State | None = None
+        self.next_hidden: State | None = None
+        self.batches_per_epoch = len(train_batches)
+        self.forward = torch.compile(model) if cfg.compile else model  # compile wraps the forward pass only
+
+    def start_epoch(self) -> None:
+        self.hidden = None  # each epoch starts every row from a zero state
+
+    def step_loss(self, state: TrainState) -> tuple[torch.Tensor, int]:
+        x, y = self.train_batches.chunk(state.chunk, self.device)
+        if self.hidden is not None:
+            self.hidden = detach_state(self.hidden)  # the chunk boundary: no gradient flows back past it
+        out, self.next_hidden = self.forward(x, self.hidden)
+        return self.model.loss(out, y), y.numel()
+
+    def end_step(self, finite: bool) -> None:
+        self.hidden = self.next_hidden if finite else None  # a non-finite step may have poisoned the state
+
+    def evaluate(self) -> float:
+        return evaluate_stream(self.model, self.val_batches, self.device, self.cfg.eval_tokens)
+
+    def carried_tensors(self) -> dict[str, torch.Tensor]:
+        hidden = self.hidden if self.hidden is not None else self.model.initial_state(self.cfg.batch_size, self.device)
+        return {f"hidden.{i}": t for i, t in enumerate(state_tensors(hidden))}
+
+    def restore_carried(self, tensors: dict[str, torch.Tensor]) -> None:
+        found = [tensors[f"hidden.{i}"] for i in range(2) if f"hidden.{i}" in tensors]
+        self.hidden = state_from_tensors(found) if found else None

@@ -1,0 +1,142 @@
+"""Configuration of a seq2seq run: the encoder–decoder's shape, its training settings, the run as a whole.
+
+Where seq2seq wants another default than the language model (word-level tokens, batches of sentence
+pairs, a plateau schedule), the default is set here, in the dataclass, and the CLI reads it from here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+from charrnn import __version__
+from charrnn.core.config import CELLS, TokenizerConfig, TrainConfig, at_least, choice
+from charrnn.core.errors import CharRNNError
+from charrnn.core.options import dataclass_from_dict, option
+from charrnn.core.rundir import FORMAT_VERSION
+
+ATTENTIONS = ("none", "bahdanau", "luong-dot", "luong-general")
+CONTEXTS = ("init", "input")
+SIDE_OPTIONS = ("level", "vocab_size")  # tokenizer options that may differ between source and target
+
+
+@dataclass
+class Seq2SeqConfig:
+    """Shape of the encoder–decoder."""
+
+    source_vocab_size: int = option(0, "Source vocabulary size, from the source tokenizer.", derived=True)
+    target_vocab_size: int = option(0, "Target vocabulary size, from the target tokenizer.", derived=True)
+    cell: str = option("gru", "Recurrent cell: gru, lstm or rnn.")
+    embed: int = option(256, "Embedding size (both sides).")
+    hidden: int = option(256, "Decoder units (a bidirectional encoder splits them between its directions).")
+    layers: int = option(1, "Stacked layers in the encoder and the decoder.")
+    dropout: float = option(0.2, "Dropout on embeddings, between layers, before the softmax.")
+    bidirectional: bool = option(True, "Read the source both ways.", flag="--bidirectional/--unidirectional")
+    attention: str = option(
+        "luong-general", "none, bahdanau (additive, step loop) or luong-dot/luong-general (fused)."
+    )
+    context: str = option(
+        "init", "With --attention none: init (c starts the decoder) or input (also fed every step)."
+    )
+    attention_size: int = option(0, "Bahdanau's inner size (0: --hidden).")
+
+    def validate(self) -> None:
+        choice("cell", self.cell, CELLS)
+        choice("attention", self.attention, ATTENTIONS)
+        choice("context", self.context, CONTEXTS)
+        for name in ("embed", "hidden", "layers"):
+            at_least(name, getattr(self, name), 1)
+        for name, most in (("embed", 65_536), ("hidden", 65_536), ("layers", 64), ("attention_size", 65_536)):
+            if getattr(self, name) > most:
+                raise CharRNNError(f"--{name.replace('_', '-')} must be at most {most:,}, got {getattr(self, name):,}.")
+        if self.bidirectional and self.hidden % 2:
+            raise CharRNNError(
+                f"--bidirectional splits --hidden between two directions; give an even size (got {self.hidden})."
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise CharRNNError(f"--dropout must be in [0, 1), got {self.dropout}.")
+        if self.attention_size < 0:
+            raise CharRNNError(f"--attention-size must be 0 (= hidden) or more, got {self.attention_size}.")
+
+    @property
+    def fused_training(self) -> bool:
+        """Whether teacher-forced training runs the decoder as one RNN call (all but Bahdanau)."""
+        return self.attention != "bahdanau"
+
+
+@dataclass
+class Seq2SeqTrainConfig(TrainConfig):
+    """The engine's settings with seq2seq's defaults, plus teacher forcing, label smoothing and a length cap.
+
+    A step is one batch of whole sentence pairs; validation always covers every held-out pair.
+    """
+
+    DEFAULT_EPOCHS: ClassVar[int] = 30
+
+    batch_size: int = option(64, "Sentence pairs per step.")
+    lr: float = option(2e-3, "Peak learning rate.", resumable=True)
+    schedule: str = option(
+        "plateau", "plateau (lower the rate when validation stalls), cosine or constant.", resumable=True
+    )
+    epochs: int | None = option(
+        None,
+        "Passes over the training pairs (default: no limit when --max-steps or --max-time is given, else 30).",
+        resumable=True,
+    )
+    eval_every: int = option(500, "Evaluate every N steps.", resumable=True)
+    save_every: int = option(500, "Save a resumable checkpoint every N steps.", resumable=True)
+    val_fraction: float = option(0.05, "Fraction of the pairs held out for validation when no --val is given.")
+    teacher_forcing: float = option(
+        1.0, "Probability of feeding the gold previous token in training (below 1: scheduled sampling).", resumable=True
+    )
+    label_smoothing: float = option(0.0, "Label smoothing of the training loss (validation: none).", resumable=True)
+    max_length: int | None = option(None, "Skip training pairs longer than this many tokens on either side.")
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0.0 <= self.teacher_forcing <= 1.0:
+            raise CharRNNError(f"--teacher-forcing must be in [0, 1], got {self.teacher_forcing}.")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise CharRNNError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}.")
+        if self.max_length is not None:
+            at_least("max_length", self.max_length, 1)
+
+
+def _word_tokenizer() -> TokenizerConfig:
+    return TokenizerConfig(level="word")
+
+
+@dataclass
+class Seq2SeqRunConfig:
+    """Everything that describes a seq2seq run; saved as config.json with kind "seq2seq"."""
+
+    source_tokenizer: TokenizerConfig = option(factory=_word_tokenizer)
+    target_tokenizer: TokenizerConfig = option(factory=_word_tokenizer)
+    model: Seq2SeqConfig = option(factory=Seq2SeqConfig)
+    training: Seq2SeqTrainConfig = option(factory=Seq2SeqTrainConfig)
+    pairs: str | None = option(None, "Training TSV of source<TAB>target lines (absolute path).", cli=False)
+    source_file: str | None = option(None, "Training source file, line-aligned with target_file.", cli=False)
+    target_file: str | None = option(None, "Training target file.", cli=False)
+    val_pairs: str | None = option(None, "Validation TSV (else --val-fraction of the training pairs).", cli=False)
+    val_source_file: str | None = option(None, "Validation source file.", cli=False)
+    val_target_file: str | None = option(None, "Validation target file.", cli=False)
+    encoding: str = option("utf-8", "Text encoding of the pair files.")
+    errors: str = option("strict", "Undecodable bytes: strict, replace or ignore.")
+    skip_malformed: bool = option(False, "Skip malformed TSV lines instead of failing.", flag="--skip-malformed")
+    kind: str = "seq2seq"
+    charrnn_version: str = __version__
+    format_version: int = FORMAT_VERSION
+
+    def validate(self) -> None:
+        self.source_tokenizer.validate()
+        self.target_tokenizer.validate()
+        self.model.validate()
+        self.training.validate()
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Seq2SeqRunConfig:
+        return dataclass_from_dict(cls, data, "config")
