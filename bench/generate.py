@@ -28,11 +28,12 @@ KINDS = ("reference_sample_1", "sample_1", "sample_64", "score_one_by_one", "sco
 def _setup(threads: int | None):
     import torch
 
-    from charrnn.config import ModelConfig, TokenizerConfig
-    from charrnn.data import read_corpus
-    from charrnn.model import LanguageModel
-    from charrnn.runtime import set_threads
-    from charrnn.tokenizers import build_tokenizer
+    from charrnn.core.config import TokenizerConfig
+    from charrnn.core.runtime import set_threads
+    from charrnn.core.text import read_corpus
+    from charrnn.core.tokenizers import build_tokenizer
+    from charrnn.lm.config import ModelConfig
+    from charrnn.lm.model import LanguageModel
 
     set_threads(threads)
     text = read_corpus(TINY_SHAKESPEARE)
@@ -67,22 +68,28 @@ def measure(kind: str, length: int, sentences: int, threads: int | None, queue: 
         seconds = time.perf_counter() - start
         out |= {"tokens": length, "seconds": seconds, "ttft": first - start}
     elif kind.startswith("sample"):
-        from charrnn.sampling import SampleSettings, generate
+        from charrnn.core.sampling import SampleSettings
+        from charrnn.lm.sampling import generate_steps
 
         num = int(kind.split("_")[1])
         first: list[float] = []
-
-        def on_step(tokens, active) -> None:
-            if not first:
-                first.append(time.perf_counter())
-
         settings = SampleSettings(length=length, num=num, seed=0)
         start = time.perf_counter()
-        generate(model, tokenizer, "ROMEO:", settings, on_step=on_step)
+        # `generate`'s own loop (generate is generate_steps plus this collection): generate no longer
+        # takes an on_step hook, so the first token is timed here, after the first step's tokens were
+        # collected, where that hook fired.
+        outputs: list[list[int]] = [[] for _ in range(num)]
+        for tokens, active in generate_steps(model, tokenizer, "ROMEO:", settings):
+            for row, (token, keep) in enumerate(zip(tokens, active, strict=True)):
+                if keep:
+                    outputs[row].append(token)
+            if not first:
+                first.append(time.perf_counter())
         seconds = time.perf_counter() - start
         out |= {"tokens": length * num, "seconds": seconds, "ttft": first[0] - start}
     else:
-        from charrnn.scoring import encode_sentence, score_token_ids
+        from charrnn.core.scoring import encode_sentence
+        from charrnn.lm.scoring import score_token_ids
 
         lines = [line for line in text.split("\n") if line.strip()]
         lines = (lines * (sentences // len(lines) + 1))[:sentences]

@@ -21,9 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import TINY_SHAKESPEARE, console, print_table, write_json  # noqa: E402
 from bench.train_throughput import WORD_VOCAB, word_corpus  # noqa: E402
-from charrnn.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig  # noqa: E402
-from charrnn.runtime import set_threads  # noqa: E402
-from charrnn.training import SilentReporter, train_language_model  # noqa: E402
+from charrnn.core.config import TokenizerConfig  # noqa: E402
+from charrnn.core.runtime import set_threads  # noqa: E402
+from charrnn.core.state import SilentReporter  # noqa: E402
+from charrnn.lm.config import LMTrainConfig, ModelConfig, RunConfig  # noqa: E402
+from charrnn.lm.training import train_language_model  # noqa: E402
 
 
 class ProfiledSteps(SilentReporter):
@@ -72,18 +74,25 @@ def main() -> None:
     set_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="charrnn-profile-"))
     hidden = 128 if args.quick else 512
-    common = {"max_steps": 20, "eval_tokens": 5_000, "schedule": "constant", "threads": args.threads}
+    # epochs pinned to 50, the old default (now no epoch limit when max_steps is given); never binds at 20 steps
+    common = {
+        "epochs": 50,
+        "max_steps": 20,
+        "eval_tokens": 5_000,
+        "schedule": "constant",
+        "threads": args.threads,
+    }
     cases = {
         "char": RunConfig(
             tokenizer=TokenizerConfig(level="char"),
             model=ModelConfig(embed=128, hidden=hidden, layers=2),
-            training=TrainConfig(batch_size=64, bptt=128, **common),
+            training=LMTrainConfig(batch_size=64, bptt=128, **common),
             corpus=str(TINY_SHAKESPEARE),
         ),
         "word-adaptive": RunConfig(
             tokenizer=TokenizerConfig(level="word", vocab_size=WORD_VOCAB),
             model=ModelConfig(embed=hidden, hidden=hidden, layers=2, softmax="adaptive"),
-            training=TrainConfig(batch_size=64, bptt=35, **common),
+            training=LMTrainConfig(batch_size=64, bptt=35, **common),
             corpus=str(word_corpus(tmp)),
         ),
     }

@@ -27,11 +27,11 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from charrnn.config import TokenizerConfig  # noqa: E402
-from charrnn.pairs import read_parallel_files  # noqa: E402
-from charrnn.seq2seq import Seq2SeqConfig, Seq2SeqRunConfig, Seq2SeqTrainConfig, load_seq2seq  # noqa: E402
-from charrnn.seq2seq_training import train_seq2seq  # noqa: E402
-from charrnn.translate import TranslateSettings, evaluate_pairs  # noqa: E402
+from charrnn.core.config import TokenizerConfig  # noqa: E402
+from charrnn.seq2seq.config import Seq2SeqConfig, Seq2SeqRunConfig, Seq2SeqTrainConfig  # noqa: E402
+from charrnn.seq2seq.pairs import read_parallel_files  # noqa: E402
+from charrnn.seq2seq.run import TranslationRun  # noqa: E402
+from charrnn.seq2seq.training import train_seq2seq  # noqa: E402
 
 
 class PrintReporter:
@@ -140,10 +140,12 @@ def main() -> None:
         run_dir = args.runs / attention
         config = run_config(args, attention, args.data)
         train = train_seq2seq(config, run_dir, overwrite=True, reporter=PrintReporter(attention))
-        _, source_tokenizer, target_tokenizer, model = load_seq2seq(run_dir)
+        run = TranslationRun.load(run_dir)
+        if run.note:  # the old loader required the best checkpoint; so does this benchmark
+            sys.exit(run.note)
+        model = run.model
         started = time.perf_counter()
-        settings = TranslateSettings(beam=args.beam)
-        scores = evaluate_pairs(model, source_tokenizer, target_tokenizer, test.sources, test.targets, settings)
+        scores = run.evaluate(test.sources, test.targets, beam=args.beam)  # TranslateSettings' other defaults
         decode_seconds = time.perf_counter() - started
         (run_dir / "test_2016_flickr.hyp.en").write_text("\n".join(scores.translations) + "\n", encoding="utf-8")
         results.append(

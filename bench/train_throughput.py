@@ -38,11 +38,14 @@ from bench.common import (  # noqa: E402
     softmax_train_flops,
     write_json,
 )
-from charrnn.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig  # noqa: E402
-from charrnn.data import encode_ids, read_corpus  # noqa: E402
-from charrnn.model import default_adaptive_cutoffs  # noqa: E402
-from charrnn.tokenizers import build_tokenizer  # noqa: E402
-from charrnn.training import SilentReporter, train_language_model  # noqa: E402
+from charrnn.core.config import TokenizerConfig  # noqa: E402
+from charrnn.core.state import SilentReporter  # noqa: E402
+from charrnn.core.text import read_corpus  # noqa: E402
+from charrnn.core.tokenizers import build_tokenizer  # noqa: E402
+from charrnn.lm.config import LMTrainConfig, ModelConfig, RunConfig  # noqa: E402
+from charrnn.lm.model import default_adaptive_cutoffs  # noqa: E402
+from charrnn.lm.training import train_language_model  # noqa: E402
+from charrnn.lm.truncated_bptt import encode_ids  # noqa: E402
 
 WORD_VOCAB = 33_278  # WikiText-2's vocabulary size
 
@@ -97,9 +100,10 @@ def run_charrnn(case: Case, softmax: str, steps: int, tmp: Path, threads: int | 
     config = RunConfig(
         tokenizer=TokenizerConfig(level=case.level, vocab_size=case.vocab_cap),
         model=ModelConfig(embed=case.embed, hidden=case.hidden, layers=case.layers, dropout=0.2, softmax=softmax),
-        training=TrainConfig(
+        training=LMTrainConfig(
             batch_size=case.batch,
             bptt=case.bptt,
+            epochs=50,  # pinned: the old default (now None, i.e. no epoch limit with max_steps); never binds here
             max_steps=steps,
             eval_tokens=5_000,
             schedule="constant",
@@ -135,7 +139,7 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="suffix for the JSON name (keep several results side by side)")
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
-    from charrnn.runtime import set_threads
+    from charrnn.core.runtime import set_threads
 
     set_threads(args.threads)
     steps = 10 if args.quick else 20  # charrnn reports windows of 10 steps; the first is warm-up

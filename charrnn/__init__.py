@@ -1,14 +1,14 @@
 """charrnn: recurrent language models (char, word, subword) and seq2seq with attention.
 
-    import charrnn
-    run = charrnn.load("checkpoints/tinyshakespeare-char")
-    run.sample(prime="ROMEO:", length=200)
-    charrnn.train("my.txt", level="word", max_time=5)
+import charrnn
+run = charrnn.load("checkpoints/tinyshakespeare-char")
+run.sample(prime="ROMEO:", length=200)
+charrnn.train("my.txt", level="word", max_time=5)
 """
 
 __version__ = "0.2.0"
 
-from charrnn.api import load, train, train_seq2seq  # noqa: E402
+from charrnn.api import load, train  # noqa: E402
 from charrnn.core.errors import CharRNNError  # noqa: E402
 from charrnn.core.scoring import SentenceScore  # noqa: E402
 from charrnn.core.state import Reporter, TrainResult  # noqa: E402
@@ -25,5 +25,4 @@ __all__ = [
     "__version__",
     "load",
     "train",
-    "train_seq2seq",
 ]

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
+from charrnn.core.config import TokenizerConfig
+from charrnn.lm.config import LMTrainConfig, ModelConfig, RunConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHAKESPEARE = REPO_ROOT / "corpora" / "tinyshakespeare.txt"
@@ -47,6 +48,6 @@ def tiny_config(corpus: Path | str, level: str = "char", **training) -> RunConfi
     return RunConfig(
         tokenizer=TokenizerConfig(level=level, vocab_size=300 if level == "subword" else None),
         model=ModelConfig(cell="lstm", embed=16, hidden=32, layers=2, dropout=0.1),
-        training=TrainConfig(**train),
+        training=LMTrainConfig(**train),
         corpus=str(corpus),
     )

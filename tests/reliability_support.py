@@ -10,7 +10,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from charrnn.config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
+from charrnn.core.config import TokenizerConfig
+from charrnn.lm.config import LMTrainConfig, ModelConfig, RunConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHAKESPEARE = REPO_ROOT / "corpora" / "tinyshakespeare.txt"
@@ -48,7 +49,7 @@ def tiny_config(corpus: Path | str, **training) -> RunConfig:
     return RunConfig(
         tokenizer=TokenizerConfig(level="char"),
         model=ModelConfig(cell="lstm", embed=16, hidden=24, layers=2, dropout=0.2),
-        training=TrainConfig(**settings),
+        training=LMTrainConfig(**settings),
         corpus=str(corpus),
     )
 

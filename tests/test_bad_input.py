@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn import checkpoint as ckpt
-from charrnn.errors import CharRNNError
-from charrnn.scoring import score_sentences
-from charrnn.training import train_language_model
+from charrnn.core import rundir
+from charrnn.core.errors import CharRNNError
+from charrnn.lm.run import LanguageModelRun, read_config
+from charrnn.lm.scoring import score_sentences
+from charrnn.lm.training import train_language_model
 from tests.reliability_support import TINY_TRAIN_ARGS, CliResult, run_cli, tiny_config, tiny_text, write_corpus
 
 TRAIN = ["--max-steps", "2", "--eval-every", "2", *TINY_TRAIN_ARGS]
@@ -56,7 +57,7 @@ def test_missing_corpus(tmp_path: Path) -> None:
 def test_directory_instead_of_a_file(tmp_path: Path, trained: Path) -> None:
     only_line(run_cli(["train", str(tmp_path), "--out", str(tmp_path / "r"), *TRAIN]), "is a directory")
     only_line(run_cli(["score-sentence", str(trained), "--file", str(tmp_path)]), "is a directory")
-    only_line(run_cli(["sample", str(trained / ckpt.CONFIG_FILE)]), "is a file", "run directory")
+    only_line(run_cli(["sample", str(trained / rundir.CONFIG_FILE)]), "is a file", "run directory")
 
 
 @pytest.mark.parametrize("content", ["", "\n\n  \n", "\t \r\n"])
@@ -96,7 +97,7 @@ def test_encoding_and_errors_options_read_the_same_file(tmp_path: Path, option: 
     corpus, _ = non_utf8_corpus(tmp_path)
     result = run_cli(["train", str(corpus), "--out", str(tmp_path / "r"), *TRAIN, *option])
     assert result.code == 0, result.stderr
-    units = ckpt.read_tokenizer(tmp_path / "r").units
+    units = rundir.read_tokenizer(tmp_path / "r").units
     assert ("é" in units) == (option[0] == "--encoding") and ("\ufffd" in units) == (option[0] == "--errors")
 
 
@@ -169,10 +170,11 @@ def test_no_sentence_at_all(trained: Path, tmp_path: Path) -> None:
 
 
 def test_sentence_longer_than_anything_seen_is_still_scored(trained: Path) -> None:
-    _, tokenizer, model = ckpt.load_language_model(trained)
+    run = LanguageModelRun.load(trained)
+    tokenizer, model = run.tokenizer, run.model
     corpus_chars = len(tiny_text(600))
     long = ("First Citizen: we are accounted poor citizens. " * 80)[: 4 * corpus_chars]
-    assert len(long) > 100 * ckpt.read_config(trained).training.bptt
+    assert len(long) > 100 * read_config(trained).training.bptt
     [score] = score_sentences(model, tokenizer, [long])
     assert score.n_tokens == len(long) + 1 and math.isfinite(score.logprob) and score.logprob < 0
     result = run_cli(["score-sentence", str(trained), long, "--json"])
@@ -188,14 +190,14 @@ def test_output_directory_of_another_run_is_refused_unless_resume_or_overwrite(t
     other = write_corpus(tmp_path, chars=900, name="other.txt")
     out = tmp_path / "run"
     assert run_cli(["train", str(corpus), "--out", str(out), *TRAIN]).code == 0
-    before = (out / ckpt.RESUME_FILE).read_bytes()
+    before = (out / rundir.RESUME_FILE).read_bytes()
     only_line(
         run_cli(["train", str(other), "--out", str(out), *TRAIN]), "already holds a run", "--resume", "--overwrite"
     )
-    assert (out / ckpt.RESUME_FILE).read_bytes() == before  # untouched
+    assert (out / rundir.RESUME_FILE).read_bytes() == before  # untouched
     assert run_cli(["train", "--resume", str(out), "--max-steps", "3", "--threads", "1"]).code == 0
     assert run_cli(["train", str(other), "--out", str(out), *TRAIN, "--overwrite"]).code == 0
-    assert ckpt.read_config(out).corpus == str(other.resolve())
+    assert read_config(out).corpus == str(other.resolve())
 
 
 def test_output_directory_holding_other_files_is_refused_even_with_overwrite(tmp_path: Path) -> None:

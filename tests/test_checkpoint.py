@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn import checkpoint as ckpt
-from charrnn.errors import CharRNNError
-from charrnn.training import load_resume_state, train_language_model
+from charrnn.core import rundir
+from charrnn.core.errors import CharRNNError
+from charrnn.core.resume import load_resume_state
+from charrnn.lm.run import LanguageModelRun, read_config
+from charrnn.lm.training import train_language_model
 from tests.reliability_support import REPO_ROOT, run_cli, tiny_config, write_corpus
 
 
@@ -84,7 +86,7 @@ def test_interrupted_write_keeps_the_old_file_and_no_temporary(
         monkeypatch.setattr(os, fail_in, fail)
     expected = CharRNNError if isinstance(error, OSError) else KeyboardInterrupt
     with pytest.raises(expected) as caught:
-        ckpt.atomic_write(target, b"new contents that are longer")
+        rundir.atomic_write(target, b"new contents that are longer")
     monkeypatch.undo()
     assert target.read_bytes() == b"old contents"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.bin"]
@@ -98,7 +100,7 @@ def test_full_disk_during_a_training_save_keeps_the_last_checkpoint(
     corpus = write_corpus(tmp_path, chars=600)
     run = tmp_path / "run"
     train_language_model(tiny_config(corpus, max_steps=5, save_every=5), run)
-    before = (run / ckpt.RESUME_FILE).read_bytes()
+    before = (run / rundir.RESUME_FILE).read_bytes()
     real_fsync = os.fsync
 
     def full_disk_for_resume_files(fd: int) -> None:
@@ -112,7 +114,7 @@ def test_full_disk_during_a_training_save_keeps_the_last_checkpoint(
     result = run_cli(["train", "--resume", str(run), "--max-steps", "20", "--threads", "1"])
     assert_one_line_error(result, "disk full", "resume.safetensors", "previous version of the file is intact")
     monkeypatch.undo()
-    assert (run / ckpt.RESUME_FILE).read_bytes() == before  # untouched: step 5's checkpoint
+    assert (run / rundir.RESUME_FILE).read_bytes() == before  # untouched: step 5's checkpoint
     assert not list(run.glob(".*.tmp"))
     resumed = run_cli(["train", "--resume", str(run), "--max-steps", "12", "--threads", "1"])
     assert resumed.code == 0, resumed.stderr
@@ -123,15 +125,15 @@ def test_full_disk_during_a_training_save_keeps_the_last_checkpoint(
 
 def test_tensors_round_trip_with_metadata(tmp_path: Path) -> None:
     tensors = {"a": torch.randn(3, 4), "b": torch.arange(5)}
-    ckpt.save_tensors(tmp_path / "t.safetensors", tensors, {"step": 3, "text": "ünï"})
-    loaded, meta = ckpt.load_tensors(tmp_path / "t.safetensors")
+    rundir.save_tensors(tmp_path / "t.safetensors", tensors, {"step": 3, "text": "ünï"})
+    loaded, meta = rundir.load_tensors(tmp_path / "t.safetensors")
     assert meta == {"step": 3, "text": "ünï"}
     assert all(torch.equal(loaded[k], tensors[k]) for k in tensors)
 
 
 @pytest.mark.parametrize("damage", ["flip-data-byte", "truncate", "garbage", "empty", "bad-metadata"])
 def test_corrupted_safetensors_is_refused_with_one_line(run: Path, damage: str) -> None:
-    path = run / ckpt.WEIGHTS_FILE
+    path = run / rundir.WEIGHTS_FILE
     raw = bytearray(path.read_bytes())
     if damage == "flip-data-byte":
         raw[-5] ^= 0x40  # a flipped bit in a weight: still parses, only the checksum notices
@@ -155,7 +157,7 @@ def test_corrupted_safetensors_is_refused_with_one_line(run: Path, damage: str) 
 
 
 def test_corrupted_resume_file_is_refused_on_resume(run: Path) -> None:
-    path = run / ckpt.RESUME_FILE
+    path = run / rundir.RESUME_FILE
     raw = bytearray(path.read_bytes())
     raw[-9] ^= 0x01
     path.write_bytes(bytes(raw))
@@ -187,10 +189,10 @@ def test_payload_is_live(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("target", "command"),
     [
-        (ckpt.WEIGHTS_FILE, ["sample", "{run}", "--length", "5"]),
-        (ckpt.WEIGHTS_FILE, ["score-sentence", "{run}", "First Citizen"]),
-        (ckpt.RESUME_FILE, ["train", "--resume", "{run}", "--max-steps", "10"]),
-        (ckpt.CONFIG_FILE, ["sample", "{run}", "--length", "5"]),
+        (rundir.WEIGHTS_FILE, ["sample", "{run}", "--length", "5"]),
+        (rundir.WEIGHTS_FILE, ["score-sentence", "{run}", "First Citizen"]),
+        (rundir.RESUME_FILE, ["train", "--resume", "{run}", "--max-steps", "10"]),
+        (rundir.CONFIG_FILE, ["sample", "{run}", "--length", "5"]),
         ("tokenizer.json", ["sample", "{run}", "--length", "5"]),
     ],
 )
@@ -253,33 +255,34 @@ def test_no_code_path_can_unpickle() -> None:
 
 
 def test_run_records_charrnn_and_format_versions(run: Path) -> None:
-    from charrnn import FORMAT_VERSION, __version__
+    from charrnn import __version__
+    from charrnn.core.rundir import FORMAT_VERSION
 
-    config = json.loads((run / ckpt.CONFIG_FILE).read_text())
+    config = json.loads((run / rundir.CONFIG_FILE).read_text())
     assert (config["charrnn_version"], config["format_version"]) == (__version__, FORMAT_VERSION)
-    _, meta = ckpt.load_tensors(run / ckpt.RESUME_FILE)
+    _, meta = rundir.load_tensors(run / rundir.RESUME_FILE)
     assert (meta["charrnn_version"], meta["format_version"]) == (__version__, FORMAT_VERSION)
 
 
 def test_newer_format_version_is_refused(run: Path) -> None:
-    config = json.loads((run / ckpt.CONFIG_FILE).read_text())
+    config = json.loads((run / rundir.CONFIG_FILE).read_text())
     config["format_version"], config["charrnn_version"] = 99, "9.9.9"
-    (run / ckpt.CONFIG_FILE).write_text(json.dumps(config))
+    (run / rundir.CONFIG_FILE).write_text(json.dumps(config))
     assert_one_line_error(run_cli(["sample", str(run)]), "format version 99", "9.9.9")
 
 
 def test_resume_file_of_another_format_version_is_refused(run: Path) -> None:
-    tensors, meta = ckpt.load_tensors(run / ckpt.RESUME_FILE)
+    tensors, meta = rundir.load_tensors(run / rundir.RESUME_FILE)
     meta["format_version"] = 0
-    ckpt.save_tensors(run / ckpt.RESUME_FILE, tensors, meta)
+    rundir.save_tensors(run / rundir.RESUME_FILE, tensors, meta)
     result = run_cli(["train", "--resume", str(run), "--max-steps", "10"])
     assert_one_line_error(result, "resume.safetensors", "format version 0")
 
 
 def test_resume_file_missing_a_part_says_so(run: Path) -> None:
-    tensors, meta = ckpt.load_tensors(run / ckpt.RESUME_FILE)
+    tensors, meta = rundir.load_tensors(run / rundir.RESUME_FILE)
     del meta["optim_param_groups"]
-    ckpt.save_tensors(run / ckpt.RESUME_FILE, tensors, meta)
+    rundir.save_tensors(run / rundir.RESUME_FILE, tensors, meta)
     result = run_cli(["train", "--resume", str(run), "--max-steps", "10"])
     assert_one_line_error(result, "incomplete", "optim_param_groups")
 
@@ -287,10 +290,14 @@ def test_resume_file_missing_a_part_says_so(run: Path) -> None:
 @pytest.mark.parametrize(
     ("remove", "expected"),
     [
-        ([ckpt.CONFIG_FILE], "config.json is missing"),
+        ([rundir.CONFIG_FILE], "config.json is missing"),
         (["tokenizer.json"], "incomplete: tokenizer.json missing"),
-        ([ckpt.WEIGHTS_FILE], "incomplete: model.safetensors missing"),
-        (["tokenizer.json", ckpt.WEIGHTS_FILE], "incomplete: tokenizer.json, model.safetensors missing"),
+        # without model.safetensors the latest weights of resume.safetensors are used; without both, none are left
+        ([rundir.WEIGHTS_FILE, rundir.RESUME_FILE], "incomplete: model.safetensors missing"),
+        (
+            ["tokenizer.json", rundir.WEIGHTS_FILE, rundir.RESUME_FILE],
+            "incomplete: tokenizer.json, model.safetensors missing",
+        ),
     ],
 )
 def test_incomplete_run_directory_names_what_is_missing(run: Path, remove: list[str], expected: str) -> None:
@@ -299,8 +306,21 @@ def test_incomplete_run_directory_names_what_is_missing(run: Path, remove: list[
     assert_one_line_error(run_cli(["sample", str(run), "--length", "5"]), str(run), expected)
 
 
+def test_missing_best_weights_fall_back_to_the_latest_with_a_note(run: Path) -> None:
+    """Before (or without) model.safetensors, sample/score-sentence/load use resume.safetensors' weights."""
+    (run / rundir.WEIGHTS_FILE).unlink()
+    step = rundir.load_tensors(run / rundir.RESUME_FILE)[1]["train_state"]["step"]
+    for command in (["sample", str(run), "--length", "5"], ["score-sentence", str(run), "First Citizen"]):
+        result = run_cli(command)
+        assert result.code == 0 and result.stdout, result.stderr
+        assert "note:" in result.stderr and "resume.safetensors" in result.stderr
+        assert f"step {step}" in result.stderr and "Traceback" not in result.stderr
+    loaded = LanguageModelRun.load(run)
+    assert loaded.note is not None and f"step {step}" in loaded.note
+
+
 def test_missing_resume_file(run: Path) -> None:
-    (run / ckpt.RESUME_FILE).unlink()
+    (run / rundir.RESUME_FILE).unlink()
     result = run_cli(["train", "--resume", str(run), "--max-steps", "10"])
     assert_one_line_error(result, "no resume.safetensors")
 
@@ -311,13 +331,13 @@ def other_run(tmp_path: Path) -> tuple[Path, int]:
     corpus.write_text("abcab cba bac\n" * 20, encoding="utf-8")
     other = tmp_path / "other"
     train_language_model(tiny_config(corpus, max_steps=2), other)
-    return other, json.loads((other / ckpt.CONFIG_FILE).read_text())["model"]["vocab_size"]
+    return other, json.loads((other / rundir.CONFIG_FILE).read_text())["model"]["vocab_size"]
 
 
 def test_tokenizer_of_another_size_names_both_sizes(run: Path, tmp_path: Path) -> None:
     other, size = other_run(tmp_path)
     (run / "tokenizer.json").write_bytes((other / "tokenizer.json").read_bytes())
-    own = json.loads((run / ckpt.CONFIG_FILE).read_text())["model"]["vocab_size"]
+    own = json.loads((run / rundir.CONFIG_FILE).read_text())["model"]["vocab_size"]
     assert own != size
     result = run_cli(["sample", str(run), "--length", "5"])
     assert_one_line_error(result, f"tokenizer has {size} entries", f"embedding has {own} rows")
@@ -325,9 +345,9 @@ def test_tokenizer_of_another_size_names_both_sizes(run: Path, tmp_path: Path) -
 
 def test_config_and_tokenizer_of_another_run_are_caught_by_the_embedding_rows(run: Path, tmp_path: Path) -> None:
     other, size = other_run(tmp_path)
-    for name in ("tokenizer.json", ckpt.CONFIG_FILE):
+    for name in ("tokenizer.json", rundir.CONFIG_FILE):
         (run / name).write_bytes((other / name).read_bytes())
-    rows = ckpt.load_tensors(run / ckpt.WEIGHTS_FILE)[0][ckpt.EMBEDDING_KEY].shape[0]
+    rows = rundir.load_tensors(run / rundir.WEIGHTS_FILE)[0][rundir.EMBEDDING_KEY].shape[0]
     result = run_cli(["sample", str(run), "--length", "5"])
     assert rows != size
     assert_one_line_error(result, f"tokenizer has {size} entries", f"{rows} embedding rows")
@@ -346,7 +366,8 @@ def test_tokenizer_of_the_same_size_but_other_units_is_caught(run: Path) -> None
 def test_a_killed_save_leaves_a_temporary_that_resume_cleans_up(run: Path, tmp_path: Path) -> None:
     stale = run / ".resume.safetensors.abc123.tmp"
     stale.write_bytes(b"half a checkpoint")
-    config, tokenizer, model = ckpt.load_language_model(run)  # loaders ignore it
+    loaded = LanguageModelRun.load(run)  # loaders ignore it
+    tokenizer, model = loaded.tokenizer, loaded.model
     assert model.config.vocab_size == tokenizer.vocab_size
     result = run_cli(["train", "--resume", str(run), "--max-steps", "10", "--threads", "1"])
     assert result.code == 0, result.stderr
@@ -354,39 +375,40 @@ def test_a_killed_save_leaves_a_temporary_that_resume_cleans_up(run: Path, tmp_p
 
 
 def test_resume_drops_metrics_logged_after_the_checkpoint(run: Path) -> None:
-    state, *_ = load_resume_state(run, *_model_and_optimizer(run), torch.device("cpu"))
-    with open(run / ckpt.METRICS_FILE, "a", encoding="utf-8") as handle:
+    state = load_resume_state(run, *_model_and_optimizer(run), torch.device("cpu")).state
+    with open(run / rundir.METRICS_FILE, "a", encoding="utf-8") as handle:
         handle.write(json.dumps({"step": state.step + 1, "train_loss": 9.0}) + "\n")
         handle.write('{"step": 99, "train_lo')  # torn by a kill
     result = run_cli(["train", "--resume", str(run), "--max-steps", str(state.step + 2), "--threads", "1"])
     assert result.code == 0, result.stderr
-    records = ckpt.read_metrics(run)
+    records = rundir.read_metrics(run)
     train_steps = [r["step"] for r in records if "train_loss" in r]
     assert train_steps == sorted(set(train_steps)) and train_steps[-2:] == [state.step + 1, state.step + 2]
     assert 9.0 not in [r.get("train_loss") for r in records]
     assert all(
-        line.startswith("{") and line.endswith("}") for line in (run / ckpt.METRICS_FILE).read_text().splitlines()
+        line.startswith("{") and line.endswith("}")
+        for line in (run / rundir.METRICS_FILE).read_text().splitlines()
     )
 
 
 def _model_and_optimizer(run: Path):
-    from charrnn.model import LanguageModel
-    from charrnn.training import make_optimizer
+    from charrnn.core.optim import make_optimizer
+    from charrnn.lm.model import LanguageModel
 
-    config = ckpt.read_config(run)
+    config = read_config(run)
     model = LanguageModel(config.model)
     return model, make_optimizer(model, config.training)
 
 
 def test_damaged_model_settings_in_config(run: Path) -> None:
-    config = json.loads((run / ckpt.CONFIG_FILE).read_text())
+    config = json.loads((run / rundir.CONFIG_FILE).read_text())
     config["model"]["hidden"] = "big"
-    (run / ckpt.CONFIG_FILE).write_text(json.dumps(config))
+    (run / rundir.CONFIG_FILE).write_text(json.dumps(config))
     assert_one_line_error(run_cli(["sample", str(run), "--length", "5"]), "config.json is damaged")
 
 
 def test_resume_needs_the_same_corpus(run: Path, tmp_path: Path) -> None:
-    corpus = Path(ckpt.read_config(run).corpus)
+    corpus = Path(read_config(run).corpus)
     original = corpus.read_bytes()
     try:
         corpus.write_bytes(original.replace(b"Citizen", b"Burgher"))
@@ -394,7 +416,7 @@ def test_resume_needs_the_same_corpus(run: Path, tmp_path: Path) -> None:
         assert_one_line_error(result, "changed since this run started")
         corpus.unlink()
         result = run_cli(["train", "--resume", str(run), "--max-steps", "10"])
-        assert_one_line_error(result, str(corpus), "is missing", "resume needs the same text")
+        assert_one_line_error(result, str(corpus), "is missing", "resume needs the same data")
     finally:
         corpus.write_bytes(original)
 
@@ -402,7 +424,7 @@ def test_resume_needs_the_same_corpus(run: Path, tmp_path: Path) -> None:
 def test_a_kill_while_overwriting_leaves_a_directory_overwrite_accepts(
     run: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    corpus = ckpt.read_config(run).corpus
+    corpus = read_config(run).corpus
     real_unlink = Path.unlink
     calls = {"n": 0}
 
@@ -414,8 +436,10 @@ def test_a_kill_while_overwriting_leaves_a_directory_overwrite_accepts(
 
     monkeypatch.setattr(Path, "unlink", unlink_then_die)
     args = ["train", corpus, "--out", str(run), "--max-steps", "2", "--threads", "1", "--overwrite"]
+    # settings the tiny corpus can train with: the old run is deleted only once the new one is ready to start
+    args += ["--hidden", "16", "--embed", "8", "--batch-size", "4", "--bptt", "16"]
     assert run_cli(args).code == 130  # died part-way through deleting the old run
     monkeypatch.undo()
-    assert (run / ckpt.CONFIG_FILE).is_file() and not (run / ckpt.WEIGHTS_FILE).is_file()
-    result = run_cli([*args, "--hidden", "16", "--embed", "8", "--batch-size", "4", "--bptt", "16"])
+    assert (run / rundir.CONFIG_FILE).is_file() and not (run / rundir.WEIGHTS_FILE).is_file()
+    result = run_cli(args)
     assert result.code == 0, result.stderr

@@ -12,10 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn import checkpoint as ckpt
-from charrnn.model import LanguageModel
-from charrnn.sampling import SampleSettings, generate
-from charrnn.training import load_resume_state, make_optimizer
+from charrnn.core import rundir
+from charrnn.core.optim import make_optimizer
+from charrnn.core.resume import load_resume_state
+from charrnn.core.sampling import SampleSettings
+from charrnn.lm.model import LanguageModel
+from charrnn.lm.run import LanguageModelRun, read_config
+from charrnn.lm.sampling import generate
 from tests.reliability_support import TINY_TRAIN_ARGS, run_cli, subprocess_env, write_corpus
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL and /proc")
@@ -63,7 +66,7 @@ def start(mode: str, args: list[str], cwd: Path, nth: int = 3) -> subprocess.Pop
 
 
 def logged_steps(run: Path) -> list[int]:
-    return [r["step"] for r in ckpt.read_metrics(run) if "train_loss" in r]
+    return [r["step"] for r in rundir.read_metrics(run) if "train_loss" in r]
 
 
 def wait_for_step(run: Path, step: int, process: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -78,14 +81,14 @@ def wait_for_step(run: Path, step: int, process: subprocess.Popen, timeout: floa
 
 def check_loads(run: Path) -> int:
     """Load everything a later command needs; return the step of the resumable checkpoint."""
-    config = ckpt.read_config(run)
-    tokenizer = ckpt.read_tokenizer(run)
+    config = read_config(run)
+    tokenizer = rundir.read_tokenizer(run)
     model = LanguageModel(config.model)
-    state, hidden, _, _ = load_resume_state(
-        run, model, make_optimizer(model, config.training), torch.device("cpu")
-    )
+    point = load_resume_state(run, model, make_optimizer(model, config.training), torch.device("cpu"))
+    state, hidden = point.state, point.carried.get("hidden.0")
     assert hidden is not None
-    _, tokenizer, best = ckpt.load_language_model(run)
+    loaded = LanguageModelRun.load(run)
+    tokenizer, best = loaded.tokenizer, loaded.model
     ids = generate(best, tokenizer, "", SampleSettings(length=8, seed=0))[0]
     assert len(ids) == 8
     return state.step

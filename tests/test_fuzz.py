@@ -9,12 +9,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from charrnn.config import ModelConfig, TokenizerConfig
-from charrnn.errors import CharRNNError
-from charrnn.model import LanguageModel
-from charrnn.sampling import SampleSettings, generate
-from charrnn.scoring import score_sentences
-from charrnn.tokenizers import (
+from charrnn.core.config import TokenizerConfig
+from charrnn.core.errors import CharRNNError
+from charrnn.core.sampling import SampleSettings
+from charrnn.core.tokenizers import (
     EOS_ID,
     UNK_ID,
     WORD_PATTERN,
@@ -23,6 +21,10 @@ from charrnn.tokenizers import (
     build_tokenizer,
     tokenizer_from_files,
 )
+from charrnn.lm.config import ModelConfig
+from charrnn.lm.model import LanguageModel
+from charrnn.lm.sampling import generate
+from charrnn.lm.scoring import score_sentences
 from tests.reliability_support import tiny_text
 
 FEW = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

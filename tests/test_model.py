@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from charrnn.config import ModelConfig
-from charrnn.errors import CharRNNError
-from charrnn.model import LanguageModel, RecurrentCore
+from charrnn.core.errors import CharRNNError
+from charrnn.core.recurrent import RecurrentCore
+from charrnn.lm.config import ModelConfig
+from charrnn.lm.model import LanguageModel
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])

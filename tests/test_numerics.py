@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 import torch
 
-from charrnn import checkpoint as ckpt
-from charrnn.model import LanguageModel
-from charrnn.training import SilentReporter, TrainState, train_language_model
+from charrnn.core import resume, rundir
+from charrnn.core.state import SilentReporter, TrainState
+from charrnn.lm.model import LanguageModel
+from charrnn.lm.training import train_language_model
 from tests.reliability_support import run_cli, tiny_config, write_corpus
 
 
@@ -49,7 +50,7 @@ def inject_faults(monkeypatch: pytest.MonkeyPatch, faults: dict[int, str]) -> No
 
 
 def resume_state(run: Path) -> tuple[dict[str, torch.Tensor], TrainState]:
-    tensors, meta = ckpt.load_tensors(run / ckpt.RESUME_FILE)
+    tensors, meta = rundir.load_tensors(run / rundir.RESUME_FILE)
     return tensors, TrainState(**meta["train_state"])
 
 
@@ -84,7 +85,7 @@ def test_isolated_faults_are_skipped_and_counted(tmp_path: Path, monkeypatch: py
     tensors, state = resume_state(tmp_path / "run")
     assert state.skipped_steps == 2 and state.rollbacks == 0 and state.lr_scale == 1.0
     assert adam_steps(tensors) == 6  # the optimiser stepped 8 - 2 times
-    losses = {r["step"]: r["train_loss"] for r in ckpt.read_metrics(tmp_path / "run") if "train_loss" in r}
+    losses = {r["step"]: r["train_loss"] for r in rundir.read_metrics(tmp_path / "run") if "train_loss" in r}
     assert sorted(losses) == [1, 2, 4, 6, 7, 8] and all(math.isfinite(v) for v in losses.values())
     assert all(torch.isfinite(t).all() for name, t in tensors.items() if name.startswith("model."))
 
@@ -95,14 +96,14 @@ def test_a_run_of_faults_restores_the_last_good_checkpoint_and_lowers_the_lr(
     corpus = write_corpus(tmp_path, chars=600)
     config = tiny_config(corpus, max_steps=12, save_every=1, eval_every=100, max_bad_steps=3, schedule="constant")
     checkpoints: dict[int, dict[str, torch.Tensor]] = {}
-    real_save = ckpt.save_tensors
+    real_save = rundir.save_tensors
 
     def remember(path: Path, tensors: dict[str, torch.Tensor], metadata: Any = None) -> None:
-        if Path(path).name == ckpt.RESUME_FILE:
+        if Path(path).name == rundir.RESUME_FILE:
             checkpoints[metadata["train_state"]["step"]] = {k: v.clone() for k, v in tensors.items()}
         real_save(path, tensors, metadata)
 
-    monkeypatch.setattr(ckpt, "save_tensors", remember)
+    monkeypatch.setattr(resume, "save_tensors", remember)  # the resume module writes resume.safetensors
     inject_faults(monkeypatch, {6: "blowup", 7: "loss", 8: "loss"})
     reporter = Recorder()
     result = train_language_model(config, tmp_path / "run", reporter=reporter)
@@ -122,7 +123,7 @@ def test_a_run_of_faults_restores_the_last_good_checkpoint_and_lowers_the_lr(
     assert state.rollbacks == 1 and state.lr_scale == 0.5 and state.skipped_steps == 3
     assert all(torch.isfinite(t).all() for name, t in tensors.items() if name.startswith("model."))
     assert adam_steps(checkpoints[9]) == adam_steps(checkpoints[5]) + 1  # continued from step 5's optimiser
-    lrs = {r["step"]: r["lr"] for r in ckpt.read_metrics(tmp_path / "run") if "train_loss" in r}
+    lrs = {r["step"]: r["lr"] for r in rundir.read_metrics(tmp_path / "run") if "train_loss" in r}
     assert lrs[5] == config.training.lr and lrs[9] == lrs[12] == config.training.lr / 2
     assert not {6, 7, 8} & set(lrs)
 

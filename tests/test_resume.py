@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn import checkpoint as ckpt
-from charrnn.training import TrainState, train_language_model
+import charrnn
+from charrnn.core import resume, rundir
+from charrnn.core.state import TrainState
+from charrnn.lm.training import train_language_model
 from tests.reliability_support import TINY_TRAIN_ARGS, run_cli, start_cli, tiny_config, write_corpus
 
 # 600 characters make 9 chunks per epoch (batch 4, bptt 16): 12 steps cross an epoch boundary.
@@ -19,21 +21,21 @@ SETTINGS = {"eval_every": 2, "save_every": 5, "schedule": "plateau", "plateau_pa
 
 def train_records(run_dir: Path) -> list[tuple[int, float, float]]:
     """(step, train loss, learning rate) of every train record in metrics.jsonl."""
-    return [(r["step"], r["train_loss"], r["lr"]) for r in ckpt.read_metrics(run_dir) if "train_loss" in r]
+    return [(r["step"], r["train_loss"], r["lr"]) for r in rundir.read_metrics(run_dir) if "train_loss" in r]
 
 
 def cadence_evals(run_dir: Path, every: int) -> list[tuple[int, float]]:
     """(step, validation loss) of the evaluations on the regular cadence."""
     return [
         (r["step"], r["val_loss"])
-        for r in ckpt.read_metrics(run_dir)
+        for r in rundir.read_metrics(run_dir)
         if "val_loss" in r and r["step"] % every == 0
     ]
 
 
 def latest_state(run_dir: Path) -> tuple[dict[str, torch.Tensor], TrainState]:
     """Tensors (weights, optimiser moments, hidden state, RNG) and counters of resume.safetensors."""
-    tensors, meta = ckpt.load_tensors(run_dir / ckpt.RESUME_FILE)
+    tensors, meta = rundir.load_tensors(run_dir / rundir.RESUME_FILE)
     return tensors, TrainState(**meta["train_state"])
 
 
@@ -70,13 +72,13 @@ def test_stopped_and_resumed_run_is_bit_identical(
     run = tmp_path / "run"
     first = train_language_model(tiny_config(corpus, max_steps=stop_at, **SETTINGS), run)
     assert first.steps == stop_at and first.stop_reason == "max_steps"
-    train_language_model(tiny_config(corpus, max_steps=12, **SETTINGS), run, resume=True)
+    charrnn.train(resume=run, max_steps=12)
 
     assert train_records(run) == train_records(whole)
     assert cadence_evals(run, SETTINGS["eval_every"]) == cadence_evals(whole, SETTINGS["eval_every"])
     got, got_state = latest_state(run)
     want, want_state = latest_state(whole)
-    assert_same_tensors(got, want, ("model.", "optim.", "hidden.", "rng."))
+    assert_same_tensors(got, want, ("model.", "optim.", "task.hidden.", "rng."))
     assert (got_state.step, got_state.epoch, got_state.chunk, got_state.lr_scale) == (
         want_state.step,
         want_state.epoch,
@@ -92,12 +94,12 @@ def test_stop_flag_mid_run_resumes_bit_identical(reference: tuple[Path, Path], t
         tiny_config(corpus, max_steps=12, **SETTINGS), tmp_path / "run", should_stop=lambda: next(calls) >= 7
     )
     assert stopped.stop_reason == "interrupted" and stopped.steps == 7
-    train_language_model(tiny_config(corpus, max_steps=12, **SETTINGS), tmp_path / "run", resume=True)
+    charrnn.train(resume=tmp_path / "run", max_steps=12)
     assert train_records(tmp_path / "run") == train_records(whole)
     assert_same_tensors(latest_state(tmp_path / "run")[0], latest_state(whole)[0], ("model.",))
 
 
-@pytest.mark.parametrize("tamper", ["hidden.", "rng.torch"])
+@pytest.mark.parametrize("tamper", ["task.hidden.", "rng.torch"])
 def test_resume_depends_on_the_saved_hidden_state_and_rng(
     reference: tuple[Path, Path], tmp_path: Path, tamper: str
 ) -> None:
@@ -105,14 +107,15 @@ def test_resume_depends_on_the_saved_hidden_state_and_rng(
     corpus, whole = reference
     run = tmp_path / "run"
     train_language_model(tiny_config(corpus, max_steps=6, **SETTINGS), run)
-    tensors, meta = ckpt.load_tensors(run / ckpt.RESUME_FILE)
-    if tamper == "hidden.":
-        tensors = {k: torch.zeros_like(v) if k.startswith("hidden.") else v for k, v in tensors.items()}
+    tensors, meta = rundir.load_tensors(run / rundir.RESUME_FILE)
+    if tamper == "task.hidden.":
+        assert any(k.startswith("task.hidden.") for k in tensors)
+        tensors = {k: torch.zeros_like(v) if k.startswith("task.hidden.") else v for k, v in tensors.items()}
     else:
         generator = torch.Generator().manual_seed(99)
         tensors["rng.torch"] = generator.get_state()
-    ckpt.save_tensors(run / ckpt.RESUME_FILE, tensors, meta)
-    train_language_model(tiny_config(corpus, max_steps=12, **SETTINGS), run, resume=True)
+    rundir.save_tensors(run / rundir.RESUME_FILE, tensors, meta)
+    charrnn.train(resume=run, max_steps=12)
     got, want = train_records(run), train_records(whole)
     assert got[:6] == want[:6] and got[6:] != want[6:]
 
@@ -123,7 +126,7 @@ def test_partial_loss_window_survives_a_resume(tmp_path: Path) -> None:
     train_language_model(tiny_config(corpus, max_steps=8, **settings), tmp_path / "whole")
     train_language_model(tiny_config(corpus, max_steps=6, **settings), tmp_path / "run")
     assert [r[0] for r in train_records(tmp_path / "run")] == [4]  # steps 5-6 are waiting in the window
-    train_language_model(tiny_config(corpus, max_steps=8, **settings), tmp_path / "run", resume=True)
+    charrnn.train(resume=tmp_path / "run", max_steps=8)
     assert train_records(tmp_path / "run") == train_records(tmp_path / "whole")  # step 8 averages 5-8
 
 
@@ -132,14 +135,14 @@ def test_save_every_minutes_saves_between_step_checkpoints(
 ) -> None:
     corpus = write_corpus(tmp_path, chars=600)
     saves: list[int] = []
-    original = ckpt.save_tensors
+    original = rundir.save_tensors
 
     def recording(path: Path, tensors, metadata=None) -> None:
-        if Path(path).name == ckpt.RESUME_FILE:
+        if Path(path).name == rundir.RESUME_FILE:
             saves.append(metadata["train_state"]["step"])
         original(path, tensors, metadata)
 
-    monkeypatch.setattr(ckpt, "save_tensors", recording)
+    monkeypatch.setattr(resume, "save_tensors", recording)  # the resume module writes resume.safetensors
     clock = iter(range(0, 1_000_000, 30))  # every reading of the clock advances 30 s
     monkeypatch.setattr(time, "perf_counter", lambda: float(next(clock)))
     config = tiny_config(corpus, max_steps=6, save_every=1000, save_every_minutes=1.0, eval_every=1000)
@@ -201,7 +204,7 @@ def test_second_ctrl_c_exits_at_once_and_leaves_a_loadable_checkpoint(tmp_path: 
 
 
 def test_second_sigint_raises_keyboard_interrupt_in_process() -> None:
-    from charrnn.cli_support import StopFlag
+    from charrnn.cli.display import StopFlag
 
     flag = StopFlag()
     previous = flag.install()
@@ -218,11 +221,11 @@ def test_second_sigint_raises_keyboard_interrupt_in_process() -> None:
 def test_ctrl_c_during_the_stop_time_evaluation_loses_no_step(
     reference: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import charrnn.training as training
+    import charrnn.lm.truncated_bptt as truncated_bptt
 
     corpus, whole = reference
     calls = iter(range(1000))
-    real_evaluate = training.evaluate
+    real_evaluate = truncated_bptt.evaluate_stream
 
     def evaluate(model, batches, device, max_tokens=None):
         if stopping:
@@ -235,12 +238,12 @@ def test_ctrl_c_during_the_stop_time_evaluation_loses_no_step(
         return stopping
 
     stopping = False
-    monkeypatch.setattr(training, "evaluate", evaluate)
+    monkeypatch.setattr(truncated_bptt, "evaluate_stream", evaluate)
     with pytest.raises(KeyboardInterrupt):
         train_language_model(
             tiny_config(corpus, max_steps=12, **SETTINGS), tmp_path / "run", should_stop=should_stop
         )
     monkeypatch.undo()
     assert latest_state(tmp_path / "run")[1].step == 7  # step 7 was saved before the evaluation began
-    train_language_model(tiny_config(corpus, max_steps=12, **SETTINGS), tmp_path / "run", resume=True)
+    charrnn.train(resume=tmp_path / "run", max_steps=12)
     assert train_records(tmp_path / "run") == train_records(whole)

@@ -7,11 +7,13 @@ import math
 import pytest
 import torch
 
-from charrnn.config import ModelConfig, TokenizerConfig
-from charrnn.errors import CharRNNError
-from charrnn.model import LanguageModel
-from charrnn.sampling import SampleSettings, generate, next_token_distribution
-from charrnn.tokenizers import EOS_ID, PAD_ID, UNK_ID, build_tokenizer
+from charrnn.core.config import TokenizerConfig
+from charrnn.core.errors import CharRNNError
+from charrnn.core.sampling import SampleSettings, next_token_distribution
+from charrnn.core.tokenizers import EOS_ID, PAD_ID, UNK_ID, build_tokenizer
+from charrnn.lm.config import ModelConfig
+from charrnn.lm.model import LanguageModel
+from charrnn.lm.sampling import generate
 
 TEXT = "abcde fgh\nhello world\n"
 

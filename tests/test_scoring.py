@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn.checkpoint import load_language_model
-from charrnn.config import ModelConfig, TokenizerConfig
-from charrnn.errors import CharRNNError
-from charrnn.model import LanguageModel
-from charrnn.scoring import score_sentences
-from charrnn.tokenizers import EOS_ID, UNK_ID, build_tokenizer
-from charrnn.training import train_language_model
+from charrnn.core.config import TokenizerConfig
+from charrnn.core.errors import CharRNNError
+from charrnn.core.tokenizers import EOS_ID, UNK_ID, build_tokenizer
+from charrnn.lm.config import ModelConfig
+from charrnn.lm.model import LanguageModel
+from charrnn.lm.run import LanguageModelRun
+from charrnn.lm.scoring import score_sentences
+from charrnn.lm.training import train_language_model
 from tests.conftest import tiny_config
 
 SENTENCES = ["The king is dead.", "Long live the king!", "a", "What light through yonder window breaks?"]
@@ -95,7 +96,8 @@ def test_pear_salad_beats_pair_salad(tmp_path: Path) -> None:
     corpus.write_text("\n".join(lines * 40) + "\n", encoding="utf-8")
     config = tiny_config(corpus, level="word", max_steps=120, lr=1e-2, bptt=8, eval_every=40)
     train_language_model(config, tmp_path / "run")
-    _, tokenizer, model = load_language_model(tmp_path / "run")
+    run = LanguageModelRun.load(tmp_path / "run")
+    tokenizer, model = run.tokenizer, run.model
     pear, pair = score_sentences(model, tokenizer, ["The apple and pear salad.", "The apple and pair salad."])
     assert pear.n_unk == pair.n_unk == 0
     assert pear.logprob > pair.logprob + 1.0

@@ -7,11 +7,12 @@ import math
 import pytest
 import torch
 
-from charrnn.pairs import make_batch
-from charrnn.scoring import score_pair_ids
-from charrnn.seq2seq import ATTENTIONS, Seq2Seq, Seq2SeqConfig
-from charrnn.tokenizers import EOS_ID, UNK_ID
-from charrnn.translate import TranslateSettings, beam_search, greedy_search, translate_ids
+from charrnn.core.tokenizers import EOS_ID, UNK_ID
+from charrnn.seq2seq.config import ATTENTIONS, Seq2SeqConfig
+from charrnn.seq2seq.decoding import TranslateSettings, beam_search, greedy_search, translate_ids
+from charrnn.seq2seq.model import Seq2Seq
+from charrnn.seq2seq.pairs import make_batch
+from charrnn.seq2seq.scoring import score_pair_ids
 
 torch.set_num_threads(1)
 
@@ -96,7 +97,7 @@ def test_step_by_step_decoding_equals_teacher_forced_forward(attention: str, cel
 
 
 def test_encoder_and_decoder_are_recurrent_cores() -> None:
-    from charrnn.model import RecurrentCore
+    from charrnn.core.recurrent import RecurrentCore
 
     model = tiny("bahdanau", "lstm")
     assert isinstance(model.encoder.core, RecurrentCore) and isinstance(model.decoder, RecurrentCore)
@@ -200,7 +201,7 @@ def test_scheduled_sampling_runs_for_every_attention(batch) -> None:
 
 
 def test_bad_model_settings_are_reported() -> None:
-    from charrnn.errors import CharRNNError
+    from charrnn.core.errors import CharRNNError
 
     with pytest.raises(CharRNNError, match="even size"):
         Seq2SeqConfig(5, 5, hidden=33, bidirectional=True).validate()

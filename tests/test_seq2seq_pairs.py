@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn.config import ModelConfig
-from charrnn.errors import CharRNNError
-from charrnn.model import LanguageModel
-from charrnn.pairs import EncodedPairs, PairBatches, make_batch, read_pairs, read_pairs_tsv
-from charrnn.scoring import score_token_ids
-from charrnn.tokenizers import EOS_ID, PAD_ID
+from charrnn.core.errors import CharRNNError
+from charrnn.core.tokenizers import EOS_ID, PAD_ID
+from charrnn.lm.config import ModelConfig
+from charrnn.lm.model import LanguageModel
+from charrnn.lm.scoring import score_token_ids
+from charrnn.seq2seq.pairs import EncodedPairs, PairBatches, make_batch, read_pairs, read_pairs_tsv
 
 torch.set_num_threads(1)
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from charrnn.config import TokenizerConfig
-from charrnn.tokenizers import (
+from charrnn.core.config import TokenizerConfig
+from charrnn.core.tokenizers import (
     EOS_ID,
     UNK_ID,
     CharTokenizer,
@@ -88,7 +88,7 @@ def test_subword_unknown_characters_map_to_unk(shakespeare_head: str) -> None:
 
 
 def test_subword_needs_a_vocab_size() -> None:
-    from charrnn.errors import CharRNNError
+    from charrnn.core.errors import CharRNNError
 
     with pytest.raises(CharRNNError, match="--vocab-size"):
         build_tokenizer("some text\n", TokenizerConfig(level="subword"))

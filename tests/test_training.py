@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn.checkpoint import load_tensors, read_metrics
-from charrnn.config import ModelConfig
-from charrnn.data import StreamBatches
-from charrnn.model import LanguageModel, detach_state
-from charrnn.runtime import seed_everything
-from charrnn.tokenizers import build_tokenizer
-from charrnn.training import train_language_model
+from charrnn.core.recurrent import detach_state
+from charrnn.core.rundir import FORMAT_VERSION, load_tensors, read_metrics
+from charrnn.core.runtime import seed_everything
+from charrnn.core.tokenizers import build_tokenizer
+from charrnn.lm.config import ModelConfig
+from charrnn.lm.model import LanguageModel
+from charrnn.lm.training import train_language_model
+from charrnn.lm.truncated_bptt import StreamBatches
 from tests.conftest import tiny_config
 
 
@@ -102,16 +103,17 @@ def test_best_weights_are_kept_with_config(tmp_path: Path, corpus_file: Path) ->
     assert meta["step"] == best["step"] and result.best_val_loss == best["val_loss"]
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["model"]["hidden"] == 32 and saved["tokenizer"]["level"] == "char"
-    assert saved["charrnn_version"] and saved["format_version"] == 1
+    assert saved["charrnn_version"] and saved["format_version"] == FORMAT_VERSION
 
 
 def test_warmup_ramps_from_near_zero_below_the_floor() -> None:
-    from charrnn.config import TrainConfig
-    from charrnn.training import TrainState, learning_rate
+    from charrnn.core.optim import learning_rate
+    from charrnn.core.state import TrainState
+    from charrnn.lm.config import LMTrainConfig
 
-    cfg = TrainConfig(lr=6e-3, warmup_steps=1000, schedule="cosine")
+    cfg = LMTrainConfig(lr=6e-3, warmup_steps=1000, schedule="cosine")
     first = learning_rate(cfg, TrainState(step=0), total_steps=10_000)
     assert first == pytest.approx(6e-6) and first < cfg.min_lr
     assert learning_rate(cfg, TrainState(step=999), total_steps=10_000) == pytest.approx(
-        learning_rate(TrainConfig(lr=6e-3, schedule="cosine"), TrainState(step=999), total_steps=10_000)
+        learning_rate(LMTrainConfig(lr=6e-3, schedule="cosine"), TrainState(step=999), total_steps=10_000)
     )

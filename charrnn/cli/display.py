@@ -175,6 +175,42 @@ def training_session() -> Iterator[tuple[StopFlag, RichReporter]]:
         stop.restore(previous)
 
 
+def train_from_cli(
+    data: Any,
+    arguments: dict[str, Any],
+    options: dict[str, Any],
+    *,
+    kind: str,
+    speed_unit: str,
+    next_step: str,
+) -> None:
+    """What both training commands do: print the effective config, or train with progress and a summary."""
+    import sys
+
+    from charrnn import api
+    from charrnn.core.options import to_toml
+
+    common = {"kind": kind, "resume": arguments["resume"], "config": arguments["config"]}
+    if arguments["print_config"]:
+        run_config, _ = api.effective_config(data, **common, **options)
+        sys.stdout.write(to_toml(run_config))
+        return
+    with training_session() as (stop, reporter):
+        result = api.train(
+            data, out=arguments["out"], overwrite=arguments["overwrite"], reporter=reporter, should_stop=stop,
+            **common, **options,
+        )  # fmt: skip
+    command = "charrnn train" if kind == "lm" else "charrnn seq2seq train"
+    report_training(
+        result,
+        stop,
+        title="training summary" if kind == "lm" else "seq2seq training summary",
+        speed_unit=speed_unit,
+        resume_command=f"{command} --resume {result.run_dir}",
+        next_step=next_step.format(run=result.run_dir),
+    )
+
+
 def report_training(
     result: Any,
     stop: StopFlag,

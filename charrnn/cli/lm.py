@@ -6,83 +6,28 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from charrnn import api
-from charrnn.cli.display import err_console, report_training, training_session
-from charrnn.cli.options import add_config_command, parameter
+from charrnn.cli.display import err_console
+from charrnn.cli.options import add_train_command, parameter
 from charrnn.core.errors import CharRNNError
-from charrnn.core.options import to_toml
-
-RESUME_RULE = (
-    "With --resume the run's saved settings are the base: flags that may change mid-run (stopping rules, "
-    "learning rate and schedule, evaluation/save cadence, device, threads, precision) override them and are "
-    "saved; flags that cannot (tokenizer, model shape, data, seed) must match the run or are refused."
-)
-
-TRAIN_FIXED = [
-    parameter(
-        "corpus",
-        Path | None,
-        typer.Argument(None, help="UTF-8 text file to train on (default: bundled Tiny Shakespeare)."),
-    ),
-    parameter(
-        "out", Path | None, typer.Option(None, "--out", "-o", help="Run directory (default checkpoints/<corpus>-<level>).")
-    ),
-    parameter("resume", Path | None, typer.Option(None, "--resume", help="Continue the run in this directory.")),
-    parameter("overwrite", bool, typer.Option(False, "--overwrite", help="Replace an existing run in --out.")),
-    parameter("val", Path | None, typer.Option(None, "--val", help="Separate validation file instead of --val-fraction.")),
-    parameter(
-        "config",
-        Path | None,
-        typer.Option(None, "--config", help="TOML file of settings (tables tokenizer, model, training); flags override it."),
-    ),
-    parameter(
-        "print_config",
-        bool,
-        typer.Option(False, "--print-config", help="Print the full effective config as TOML and exit."),
-    ),
-]
-
-
-def train_command(arguments: dict[str, Any], given: dict[str, Any]) -> None:
-    """Train a language model on CORPUS by truncated BPTT and save it to a run directory."""
-    if arguments["print_config"]:
-        run_config, _ = api.lm_config(
-            arguments["corpus"], val=arguments["val"], resume=arguments["resume"], config=arguments["config"], **given
-        )
-        sys.stdout.write(to_toml(run_config))
-        return
-    with training_session() as (stop, reporter):
-        result = api.train(
-            arguments["corpus"],
-            out=arguments["out"],
-            val=arguments["val"],
-            resume=arguments["resume"],
-            overwrite=arguments["overwrite"],
-            config=arguments["config"],
-            reporter=reporter,
-            should_stop=stop,
-            **given,
-        )
-    report_training(
-        result,
-        stop,
-        title="training summary",
-        speed_unit="tokens/s",
-        resume_command=f"charrnn train --resume {result.run_dir}",
-        next_step=f"Sample with: charrnn sample {result.run_dir}",
-    )
 
 
 def register(app: typer.Typer) -> None:
     """Add the language-model commands to `app`."""
-    add_config_command(
-        app, "train", api.lm_options(), TRAIN_FIXED, train_command, train_command.__doc__ + "\n\n" + RESUME_RULE
+    corpus = typer.Argument(None, help="UTF-8 text file to train on (default: bundled Tiny Shakespeare).")
+    add_train_command(
+        app,
+        "lm",
+        parameter("corpus", Path | None, corpus),
+        summary="Train a language model on CORPUS by truncated BPTT and save it to a run directory.",
+        default_out="checkpoints/<corpus>-<level>",
+        tables="tokenizer, model, training",
+        speed_unit="tokens/s",
+        next_step="Sample with: charrnn sample {run}",
     )
     app.command()(sample)
     app.command("score-sentence")(score_sentence)
@@ -114,9 +59,9 @@ def sample(
     """Generate text from a trained model (streamed to stdout)."""
     from charrnn.core.sampling import SampleSettings
 
-    SampleSettings(length, temperature, greedy, top_k, top_p, until_eos, num, seed).validate()
-    run = _load_lm(run_dir, device)
     settings = {"greedy": greedy, "top_k": top_k, "top_p": top_p, "until_eos": until_eos, "seed": seed}
+    SampleSettings(length=length, temperature=temperature, num=num, **settings).validate()
+    run = _load_lm(run_dir, device)
     out = sys.stdout
     if num == 1:
         for piece in run.stream(prime, length, temperature, **settings):
@@ -167,7 +112,12 @@ def score_sentence(
         table.add_column(column, justify="left" if column == "sentence" else "right")
     for s in scores:
         table.add_row(
-            s.sentence, f"{s.logprob:.4f}", f"{s.log10prob:.4f}", str(s.n_tokens), str(s.n_unk), f"{s.perplexity:.3f}"
+            s.sentence,
+            f"{s.logprob:.4f}",
+            f"{s.log10prob:.4f}",
+            str(s.n_tokens),
+            str(s.n_unk),
+            f"{s.perplexity:.3f}",
         )
     console.print(table)
     if per_token:

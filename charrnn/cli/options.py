@@ -29,7 +29,9 @@ def flag_names(spec: OptionSpec) -> list[str]:
 def option_parameter(spec: OptionSpec) -> inspect.Parameter:
     """A keyword parameter whose default is the typer option for `spec`."""
     default = typer.Option(spec.default, *flag_names(spec), help=spec.help, show_default=spec.default is not None)
-    return inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=spec.annotation)
+    return inspect.Parameter(
+        spec.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=spec.annotation
+    )
 
 
 def add_config_command(
@@ -70,3 +72,55 @@ def _typed_by_user(ctx: typer.Context, name: str) -> bool:
 def parameter(name: str, annotation: Any, default: Any) -> inspect.Parameter:
     """A fixed (non-config) parameter of a command: `default` is a typer.Argument or typer.Option."""
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def run_parameters(default_out: str, config_tables: str) -> list[inspect.Parameter]:
+    """The run-directory and config-file parameters both training commands take."""
+    from pathlib import Path
+
+    def path_option(name: str, *flags: str, help_text: str) -> inspect.Parameter:
+        return parameter(name, Path | None, typer.Option(None, *flags, help=help_text))
+
+    def switch(name: str, flag: str, help_text: str) -> inspect.Parameter:
+        return parameter(name, bool, typer.Option(False, flag, help=help_text))
+
+    return [
+        path_option("out", "--out", "-o", help_text=f"Run directory (default {default_out})."),
+        path_option("resume", "--resume", help_text="Continue the run in this directory."),
+        switch("overwrite", "--overwrite", "Replace an existing run in --out."),
+        path_option(
+            "config", "--config", help_text=f"TOML file of settings (tables {config_tables}); flags override it."
+        ),
+        switch("print_config", "--print-config", "Print the full effective config as TOML and exit."),
+    ]
+
+
+RESUME_RULE = (
+    "With --resume the run's saved settings are the base: flags that may change mid-run (stopping rules, "
+    "learning rate and schedule, evaluation/save cadence, device, threads, precision) override them and are "
+    "saved; flags that cannot (tokenizer, model shape, data, seed) must match the run or are refused."
+)
+
+
+def add_train_command(
+    app: typer.Typer,
+    kind: str,
+    data: inspect.Parameter,
+    *,
+    summary: str,
+    default_out: str,
+    tables: str,
+    **report: str,
+) -> None:
+    """Register `train` for a kind of model: DATA, the run parameters, one flag per config option.
+
+    `report` holds `speed_unit` and `next_step` for the summary after training.
+    """
+    from charrnn import api
+    from charrnn.cli.display import train_from_cli
+
+    def body(arguments: dict[str, Any], given: dict[str, Any]) -> None:
+        train_from_cli(arguments[data.name], arguments, given, kind=kind, **report)
+
+    fixed = [data, *run_parameters(default_out, tables)]
+    add_config_command(app, "train", api.model_kind(kind).options(), fixed, body, summary + "\n\n" + RESUME_RULE)

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from charrnn import api
-from charrnn.cli.display import attention_table, err_console, report_training, summary_table, training_session
-from charrnn.cli.lm import RESUME_RULE, read_sentences
-from charrnn.cli.options import add_config_command, parameter
+from charrnn.cli.display import attention_table, err_console, summary_table
+from charrnn.cli.lm import read_sentences
+from charrnn.cli.options import add_train_command, parameter
 from charrnn.core.errors import CharRNNError
-from charrnn.core.options import to_toml
 
 seq2seq_app = typer.Typer(
     add_completion=False,
@@ -24,77 +21,19 @@ seq2seq_app = typer.Typer(
     help="Encoder–decoder with attention: train on sentence pairs, translate, evaluate (BLEU).",
 )
 
-TRAIN_FIXED = [
+add_train_command(
+    seq2seq_app,
+    "seq2seq",
     parameter(
         "pairs",
         Path | None,
         typer.Argument(None, help="TSV of source<TAB>target lines (default: the bundled Multi30k de-en slice)."),
     ),
-    parameter("src", Path | None, typer.Option(None, "--src", help="Source-side file of parallel files (with --tgt).")),
-    parameter("tgt", Path | None, typer.Option(None, "--tgt", help="Target-side file, line-aligned with --src.")),
-    parameter("val", Path | None, typer.Option(None, "--val", help="Validation TSV (default: hold out --val-fraction).")),
-    parameter("val_src", Path | None, typer.Option(None, "--val-src", help="Validation source file (with --val-tgt).")),
-    parameter("val_tgt", Path | None, typer.Option(None, "--val-tgt", help="Validation target file.")),
-    parameter(
-        "out", Path | None, typer.Option(None, "--out", "-o", help="Run directory (default checkpoints/<pairs>-<attention>).")
-    ),
-    parameter("resume", Path | None, typer.Option(None, "--resume", help="Continue the run in this directory.")),
-    parameter("overwrite", bool, typer.Option(False, "--overwrite", help="Replace an existing run in --out.")),
-    parameter(
-        "config",
-        Path | None,
-        typer.Option(
-            None,
-            "--config",
-            help="TOML file of settings (tables source_tokenizer, target_tokenizer, model, training); flags override it.",
-        ),
-    ),
-    parameter(
-        "print_config",
-        bool,
-        typer.Option(False, "--print-config", help="Print the full effective config as TOML and exit."),
-    ),
-]
-DATA_ARGUMENTS = ("pairs", "src", "tgt", "val", "val_src", "val_tgt")
-
-
-def train_command(arguments: dict[str, Any], given: dict[str, Any]) -> None:
-    """Train an encoder–decoder on sentence pairs (teacher forcing) and save it to a run directory."""
-    data = {name: arguments[name] for name in DATA_ARGUMENTS}
-    if arguments["print_config"]:
-        run_config, _ = api.seq2seq_config(
-            **data, resume=arguments["resume"], config=arguments["config"], **given
-        )
-        print(to_toml(run_config), end="")
-        return
-    with training_session() as (stop, reporter):
-        result = api.train_seq2seq(
-            **data,
-            out=arguments["out"],
-            resume=arguments["resume"],
-            overwrite=arguments["overwrite"],
-            config=arguments["config"],
-            reporter=reporter,
-            should_stop=stop,
-            **given,
-        )
-    report_training(
-        result,
-        stop,
-        title="seq2seq training summary",
-        speed_unit="target tokens/s",
-        resume_command=f"charrnn seq2seq train --resume {result.run_dir}",
-        next_step=f"Translate with: charrnn seq2seq translate {result.run_dir} 'a sentence'",
-    )
-
-
-add_config_command(
-    seq2seq_app,
-    "train",
-    api.seq2seq_options(),
-    TRAIN_FIXED,
-    train_command,
-    train_command.__doc__ + "\n\n" + RESUME_RULE,
+    summary="Train an encoder–decoder on sentence pairs (teacher forcing) and save it to a run directory.",
+    default_out="checkpoints/<pairs>-<attention>",
+    tables="source_tokenizer, target_tokenizer, model, training",
+    speed_unit="target tokens/s",
+    next_step="Translate with: charrnn seq2seq translate {run} 'a sentence'",
 )
 
 

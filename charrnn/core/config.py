@@ -6,14 +6,17 @@ the CLI, `charrnn.train`, TOML files and config.json all read these declarations
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from charrnn.core.errors import CharRNNError
-from charrnn.core.options import option
+from charrnn.core.options import dataclass_from_dict, option
+
+R = TypeVar("R", bound="RunConfigBase")
 
 LEVELS = ("char", "word", "subword")
 CELLS = ("lstm", "gru", "rnn")
@@ -63,8 +66,12 @@ class TrainConfig:
         "cosine (decays to the end of --max-time when given, else of the steps), plateau or constant.",
         resumable=True,
     )
-    plateau_factor: float = option(0.5, "plateau: multiply the learning rate by this when validation stalls.", resumable=True)
-    plateau_patience: int = option(2, "plateau: evaluations without improvement before lowering the rate.", resumable=True)
+    plateau_factor: float = option(
+        0.5, "plateau: multiply the learning rate by this when validation stalls.", resumable=True
+    )
+    plateau_patience: int = option(
+        2, "plateau: evaluations without improvement before lowering the rate.", resumable=True
+    )
     warmup_steps: int = option(0, "Linear learning-rate warmup steps.", resumable=True)
     min_lr: float = option(1e-5, "The learning rate never goes below this.", resumable=True)
     min_lr_fraction: float = option(0.1, "cosine ends at max(--min-lr, this fraction of --lr).", resumable=True)
@@ -92,7 +99,9 @@ class TrainConfig:
     precision: str = option(
         "fp32", "fp32, or bf16/fp16 autocast for the forward pass (fp16 adds loss scaling).", resumable=True
     )
-    compile: bool = option(False, "torch.compile the model's forward pass (for CUDA GPUs).", resumable=True, flag="--compile")
+    compile: bool = option(
+        False, "torch.compile the model's forward pass (for CUDA GPUs).", resumable=True, flag="--compile"
+    )
 
     @property
     def epoch_limit(self) -> int | None:
@@ -108,8 +117,9 @@ class TrainConfig:
         choice("schedule", self.schedule, SCHEDULES)
         choice("device", self.device, DEVICES)
         choice("precision", self.precision, PRECISIONS)
-        for name in ("batch_size", "eval_every", "save_every", "log_every", "max_bad_steps", "plateau_patience"):
+        for name in ("batch_size", "eval_every", "save_every", "log_every", "max_bad_steps"):
             at_least(name, getattr(self, name), 1)
+        at_least("plateau_patience", self.plateau_patience, 0)  # 0: lower at the first stalled evaluation
         if self.batch_size > 1_000_000:
             raise CharRNNError(f"--batch-size {self.batch_size} is far too large.")
         if self.epochs is not None:
@@ -144,6 +154,25 @@ class TrainConfig:
             raise CharRNNError(f"--threads must be between 1 and 1024, got {self.threads}.")
         if not 0 <= self.seed < 2**63:
             raise CharRNNError(f"--seed must be between 0 and 2**63 - 1, got {self.seed}.")
+
+
+class RunConfigBase:
+    """What every run config (`lm.config.RunConfig`, `seq2seq.config.Seq2SeqRunConfig`) does: validate, JSON."""
+
+    def validate(self) -> None:
+        """Check every part (tokenizer(s), model, training) with one-line errors."""
+        for part in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, part.name)
+            if dataclasses.is_dataclass(value):
+                value.validate()
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[R], data: dict[str, Any]) -> R:
+        """Build the config from config.json data, refusing unknown keys and wrong types."""
+        return dataclass_from_dict(cls, data, "config")
 
 
 def at_least(name: str, value: int, low: int) -> None:

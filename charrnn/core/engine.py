@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,8 +24,8 @@ import torch
 from charrnn.core import rundir
 from charrnn.core.errors import CharRNNError
 from charrnn.core.optim import grad_scaler, learning_rate, make_optimizer, update_plateau
-from charrnn.core.resume import load_resume_state, save_resume_state
-from charrnn.core.runtime import autocast, resolve_device, seed_everything, set_threads
+from charrnn.core.resume import load_resume_state, resume_changes, save_resume_state
+from charrnn.core.runtime import autocast, check_autocast, resolve_device, seed_everything, set_threads
 from charrnn.core.state import Reporter, SilentReporter, TrainResult, TrainState
 
 
@@ -53,18 +54,22 @@ class Task(Protocol):
         """Take back what `carried_tensors` returned, on resume."""
 
 
-class Prepared(Protocol):
+@dataclass
+class Prepared:
     """What a recipe built for one training call."""
 
     task: Task
-    data_hash: str  # a hash of the encoded training + validation data
-    info: dict[str, Any]  # shown at the start: level, vocab_size, train_tokens, val_tokens
+    data_hash: str  # a hash of the encoded training + validation data, checked on resume
+    info: dict[str, Any] = field(default_factory=dict)  # shown at the start: level, vocab_size, tokens
 
 
 class Recipe(Protocol):
     """How to set up one kind of model for the engine."""
 
     kind: str  # "lm" or "seq2seq"
+
+    def read_config(self, run_dir: Path) -> Any:
+        """The saved config of a run of this kind."""
 
     def read_data(self, config: Any, reporter: Reporter) -> Any:
         """Read the raw training and validation data named in the config."""
@@ -81,7 +86,9 @@ class Recipe(Protocol):
     def tokenizer_hash(self, tokenizers: Any) -> str:
         """A short hash of the tokenizer(s), stored with every checkpoint."""
 
-    def prepare(self, config: Any, tokenizers: Any, data: Any, device: torch.device, reporter: Reporter) -> Prepared:
+    def prepare(
+        self, config: Any, tokenizers: Any, data: Any, device: torch.device, reporter: Reporter
+    ) -> Prepared:
         """Encode and batch the data, build the model on `device` and its task."""
 
 
@@ -94,25 +101,25 @@ def train(
     overwrite: bool = False,
     reporter: Reporter | None = None,
     should_stop: Callable[[], bool] | None = None,
-    changes: list[str] | None = None,
 ) -> TrainResult:
     """Train (or resume) the model that `recipe` sets up from `config`, writing the run to `run_dir`.
 
-    On resume `config` is the run's saved config with any allowed changes already applied
-    (`charrnn.core.resume.apply_resume_settings`); `changes` describes them for the header.
+    On resume `config` must be the run's saved config, changed only where a setting may change
+    mid-run (`charrnn.core.resume`): anything else is refused before training starts.
     """
     reporter = reporter or SilentReporter()
     should_stop = should_stop or (lambda: False)
     run_dir = Path(run_dir)
     config.validate()
+    changes = resume_changes(recipe.read_config(run_dir), config) if resume else []
     cfg = config.training
     device = resolve_device(cfg.device)
+    check_autocast(device, cfg.precision, config.model.cell)
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
+    data = recipe.read_data(config, reporter)  # first: unreadable data leaves no --out behind
     if not resume:
         rundir.check_run_dir(run_dir, overwrite)  # refuse an occupied --out before the slow part
-
-    data = recipe.read_data(config, reporter)
     tokenizers = recipe.read_tokenizers(run_dir) if resume else recipe.build_tokenizers(config, data)
     prepared = recipe.prepare(config, tokenizers, data, device, reporter)
     task, model = prepared.task, prepared.task.model
@@ -157,7 +164,7 @@ def train(
             "device": str(device),
             "precision": cfg.precision,
             "resumed": resume,
-            "changes": list(changes or []),
+            "changes": changes,
         }
     )
     result = run_training_loop(
@@ -214,7 +221,13 @@ def run_training_loop(
                 {"step": state.step, "tokenizer": tokenizer_hash},
             )
         lowered = scheduled and update_plateau(cfg, state, val_loss)
-        record = {"step": state.step, "epoch": state.epoch, "val_loss": val_loss, "best": improved, "elapsed": state.elapsed}
+        record = {
+            "step": state.step,
+            "epoch": state.epoch,
+            "val_loss": val_loss,
+            "best": improved,
+            "elapsed": state.elapsed,
+        }
         rundir.append_metrics(run_dir, record)
         reporter.evaluate(record)
         if lowered:
@@ -336,7 +349,11 @@ def run_training_loop(
 
 
 def _roll_back(
-    run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState, device: torch.device
+    run_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: TrainState,
+    device: torch.device,
 ) -> int:
     """After repeated non-finite steps: reload the last saved weights, halve the learning rate; returns its step."""
     saved = load_resume_state(run_dir, model, optimizer, device)

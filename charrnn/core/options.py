@@ -33,6 +33,7 @@ def option(
     flag: str | None = None,
     cli: bool = True,
     derived: bool = False,
+    path: bool = False,
 ) -> Any:
     """A dataclass field that is also a user option.
 
@@ -40,8 +41,9 @@ def option(
     flag: the CLI flag(s) when not `--field-name` (e.g. "--bidirectional/--unidirectional").
     cli: offered as a CLI flag (False: TOML and Python only, e.g. lists).
     derived: filled in by charrnn (e.g. the vocabulary size), never set by the user.
+    path: names a file; stored absolute, so that --resume works from any directory.
     """
-    metadata = {"help": help, "resumable": resumable, "flag": flag, "cli": cli, "derived": derived}
+    metadata = {"help": help, "resumable": resumable, "flag": flag, "cli": cli, "derived": derived, "path": path}
     if factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -112,7 +114,8 @@ def dataclass_from_dict(cls: type[T], data: Any, where: str = "") -> T:
     if unknown:
         prefix = f"{where}." if where else ""
         raise CharRNNError(
-            f"Unknown setting {prefix}{unknown[0]}" + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
+            f"Unknown setting {prefix}{unknown[0]}"
+            + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
             + f"; known: {', '.join(sorted(known))}."
         )
     values = {}
@@ -141,6 +144,7 @@ class OptionSpec:
     resumable: bool
     flag: str | None
     cli: bool
+    path: bool = False
 
     @property
     def cli_flag(self) -> str:
@@ -149,7 +153,11 @@ class OptionSpec:
 
 def _sections(config: Any) -> dict[str, Any]:
     hints = typing.get_type_hints(type(config))
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if dataclasses.is_dataclass(hints[f.name])}
+    return {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(config)
+        if dataclasses.is_dataclass(hints[f.name])
+    }
 
 
 def option_specs(config: Any, side_options: tuple[str, ...] = ()) -> dict[str, OptionSpec]:
@@ -173,7 +181,7 @@ def option_specs(config: Any, side_options: tuple[str, ...] = ()) -> dict[str, O
             return
         specs[name] = OptionSpec(
             name, [path], annotation, value, meta.get("help", ""), meta.get("resumable", False),
-            meta.get("flag"), meta.get("cli", True),
+            meta.get("flag"), meta.get("cli", True), meta.get("path", False),
         )  # fmt: skip
 
     for f in dataclasses.fields(config):
@@ -235,9 +243,18 @@ def flat_to_paths(specs: dict[str, OptionSpec], options: dict[str, Any]) -> dict
         value = options[name]
         if value is None and spec.default is None and name.startswith(("source_", "target_")):
             continue
+        if spec.path and value is not None:
+            value = absolute(value)
         for path in spec.paths:
             paths[path] = check_value(spec.cli_flag, value, spec.annotation)
     return paths
+
+
+def absolute(path: Any) -> str:
+    """A file path made absolute (so a run can be resumed from any directory)."""
+    from pathlib import Path
+
+    return str(Path(path).resolve())
 
 
 # -- TOML -----------------------------------------------------------------------------------------
@@ -272,12 +289,14 @@ def toml_to_paths(config: Any, data: dict[str, Any], source: str) -> dict[str, A
         if key in sections:
             if not isinstance(value, dict):
                 raise CharRNNError(f"{source}: [{key}] must be a table of settings.")
-            section = sections[key]
             for name, inner in value.items():
                 paths[_checked(config, f"{key}.{name}", inner, source)] = inner
         else:
             paths[_checked(config, key, value, source)] = value
-    return {p: _typed(config, p, v, source) for p, v in paths.items()}
+    typed = {p: _typed(config, p, v, source) for p, v in paths.items()}
+    return {
+        p: absolute(v) if v is not None and path_info(config, p)[1].get("path") else v for p, v in typed.items()
+    }
 
 
 def _checked(config: Any, path: str, value: Any, source: str) -> str:
@@ -304,7 +323,11 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else ("nan" if value != value else ("inf" if value > 0 else "-inf"))
+        return (
+            repr(value)
+            if math.isfinite(value)
+            else ("nan" if value != value else ("inf" if value > 0 else "-inf"))
+        )
     if isinstance(value, int):
         return str(value)
     if isinstance(value, list):

@@ -116,8 +116,6 @@ def state_from_tensors(tensors: list[torch.Tensor]) -> State:
     return (tensors[0], tensors[1]) if len(tensors) == 2 else tensors[0]
 
 
-
-
 def select_state(state: State, rows: torch.Tensor) -> State:
     """Pick batch rows of a recurrent state (beam search: follow the surviving hypotheses)."""
     return state_from_tensors([t.index_select(1, rows) for t in state_tensors(state)])

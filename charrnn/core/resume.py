@@ -26,8 +26,15 @@ import torch
 
 from charrnn import __version__
 from charrnn.core.errors import CharRNNError
-from charrnn.core.options import get_path, path_info, set_path
-from charrnn.core.rundir import FORMAT_VERSION, READABLE_VERSIONS, RESUME_FILE, check_weights, load_tensors, save_tensors
+from charrnn.core.options import get_path, option_specs, path_info, set_path
+from charrnn.core.rundir import (
+    FORMAT_VERSION,
+    READABLE_VERSIONS,
+    RESUME_FILE,
+    check_weights,
+    load_tensors,
+    save_tensors,
+)
 from charrnn.core.state import TrainState
 
 
@@ -170,3 +177,10 @@ def apply_resume_settings(saved: Any, explicit: dict[str, Any]) -> list[str]:
         set_path(saved, path, value)
         changes.append(f"{name} {old} -> {value}")
     return changes
+
+
+def resume_changes(saved: Any, config: Any) -> list[str]:
+    """Compare the config a resume will use with the run's saved one: the allowed changes, or a refusal."""
+    paths = [path for spec in option_specs(saved, ("level", "vocab_size")).values() for path in spec.paths]
+    changed = {p: get_path(config, p) for p in dict.fromkeys(paths) if get_path(config, p) != get_path(saved, p)}
+    return apply_resume_settings(saved, changed)

@@ -316,7 +316,9 @@ def truncate_metrics(run_dir: Path, last_step: int) -> None:
     atomic_write(path, "".join(json.dumps(r) + "\n" for r in kept).encode("utf-8"))
 
 
-def read_weights(run_dir: Path, weights: str = WEIGHTS_FILE) -> tuple[dict[str, torch.Tensor], dict[str, Any], str | None]:
+def read_weights(
+    run_dir: Path, weights: str = WEIGHTS_FILE
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], str | None]:
     """The model weights of a run: (tensors, metadata, note).
 
     The best weights (model.safetensors) when they exist; before the first evaluation has written

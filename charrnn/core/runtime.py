@@ -55,3 +55,24 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def check_autocast(device: torch.device, precision: str, cell: str) -> None:
+    """Refuse a precision the device's kernels cannot run for this cell, with one line, before training starts.
+
+    oneDNN runs the CPU LSTM in bfloat16 only on CPUs with bf16 instructions (avx512_bf16 or AMX);
+    elsewhere the first forward pass fails deep inside torch. A one-step probe finds out.
+    """
+    if precision == "fp32" or device.type != "cpu":
+        return
+    from torch import nn
+
+    layer = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell](2, 2, batch_first=True)
+    try:
+        with autocast(device, precision):
+            layer(torch.zeros(1, 1, 2))
+    except RuntimeError:
+        raise CharRNNError(
+            f"--precision {precision} is not supported for the {cell.upper()} cell on this CPU (its PyTorch kernels "
+            "need bf16 instructions such as avx512_bf16 or AMX); use --precision fp32."
+        ) from None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from charrnn.core.errors import CharRNNError
 
+
 def read_text(path: str | Path, encoding: str = "utf-8", errors: str = "strict") -> str:
     """Read a text file, normalising line endings, with a one-line error for every bad case."""
     path = Path(path)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from charrnn import __version__
-from charrnn.core.config import CELLS, TokenizerConfig, TrainConfig, at_least, choice
+from charrnn.core.config import CELLS, RunConfigBase, TokenizerConfig, TrainConfig, at_least, choice
 from charrnn.core.errors import CharRNNError
-from charrnn.core.options import dataclass_from_dict, option
+from charrnn.core.options import option
 from charrnn.core.rundir import FORMAT_VERSION
 
 SOFTMAXES = ("full", "adaptive")
@@ -30,7 +28,9 @@ class ModelConfig:
     tie_weights: bool = option(False, "Share the embedding with the output projection (needs --embed = --hidden).")
     softmax: str = option("full", "full, or adaptive (fast for large vocabularies; scores stay exact).")
     adaptive_cutoffs: list[int] = option(
-        factory=list, help="Adaptive softmax cluster boundaries (empty: about the top 6% and 30% of ids).", cli=False
+        factory=list,
+        help="Adaptive softmax cluster boundaries (empty: about the top 6% and 30% of ids).",
+        cli=False,
     )
 
     def validate(self) -> None:
@@ -59,7 +59,7 @@ class LMTrainConfig(TrainConfig):
 
     bptt: int = option(128, "Tokens per truncated-BPTT chunk.")
     eval_tokens: int | None = option(
-        200_000, "Validation tokens per evaluation at most (\"none\" in a config file: all).", resumable=True
+        200_000, 'Validation tokens per evaluation at most ("none" in a config file: all).', resumable=True
     )
 
     def validate(self) -> None:
@@ -70,28 +70,18 @@ class LMTrainConfig(TrainConfig):
 
 
 @dataclass
-class RunConfig:
+class RunConfig(RunConfigBase):
     """Everything that describes a language-model run; saved as config.json."""
 
     tokenizer: TokenizerConfig = option(factory=TokenizerConfig)
     model: ModelConfig = option(factory=ModelConfig)
     training: LMTrainConfig = option(factory=LMTrainConfig)
-    corpus: str = option("", "The training text (absolute path).", cli=False)
-    val_corpus: str | None = option(None, "A separate validation text instead of --val-fraction.", cli=False)
+    corpus: str = option("", "The training text.", cli=False, path=True)
+    val_corpus: str | None = option(
+        None, "Separate validation text instead of --val-fraction.", flag="--val", path=True
+    )
     encoding: str = option("utf-8", "Text encoding of the corpus.")
     errors: str = option("strict", "Undecodable bytes: strict, replace or ignore.")
     kind: str = "lm"
     charrnn_version: str = __version__
     format_version: int = FORMAT_VERSION
-
-    def validate(self) -> None:
-        self.tokenizer.validate()
-        self.model.validate()
-        self.training.validate()
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        return dataclass_from_dict(cls, data, "config")

@@ -7,8 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from charrnn.core import rundir
 from charrnn.core.errors import CharRNNError
 from charrnn.core.runtime import resolve_device
@@ -80,7 +78,10 @@ class LanguageModelRun:
 
         With `until_eos` each text ends at its first end of line (the line break is not included).
         """
-        settings = SampleSettings(length, temperature, greedy, top_k, top_p, until_eos, num, seed)
+        settings = SampleSettings(
+            length=length, temperature=temperature, greedy=greedy, top_k=top_k, top_p=top_p, until_eos=until_eos,
+            num=num, seed=seed,
+        )  # fmt: skip
         encode_prime(self.tokenizer, prime)  # refuse a bad prime before generating
         texts = []
         for ids in generate(self.model, self.tokenizer, prime, settings):
@@ -90,21 +91,16 @@ class LanguageModelRun:
         return texts[0] if num == 1 else texts
 
     def stream(
-        self,
-        prime: str = "",
-        length: int = 500,
-        temperature: float = 1.0,
-        *,
-        greedy: bool = False,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        until_eos: bool = False,
-        seed: int | None = None,
+        self, prime: str = "", length: int = 500, temperature: float = 1.0, **options: Any
     ) -> Iterator[str]:
-        """The prime, then each generated piece of text as soon as it is drawn (one sample)."""
-        settings = SampleSettings(length, temperature, greedy, top_k, top_p, until_eos, 1, seed)
+        """The prime, then each piece of text as soon as it is drawn (one sample).
+
+        `options`: greedy, top_k, top_p, until_eos, seed, as for `sample`.
+        """
+        settings = SampleSettings(length=length, temperature=temperature, num=1, **options)
         settings.validate()
         encode_prime(self.tokenizer, prime)
+        until_eos = settings.until_eos
         decode = self._decoder(prime)
         yield prime
         for tokens, active in generate_steps(self.model, self.tokenizer, prime, settings):
@@ -113,7 +109,9 @@ class LanguageModelRun:
 
     def score(self, sentences: str | list[str]) -> list[SentenceScore]:
         """log P, perplexity and per-token detail of each sentence (a closing `<eos>` included)."""
-        return score_sentences(self.model, self.tokenizer, [sentences] if isinstance(sentences, str) else sentences)
+        return score_sentences(
+            self.model, self.tokenizer, [sentences] if isinstance(sentences, str) else sentences
+        )
 
     def info(self) -> dict[str, Any]:
         """What the run is and how far it trained: config, size, steps, best validation loss, versions."""

@@ -7,8 +7,7 @@ tokenizer, encode and split the text, lay it out for truncated BPTT, build the m
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from charrnn.core.text import read_corpus
 from charrnn.core.tokenizers import Tokenizer, build_tokenizer
 from charrnn.lm.config import RunConfig
 from charrnn.lm.model import LanguageModel
+from charrnn.lm.run import read_config
 from charrnn.lm.truncated_bptt import StreamBatches, TruncatedBPTTTask, encode_ids, split_train_val
 
 
@@ -37,17 +37,13 @@ class CorpusText:
     val_text: str | None
 
 
-@dataclass
-class PreparedLM:
-    task: TruncatedBPTTTask
-    data_hash: str
-    info: dict[str, Any] = field(default_factory=dict)
-
-
 class LanguageModelRecipe:
     """Sets a language model up for the training engine."""
 
     kind = "lm"
+
+    def read_config(self, run_dir: Path) -> RunConfig:
+        return read_config(run_dir)
 
     def read_data(self, config: RunConfig, reporter: Reporter) -> CorpusText:
         text = read_corpus(config.corpus, config.encoding, config.errors)
@@ -70,7 +66,7 @@ class LanguageModelRecipe:
 
     def prepare(
         self, config: RunConfig, tokenizer: Tokenizer, data: CorpusText, device: torch.device, reporter: Reporter
-    ) -> PreparedLM:
+    ) -> engine.Prepared:
         cfg = config.training
         ids = encode_ids(tokenizer, data.text)
         if data.val_text is not None:
@@ -93,27 +89,13 @@ class LanguageModelRecipe:
             "train_tokens": train_batches.n_tokens,
             "val_tokens": val_batches.n_tokens,
         }
-        return PreparedLM(task, fingerprint(torch.cat([train_ids, val_ids])), info)
+        return engine.Prepared(task, fingerprint(torch.cat([train_ids, val_ids])), info)
 
 
-def train_language_model(
-    config: RunConfig,
-    run_dir: str | Path,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    reporter: Reporter | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    changes: list[str] | None = None,
-) -> TrainResult:
-    """Train a language model on `config.corpus` into `run_dir` (with `resume`: `config` is the run's own)."""
-    return engine.train(
-        LanguageModelRecipe(),
-        config,
-        run_dir,
-        resume=resume,
-        overwrite=overwrite,
-        reporter=reporter,
-        should_stop=should_stop,
-        changes=changes,
-    )
+def train_language_model(config: RunConfig, run_dir: str | Path, **session: Any) -> TrainResult:
+    """Train a language model on `config.corpus` into `run_dir`.
+
+    `session` takes `engine.train`'s keywords: resume (then `config` is the run's own), overwrite,
+    reporter, should_stop.
+    """
+    return engine.train(LanguageModelRecipe(), config, run_dir, **session)

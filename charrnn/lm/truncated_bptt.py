@@ -155,7 +155,9 @@ class TruncatedBPTTTask:
         return evaluate_stream(self.model, self.val_batches, self.device, self.cfg.eval_tokens)
 
     def carried_tensors(self) -> dict[str, torch.Tensor]:
-        hidden = self.hidden if self.hidden is not None else self.model.initial_state(self.cfg.batch_size, self.device)
+        hidden = (
+            self.hidden if self.hidden is not None else self.model.initial_state(self.cfg.batch_size, self.device)
+        )
         return {f"hidden.{i}": t for i, t in enumerate(state_tensors(hidden))}
 
     def restore_carried(self, tensors: dict[str, torch.Tensor]) -> None:

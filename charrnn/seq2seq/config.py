@@ -6,14 +6,13 @@ pairs, a plateau schedule), the default is set here, in the dataclass, and the C
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 from charrnn import __version__
-from charrnn.core.config import CELLS, TokenizerConfig, TrainConfig, at_least, choice
+from charrnn.core.config import CELLS, RunConfigBase, TokenizerConfig, TrainConfig, at_least, choice
 from charrnn.core.errors import CharRNNError
-from charrnn.core.options import dataclass_from_dict, option
+from charrnn.core.options import option
 from charrnn.core.rundir import FORMAT_VERSION
 
 ATTENTIONS = ("none", "bahdanau", "luong-dot", "luong-general")
@@ -49,7 +48,9 @@ class Seq2SeqConfig:
             at_least(name, getattr(self, name), 1)
         for name, most in (("embed", 65_536), ("hidden", 65_536), ("layers", 64), ("attention_size", 65_536)):
             if getattr(self, name) > most:
-                raise CharRNNError(f"--{name.replace('_', '-')} must be at most {most:,}, got {getattr(self, name):,}.")
+                raise CharRNNError(
+                    f"--{name.replace('_', '-')} must be at most {most:,}, got {getattr(self, name):,}."
+                )
         if self.bidirectional and self.hidden % 2:
             raise CharRNNError(
                 f"--bidirectional splits --hidden between two directions; give an even size (got {self.hidden})."
@@ -88,9 +89,13 @@ class Seq2SeqTrainConfig(TrainConfig):
     save_every: int = option(500, "Save a resumable checkpoint every N steps.", resumable=True)
     val_fraction: float = option(0.05, "Fraction of the pairs held out for validation when no --val is given.")
     teacher_forcing: float = option(
-        1.0, "Probability of feeding the gold previous token in training (below 1: scheduled sampling).", resumable=True
+        1.0,
+        "Probability of feeding the gold previous token in training (below 1: scheduled sampling).",
+        resumable=True,
     )
-    label_smoothing: float = option(0.0, "Label smoothing of the training loss (validation: none).", resumable=True)
+    label_smoothing: float = option(
+        0.0, "Label smoothing of the training loss (validation: none).", resumable=True
+    )
     max_length: int | None = option(None, "Skip training pairs longer than this many tokens on either side.")
 
     def validate(self) -> None:
@@ -108,35 +113,28 @@ def _word_tokenizer() -> TokenizerConfig:
 
 
 @dataclass
-class Seq2SeqRunConfig:
+class Seq2SeqRunConfig(RunConfigBase):
     """Everything that describes a seq2seq run; saved as config.json with kind "seq2seq"."""
 
     source_tokenizer: TokenizerConfig = option(factory=_word_tokenizer)
     target_tokenizer: TokenizerConfig = option(factory=_word_tokenizer)
     model: Seq2SeqConfig = option(factory=Seq2SeqConfig)
     training: Seq2SeqTrainConfig = option(factory=Seq2SeqTrainConfig)
-    pairs: str | None = option(None, "Training TSV of source<TAB>target lines (absolute path).", cli=False)
-    source_file: str | None = option(None, "Training source file, line-aligned with target_file.", cli=False)
-    target_file: str | None = option(None, "Training target file.", cli=False)
-    val_pairs: str | None = option(None, "Validation TSV (else --val-fraction of the training pairs).", cli=False)
-    val_source_file: str | None = option(None, "Validation source file.", cli=False)
-    val_target_file: str | None = option(None, "Validation target file.", cli=False)
+    pairs: str | None = option(None, "Training TSV of source<TAB>target lines.", cli=False, path=True)
+    source_file: str | None = option(
+        None, "Source side of parallel training files (with --tgt).", flag="--src", path=True
+    )
+    target_file: str | None = option(None, "Target side, line-aligned with --src.", flag="--tgt", path=True)
+    val_pairs: str | None = option(
+        None, "Validation TSV (default: hold out --val-fraction of the pairs).", flag="--val", path=True
+    )
+    val_source_file: str | None = option(
+        None, "Validation source file (with --val-tgt).", flag="--val-src", path=True
+    )
+    val_target_file: str | None = option(None, "Validation target file.", flag="--val-tgt", path=True)
     encoding: str = option("utf-8", "Text encoding of the pair files.")
     errors: str = option("strict", "Undecodable bytes: strict, replace or ignore.")
     skip_malformed: bool = option(False, "Skip malformed TSV lines instead of failing.", flag="--skip-malformed")
     kind: str = "seq2seq"
     charrnn_version: str = __version__
     format_version: int = FORMAT_VERSION
-
-    def validate(self) -> None:
-        self.source_tokenizer.validate()
-        self.target_tokenizer.validate()
-        self.model.validate()
-        self.training.validate()
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Seq2SeqRunConfig:
-        return dataclass_from_dict(cls, data, "config")

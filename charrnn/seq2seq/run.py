@@ -85,7 +85,9 @@ class TranslationRun:
                 f"The tokenizer files in {run_dir} are not the ones {source.name} was trained with; "
                 "restore the run's own source/ and target/ folders."
             )
-        return cls(run_dir, config, source_tokenizer, target_tokenizer, model.to(resolve_device(device)).eval(), note)
+        return cls(
+            run_dir, config, source_tokenizer, target_tokenizer, model.to(resolve_device(device)).eval(), note
+        )
 
     def translate(
         self,
@@ -100,7 +102,12 @@ class TranslationRun:
         settings = TranslateSettings(beam=beam, max_length=max_length, length_penalty=length_penalty)
         texts = [sentences] if isinstance(sentences, str) else sentences
         return translate(
-            self.model, self.source_tokenizer, self.target_tokenizer, texts, settings, with_attention=with_attention
+            self.model,
+            self.source_tokenizer,
+            self.target_tokenizer,
+            texts,
+            settings,
+            with_attention=with_attention,
         )
 
     def score(self, pairs: list[tuple[str, str]]) -> list[SentenceScore]:

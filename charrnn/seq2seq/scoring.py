@@ -42,9 +42,7 @@ def score_pair_ids(
         lengths = torch.tensor([len(sources[i]) for i in rows], dtype=torch.long)
         return model.target_log_probs(src, lengths, inputs.to(device), padded.to(device))
 
-    budget = (
-        default_batch_tokens(model.config.target_vocab_size) if max_batch_tokens is None else max_batch_tokens
-    )
+    budget = default_batch_tokens(model.config.target_vocab_size) if max_batch_tokens is None else max_batch_tokens
     return batched_target_log_probs(targets, budget, run_batch)
 
 

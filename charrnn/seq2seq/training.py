@@ -8,8 +8,7 @@ gold previous token fed at every step (teacher forcing; below 1, scheduled sampl
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,13 @@ from charrnn.lm.training import fingerprint
 from charrnn.seq2seq.config import Seq2SeqRunConfig, Seq2SeqTrainConfig
 from charrnn.seq2seq.model import Seq2Seq
 from charrnn.seq2seq.pairs import EncodedPairs, PairBatches, PairCorpus, encode_pairs, read_pairs
-from charrnn.seq2seq.run import SOURCE_DIR, TARGET_DIR, read_side_tokenizers, tokenizers_fingerprint
+from charrnn.seq2seq.run import (
+    SOURCE_DIR,
+    TARGET_DIR,
+    read_seq2seq_config,
+    read_side_tokenizers,
+    tokenizers_fingerprint,
+)
 
 
 def load_training_pairs(config: Seq2SeqRunConfig) -> tuple[PairCorpus, PairCorpus]:
@@ -90,17 +95,13 @@ class PairData:
     val: PairCorpus
 
 
-@dataclass
-class PreparedSeq2Seq:
-    task: Seq2SeqTask
-    data_hash: str
-    info: dict[str, Any] = field(default_factory=dict)
-
-
 class Seq2SeqRecipe:
     """Sets a seq2seq model up for the training engine."""
 
     kind = "seq2seq"
+
+    def read_config(self, run_dir: Path) -> Seq2SeqRunConfig:
+        return read_seq2seq_config(run_dir)
 
     def read_data(self, config: Seq2SeqRunConfig, reporter: Reporter) -> PairData:
         train, val = load_training_pairs(config)
@@ -136,7 +137,7 @@ class Seq2SeqRecipe:
         data: PairData,
         device: torch.device,
         reporter: Reporter,
-    ) -> PreparedSeq2Seq:
+    ) -> engine.Prepared:
         cfg = config.training
         source_tokenizer, target_tokenizer = tokenizers
         train_pairs = encode_pairs(data.train, source_tokenizer, target_tokenizer, cfg.max_length)
@@ -156,30 +157,12 @@ class Seq2SeqRecipe:
             "train_tokens": train_pairs.n_target_tokens,
             "val_tokens": val_pairs.n_target_tokens,
         }
-        return PreparedSeq2Seq(task, pairs_fingerprint(train_pairs, val_pairs), info)
+        return engine.Prepared(task, pairs_fingerprint(train_pairs, val_pairs), info)
 
 
-def train_seq2seq(
-    config: Seq2SeqRunConfig,
-    run_dir: str | Path,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    reporter: Reporter | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    changes: list[str] | None = None,
-) -> TrainResult:
-    """Train a seq2seq model on the pairs named in `config` into `run_dir` (with `resume`: `config` is the run's own)."""
-    return engine.train(
-        Seq2SeqRecipe(),
-        config,
-        run_dir,
-        resume=resume,
-        overwrite=overwrite,
-        reporter=reporter,
-        should_stop=should_stop,
-        changes=changes,
-    )
+def train_seq2seq(config: Seq2SeqRunConfig, run_dir: str | Path, **session: Any) -> TrainResult:
+    """Train a seq2seq model on the pairs named in `config` into `run_dir` (`session`: as `train_language_model`)."""
+    return engine.train(Seq2SeqRecipe(), config, run_dir, **session)
 
 
 class Seq2SeqTask:
