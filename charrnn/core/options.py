@@ -66,6 +66,12 @@ def _type_name(kind: Any) -> str:
     return {bool: "true/false", int: "a whole number", float: "a number", str: "a string"}.get(kind, str(kind))
 
 
+def _shown(value: Any) -> str:
+    """A value for an error message, cut short (a file may hold anything)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def check_value(where: str, value: Any, annotation: Any) -> Any:
     """`value` checked against a field type (int, float, bool, str, X | None, list[int]); floats accept ints."""
     origin = typing.get_origin(annotation)
@@ -79,7 +85,7 @@ def check_value(where: str, value: Any, annotation: Any) -> Any:
     if origin is list:
         (item,) = typing.get_args(annotation)
         if not isinstance(value, list):
-            raise CharRNNError(f"{where} must be a list, got {value!r}.")
+            raise CharRNNError(f"{where} must be a list, got {_shown(value)}.")
         return [check_value(f"{where}[{i}]", v, item) for i, v in enumerate(value)]
     if annotation is bool:
         if isinstance(value, bool):
@@ -100,14 +106,14 @@ def check_value(where: str, value: Any, annotation: Any) -> Any:
     expected = _type_name(annotation)
     if typing.get_origin(annotation) is None and value is None:
         expected += " (it cannot be empty)"
-    raise CharRNNError(f"{where} must be {expected}, got {value!r}.")
+    raise CharRNNError(f"{where} must be {expected}, got {_shown(value)}.")
 
 
 def dataclass_from_dict(cls: type[T], data: Any, where: str = "") -> T:
     """Build dataclass `cls` from `data`, with one-line errors for unknown keys and wrong types."""
     label = where or cls.__name__
     if not isinstance(data, dict):
-        raise CharRNNError(f"{label} must be a table of settings, got {data!r}.")
+        raise CharRNNError(f"{label} must be a table of settings, got {_shown(data)}.")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - known)
