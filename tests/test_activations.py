@@ -59,6 +59,7 @@ def test_activations_match_the_models_own_outputs_and_final_state(
         with pytest.raises(CharRNNError, match="Only an LSTM"):
             acts.states("cell")
     assert "".join(acts.tokens) == TEXT
+    assert collect_activations(run.model, run.tokenizer, "a€b").tokens == ["a", "€", "b"]  # € is unknown
 
 
 def test_pattern_signals_follow_the_text() -> None:

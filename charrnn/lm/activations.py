@@ -27,7 +27,7 @@ QUOTES = '"“”'
 class Activations:
     """The recurrent state after each token of a text."""
 
-    tokens: list[str]  # the text each token adds ("\n" for a line break)
+    tokens: list[str]  # the text of each token ("\n" for a line break; "<unk>" for an unknown word)
     token_ids: list[int]
     hidden: torch.Tensor  # (layers, tokens, hidden): h^l_t after reading token t
     cell: torch.Tensor | None  # (layers, tokens, hidden): the LSTM cell c^l_t; None for GRU/RNN
@@ -63,8 +63,10 @@ def collect_activations(model: LanguageModel, tokenizer: Tokenizer, text: str) -
         _, state = model(torch.tensor([[token]], device=device), state)
         per_step.append([t[:, 0].float().cpu() for t in state_tensors(state)])  # each (layers, hidden)
     stacked = [torch.stack([step[k] for step in per_step], dim=1) for k in range(len(per_step[0]))]
+    # at char level token t is character t of the text (a line break is <eos>), unknown ones included
+    pieces = list(text) if tokenizer.level == "char" else token_pieces(tokenizer, ids)
     return Activations(
-        tokens=token_pieces(tokenizer, ids),
+        tokens=pieces,
         token_ids=ids,
         hidden=stacked[0],
         cell=stacked[1] if len(stacked) == 2 else None,
