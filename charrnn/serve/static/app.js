@@ -199,7 +199,7 @@ async function inside(pattern) {
       rows.push(heatRow(`pattern: ${data.pattern}`, data.tokens, data.signal, top, { pattern: data.pattern }));
     }
     for (const r of data.rows) {
-      const scale = r.state === "cell" ? Math.max(1, ...r.values.map(Math.abs)) : 1;
+      const scale = Math.max(1e-6, ...r.values.map(Math.abs)); // each row's colours span its own range
       const corr = r.correlation == null ? "" : ` r=${r.correlation.toFixed(2)}`;
       const label = `layer ${r.layer + 1} ${r.state === "cell" ? "c" : "h"} #${r.unit}${corr}`;
       rows.push(heatRow(label, data.tokens, r.values, scale, { state: r.state, layer: r.layer, unit: r.unit }));
