@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import socket
 import sys
 import time
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -165,15 +168,25 @@ def test_one_generation_at_a_time_per_client(url: str) -> None:
         assert status == 429 and "one generation at a time" in body["error"].lower()
         first.read()  # let it finish
     assert call(url + "/api/sample", {"length": 5, "seed": 1})[0] == 200
-    with urllib.request.urlopen(request, timeout=60) as abandoned:
-        assert abandoned.readline().startswith(b"data: ")
-    # the client hung up mid-generation: the server stops it and frees the client's slot
-    for _ in range(200):
-        status, _ = call(url + "/api/sample", {"length": 5})
-        if status == 200:
-            break
-        time.sleep(0.05)
-    assert status == 200
+
+
+def test_a_client_that_hangs_up_frees_its_generation_slot(runs: dict) -> None:
+    with serving(create_app({"lm": runs["lm"]}, Limits(max_length=10**6))) as base:
+        request = urllib.request.Request(
+            base + "/api/sample",
+            data=json.dumps({"length": 10**6, "stream": True}).encode(),  # minutes of generating
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as abandoned:
+            assert abandoned.readline().startswith(b"data: ")
+            assert call(base + "/api/sample", {"length": 5})[0] == 429
+        # the client hung up mid-generation: the server stops generating and frees the client's slot
+        for _ in range(200):
+            status, _ = call(base + "/api/sample", {"length": 5})
+            if status == 200:
+                break
+            time.sleep(0.05)
+        assert status == 200
 
 
 def test_fifty_concurrent_requests_are_all_answered(url: str, runs: dict) -> None:
@@ -237,3 +250,27 @@ def test_cli_serve_errors_are_one_line(
     with pytest.raises(SystemExit):
         main(["serve", str(tmp_path)])
     assert "pip install 'charrnn[serve]'" in capsys.readouterr().err
+
+
+def test_charrnn_serve_listens_on_localhost_and_stops_on_sigterm(runs: dict, tmp_path: Path) -> None:
+    from tests.reliability_support import start_cli
+
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = start_cli(["serve", str(runs["lm"].run_dir), "--port", str(port)], cwd=tmp_path)
+    try:
+        for _ in range(600):
+            try:
+                status, info = call(f"http://127.0.0.1:{port}/api/info")
+                break
+            except urllib.error.URLError:
+                assert process.poll() is None, process.communicate()
+                time.sleep(0.05)
+        assert status == 200 and info["name"] == runs["lm"].run_dir.name
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/style.css") as css:
+            assert b"#tooltip" in css.read()  # the page's files ship with the package
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    assert f"http://127.0.0.1:{port}/" in err and "Traceback" not in err

@@ -68,6 +68,20 @@ def event(data: dict[str, Any], name: str | None = None) -> str:
     return f"{head}data: {json.dumps(finite(data), ensure_ascii=False)}\n\n"
 
 
+class EventStream(StreamingResponse):
+    """A server-sent-event response that calls `release` however it ends (done, error or client gone)."""
+
+    def __init__(self, content: AsyncIterator[str], release: Callable[[], None]) -> None:
+        super().__init__(content, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        self._release = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+
+
 class Server:
     """The served runs, the request limits and the work queue's state (one per app)."""
 
@@ -161,21 +175,20 @@ class Server:
         except BaseException:
             self.generating.discard(client)
             raise
-        return StreamingResponse(self._events(client, first, pieces), media_type="text/event-stream")
+        return EventStream(self._events(first, pieces), release=lambda: self.generating.discard(client))
 
-    async def _events(self, client: str, first: str, pieces: Any) -> AsyncIterator[str]:
+    async def _events(self, first: str, pieces: Any) -> AsyncIterator[str]:
+        yield event({"text": first})
         try:
-            yield event({"text": first})
             while True:
                 piece = await self.compute(next, pieces, _END, queue_check=False)
                 if piece is _END:
                     break
                 yield event({"text": piece})
-            yield event({}, "done")
         except CharRNNError as exc:
             yield event({"error": str(exc)}, "error")
-        finally:
-            self.generating.discard(client)
+            return
+        yield event({}, "done")
 
     async def score(self, request: Request) -> Response:
         body = await self.body(request)
