@@ -62,6 +62,22 @@ def test_activations_match_the_models_own_outputs_and_final_state(
     assert collect_activations(run.model, run.tokenizer, "a€b").tokens == ["a", "€", "b"]  # € is unknown
 
 
+def test_text_pieces_keep_the_texts_own_characters() -> None:
+    from charrnn.core.config import TokenizerConfig
+    from charrnn.core.tokenizers import build_tokenizer
+    from charrnn.lm.activations import text_pieces
+
+    words = build_tokenizer("the king says hello\n", TokenizerConfig(level="word"))
+    text = 'The  king "(says)" zork.\nhello'
+    ids = words.encode(text)
+    pieces = text_pieces(words, text, ids)
+    assert pieces == ["The", "  king", ' "', "(", "says", ")", '"', " zork", ".", "\n", "hello"]
+    assert len(pieces) == len(ids) and words.decode(ids).count("<unk>") == 7  # unknown units keep their text
+    assert pattern_signal(pieces, "brackets") == [0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0]
+    lower = build_tokenizer("abc\n", TokenizerConfig(level="char", lowercase=True))
+    assert text_pieces(lower, "AbC", lower.encode("AbC")) == ["A", "b", "C"]
+
+
 def test_pattern_signals_follow_the_text() -> None:
     pieces = list('a "b (c)" d\nef')
     assert pattern_signal(pieces, "quotes") == [0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0]

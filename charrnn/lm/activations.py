@@ -27,7 +27,7 @@ QUOTES = '"“”'
 class Activations:
     """The recurrent state after each token of a text."""
 
-    tokens: list[str]  # the text of each token ("\n" for a line break; "<unk>" for an unknown word)
+    tokens: list[str]  # the stretch of the text each token covers ("\n" for a line break)
     token_ids: list[int]
     hidden: torch.Tensor  # (layers, tokens, hidden): h^l_t after reading token t
     cell: torch.Tensor | None  # (layers, tokens, hidden): the LSTM cell c^l_t; None for GRU/RNN
@@ -49,6 +49,30 @@ def token_pieces(tokenizer: Tokenizer, ids: list[int]) -> list[str]:
     return [decode(i) for i in ids]
 
 
+def text_pieces(tokenizer: Tokenizer, text: str, ids: list[int]) -> list[str]:
+    """The stretch of `text` each token of `ids` covers (spaces before it included; a line break is "\\n").
+
+    Unknown units keep their own text, so patterns see the real characters; where the tokens cannot
+    be aligned with the text (sentencepiece), the decoded pieces are used instead.
+    """
+    split = getattr(tokenizer, "split", None)
+    pieces: list[str] = []
+    for number, line in enumerate(text.split("\n")):
+        probe = line.lower() if tokenizer.lowercase else line
+        if split is None or len(probe) != len(line):
+            return token_pieces(tokenizer, ids)
+        if number:
+            pieces.append("\n")
+        position = 0
+        for unit in split(probe):
+            found = probe.find(unit, position)
+            if found < 0:
+                return token_pieces(tokenizer, ids)
+            pieces.append(line[position : found + len(unit)])
+            position = found + len(unit)
+    return pieces if len(pieces) == len(ids) else token_pieces(tokenizer, ids)
+
+
 @torch.inference_mode()
 def collect_activations(model: LanguageModel, tokenizer: Tokenizer, text: str) -> Activations:
     """Read `<eos>` (start of a line) then `text`; the state of every layer after each token of `text`."""
@@ -63,10 +87,8 @@ def collect_activations(model: LanguageModel, tokenizer: Tokenizer, text: str) -
         _, state = model(torch.tensor([[token]], device=device), state)
         per_step.append([t[:, 0].float().cpu() for t in state_tensors(state)])  # each (layers, hidden)
     stacked = [torch.stack([step[k] for step in per_step], dim=1) for k in range(len(per_step[0]))]
-    # at char level token t is character t of the text (a line break is <eos>), unknown ones included
-    pieces = list(text) if tokenizer.level == "char" else token_pieces(tokenizer, ids)
     return Activations(
-        tokens=pieces,
+        tokens=text_pieces(tokenizer, text, ids),
         token_ids=ids,
         hidden=stacked[0],
         cell=stacked[1] if len(stacked) == 2 else None,
