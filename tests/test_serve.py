@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import signal
@@ -152,6 +153,13 @@ def test_malformed_or_oversized_bodies_and_unknown_routes_get_json_errors(url: s
         413,
         {"error": "The request body is over 262144 bytes."},
     )
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    chunks = [b'{"text": "'] + [b"a" * 65536] * 5 + [b'"}']  # no Content-Length: read only up to the cap
+    connection.request("POST", "/api/score", body=iter(chunks), encode_chunked=True)
+    answer = connection.getresponse()
+    assert answer.status == 413 and "over 262144 bytes" in json.loads(answer.read())["error"]
+    connection.close()
     assert call(url + "/api/nothing")[0] == 404 and call(url + "/api/sample")[0] == 405  # GET on a POST route
     assert call(url + "/api/info?run=missing")[0] == 404
 

@@ -106,7 +106,17 @@ class Server:
             self.pending -= 1
 
     async def body(self, request: Request) -> dict[str, Any]:
-        return params.parse_body(await request.body(), self.limits)
+        """The request's JSON object, read no further than `Limits.max_body` bytes."""
+        declared = request.headers.get("content-length", "")
+        too_big = BadRequest(f"The request body is over {self.limits.max_body} bytes.", 413)
+        if declared.isdigit() and int(declared) > self.limits.max_body:
+            raise too_big
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > self.limits.max_body:
+                raise too_big
+        return params.parse_body(bytes(raw), self.limits)
 
     def run(self, name: Any) -> tuple[str, Run]:
         """The served run called `name` (the first when None); 404 for an unknown name."""
