@@ -1,0 +1,50 @@
+"""`charrnn serve RUN...`: the local web page and JSON API (needs the `charrnn[serve]` extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from charrnn.cli.display import err_console
+from charrnn.core.errors import CharRNNError
+
+INSTALL_HINT = "charrnn serve needs Starlette and uvicorn: pip install 'charrnn[serve]'."
+
+
+def register(app: typer.Typer) -> None:
+    """Add `serve` to `app`."""
+    app.command()(serve)
+
+
+def serve(
+    run_dirs: list[Path] = typer.Argument(..., help="Run directories to serve (language models or seq2seq)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on; 0.0.0.0 exposes the page to your network."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
+    max_length: int = typer.Option(2000, help="Most tokens one generation may draw."),
+    max_text: int = typer.Option(4000, help="Most characters in one text sent to the model."),
+) -> None:
+    """Serve a local web page to generate, score, look inside and translate with trained runs."""
+    try:
+        import uvicorn
+
+        from charrnn.serve.app import create_app, run_names
+        from charrnn.serve.params import Limits
+    except ImportError:
+        raise CharRNNError(INSTALL_HINT) from None
+    import charrnn
+
+    if not 1 <= port <= 65535:
+        raise CharRNNError(f"--port must be between 1 and 65535, got {port}.")
+    if max_length < 1 or max_text < 1:
+        raise CharRNNError("--max-length and --max-text must be at least 1.")
+    runs = {}
+    for name, run_dir in zip(run_names(run_dirs), run_dirs, strict=True):
+        run = charrnn.load(run_dir, device)
+        if run.note:
+            err_console().print(f"[yellow]note: {run_dir}: {run.note}[/]", highlight=False)
+        runs[name] = run
+    app = create_app(runs, Limits(max_length=max_length, max_text=max_text))
+    err_console().print(f"Serving {', '.join(runs)} at http://{host}:{port}/ (Ctrl-C to stop)", highlight=False)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

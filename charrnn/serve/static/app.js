@@ -1,0 +1,266 @@
+// The charrnn page: calls the JSON API (/api/...) and draws the results. No build step, no libraries.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let info = null;
+let generation = null; // the AbortController of the generation under way
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message || "";
+  box.hidden = !message;
+}
+
+async function api(path, body) {
+  const options = body === undefined ? {} : {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ run: $("run").value || undefined, ...body }),
+  };
+  const response = await fetch(path, options);
+  const data = await response.json();
+  if (!response.ok) throw new Error(data.error || response.statusText);
+  return data;
+}
+
+// How a token looks on the page: line breaks and spaces made visible.
+function display(token) {
+  if (token === "<eos>" || token === "\n") return "⏎";
+  return token;
+}
+
+function probabilityColour(p) { // red (surprising) .. yellow .. green (expected)
+  return `hsl(${Math.round(120 * p)}, 75%, 78%)`;
+}
+
+function valueColour(v) { // v in [-1, 1]: red for negative, blue for positive
+  const a = Math.min(Math.abs(v), 1);
+  return v >= 0 ? `rgba(30, 100, 220, ${a})` : `rgba(220, 50, 30, ${a})`;
+}
+
+async function loadInfo() {
+  const name = $("run").value;
+  info = await api("/api/info" + (name ? "?run=" + encodeURIComponent(name) : ""));
+  const select = $("run");
+  if (!select.options.length) {
+    for (const r of info.runs) select.add(new Option(`${r.name} (${r.kind === "lm" ? "language model" : "seq2seq"})`, r.name));
+  }
+  const loss = info.best_val_loss == null ? "no validation yet" : `best val loss ${info.best_val_loss.toFixed(4)}`;
+  $("info").textContent = `${info.level} level · ${info.layers}×${info.hidden} ${info.cell} · ` +
+    `${info.parameters.toLocaleString()} parameters · ${info.steps ?? 0} steps · ${loss}`;
+  const lm = info.kind === "lm";
+  for (const el of document.querySelectorAll(".lm-only")) el.hidden = !lm;
+  for (const el of document.querySelectorAll(".seq2seq-only")) el.hidden = lm;
+  $("length").max = info.limits.max_length;
+  const states = info.cell === "lstm" ? ["cell", "hidden"] : ["hidden"];
+  $("state").replaceChildren(...states.map((s) => new Option(s === "cell" ? "cell c" : "hidden h", s)));
+  $("layer").replaceChildren(...Array.from({ length: info.layers }, (_, i) => new Option(String(i + 1), String(i))));
+}
+
+// --- Generate: server-sent events read from a streamed POST response ---------------------------
+async function generate() {
+  showError("");
+  const out = $("sample-output");
+  out.textContent = "";
+  out.dataset.done = "0";
+  const seed = $("seed").value;
+  const topP = Number($("top-p").value);
+  generation = new AbortController();
+  $("generate-button").disabled = true;
+  $("stop-button").disabled = false;
+  try {
+    const response = await fetch("/api/sample", {
+      method: "POST", headers: { "Content-Type": "application/json" }, signal: generation.signal,
+      body: JSON.stringify({
+        run: $("run").value, prime: $("prime").value, stream: true,
+        temperature: Number($("temperature").value), length: Number($("length").value),
+        top_p: topP >= 1 ? null : topP, seed: seed === "" ? null : Number(seed),
+      }),
+    });
+    if (!response.ok) throw new Error((await response.json()).error);
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const name = (block.match(/^event: (.*)$/m) || [])[1];
+        const data = JSON.parse((block.match(/^data: (.*)$/m) || [])[1] || "{}");
+        if (name === "error") throw new Error(data.error);
+        if (data.text !== undefined) out.textContent += data.text;
+      }
+    }
+  } catch (err) {
+    if (err.name !== "AbortError") showError(err.message);
+  } finally {
+    out.dataset.done = "1";
+    $("generate-button").disabled = false;
+    $("stop-button").disabled = true;
+    generation = null;
+  }
+}
+
+// --- Score: tokens coloured by probability, top guesses on hover -------------------------------
+function showTooltip(span, event) {
+  const tip = $("tooltip");
+  const alternatives = JSON.parse(span.dataset.alternatives);
+  const head = document.createElement("div");
+  head.textContent = `P(${display(span.dataset.token)} | before) = ${Number(span.dataset.prob).toFixed(4)}`;
+  const list = alternatives.map((a) => {
+    const row = document.createElement("div");
+    row.className = "alt";
+    row.dataset.token = a.token;
+    row.dataset.prob = Math.exp(a.logprob);
+    row.textContent = `${JSON.stringify(display(a.token))}  ${Math.exp(a.logprob).toFixed(4)}`;
+    return row;
+  });
+  const title = document.createElement("div");
+  title.className = "muted";
+  title.textContent = "the model's top guesses here:";
+  tip.replaceChildren(head, title, ...list);
+  tip.style.left = `${event.pageX + 12}px`;
+  tip.style.top = `${event.pageY + 12}px`;
+  tip.hidden = false;
+}
+
+async function score() {
+  showError("");
+  try {
+    const data = await api("/api/score", { text: $("score-text").value, top_k: 5 });
+    const rows = data.sentences.map((s) => {
+      const div = document.createElement("div");
+      div.className = "sentence";
+      s.tokens.forEach((token, i) => {
+        const span = document.createElement("span");
+        const p = Math.exp(s.token_logprobs[i]);
+        span.className = "tok";
+        span.textContent = display(token) + (info.level === "word" ? " " : "");
+        span.style.background = probabilityColour(p);
+        span.dataset.token = token;
+        span.dataset.prob = p;
+        span.dataset.logprob = s.token_logprobs[i];
+        span.dataset.alternatives = JSON.stringify(s.alternatives[i]);
+        span.addEventListener("mouseenter", (e) => showTooltip(span, e));
+        span.addEventListener("mouseleave", () => { $("tooltip").hidden = true; });
+        div.append(span);
+      });
+      const summary = document.createElement("span");
+      summary.className = "summary";
+      summary.textContent = `log P = ${s.logprob.toFixed(3)} · perplexity ${s.perplexity.toFixed(2)}` +
+        (s.n_unk ? ` · ${s.n_unk} unknown` : "");
+      div.append(summary);
+      return div;
+    });
+    $("score-output").replaceChildren(...rows);
+  } catch (err) { showError(err.message); }
+}
+
+// --- Look inside: a heat map of units over the tokens --------------------------------------------
+function parseUnits(text) {
+  const units = [];
+  for (const part of text.split(",").map((p) => p.trim()).filter(Boolean)) {
+    const range = part.match(/^(\d+)\s*-\s*(\d+)$/);
+    if (range) for (let u = Number(range[1]); u <= Number(range[2]); u++) units.push(u);
+    else units.push(Number(part));
+  }
+  return units;
+}
+
+function heatRow(label, tokens, values, scale, attrs) {
+  const tr = document.createElement("tr");
+  const th = document.createElement("th");
+  th.textContent = label;
+  tr.append(th);
+  tokens.forEach((token, i) => {
+    const td = document.createElement("td");
+    td.textContent = display(token);
+    td.dataset.value = values[i];
+    td.title = `${JSON.stringify(token)}: ${values[i].toFixed(4)}`;
+    td.style.background = valueColour(values[i] / scale);
+    tr.append(td);
+  });
+  Object.assign(tr.dataset, attrs);
+  return tr;
+}
+
+async function inside(pattern) {
+  showError("");
+  try {
+    const body = { text: $("inside-text").value };
+    if (pattern) Object.assign(body, { pattern, top: 8 });
+    else Object.assign(body, { state: $("state").value, layer: Number($("layer").value), units: parseUnits($("units").value) });
+    const data = await api("/api/activations", body);
+    const rows = [];
+    if (data.signal) {
+      const top = Math.max(...data.signal, 1);
+      rows.push(heatRow(`pattern: ${data.pattern}`, data.tokens, data.signal, top, { pattern: data.pattern }));
+    }
+    for (const r of data.rows) {
+      const scale = Math.max(1e-6, ...r.values.map(Math.abs)); // each row's colours span its own range
+      const corr = r.correlation == null ? "" : ` r=${r.correlation.toFixed(2)}`;
+      const label = `layer ${r.layer + 1} ${r.state === "cell" ? "c" : "h"} #${r.unit}${corr}`;
+      rows.push(heatRow(label, data.tokens, r.values, scale, { state: r.state, layer: r.layer, unit: r.unit }));
+    }
+    $("heatmap").className = "heat";
+    $("heatmap").replaceChildren(...rows);
+  } catch (err) { showError(err.message); }
+}
+
+// --- Translate: the translation and its attention matrix -----------------------------------------
+async function translate() {
+  showError("");
+  try {
+    const data = await api("/api/translate", { text: $("source").value, beam: Number($("beam").value) });
+    $("translation").textContent = data.text;
+    const table = $("attention");
+    table.className = "heat";
+    if (!data.attention) { table.replaceChildren(); return; }
+    const head = document.createElement("tr");
+    head.append(document.createElement("th"));
+    for (const s of data.source_tokens) {
+      const th = document.createElement("th");
+      th.textContent = display(s);
+      head.append(th);
+    }
+    const rows = data.attention.map((weights, i) => {
+      const tr = document.createElement("tr");
+      const th = document.createElement("th");
+      th.textContent = display(data.tokens[i] ?? "");
+      tr.append(th);
+      for (const w of weights) {
+        const td = document.createElement("td");
+        td.dataset.weight = w;
+        td.title = w.toFixed(3);
+        td.textContent = " ";
+        td.style.background = valueColour(w);
+        td.style.minWidth = "1.6em";
+        tr.append(td);
+      }
+      return tr;
+    });
+    table.replaceChildren(head, ...rows);
+  } catch (err) { showError(err.message); }
+}
+
+function bindSlider(id, format) {
+  const update = () => { $(`${id}-value`).textContent = format(Number($(id).value)); };
+  $(id).addEventListener("input", update);
+  update();
+}
+
+window.addEventListener("DOMContentLoaded", () => {
+  bindSlider("temperature", (v) => v.toFixed(2));
+  bindSlider("top-p", (v) => (v >= 1 ? "1 (off)" : v.toFixed(2)));
+  bindSlider("length", (v) => String(v));
+  $("run").addEventListener("change", () => loadInfo().catch((e) => showError(e.message)));
+  $("generate-button").addEventListener("click", generate);
+  $("stop-button").addEventListener("click", () => generation && generation.abort());
+  $("score-button").addEventListener("click", score);
+  $("inside-button").addEventListener("click", () => inside(null));
+  $("find-button").addEventListener("click", () => inside($("pattern").value));
+  $("translate-button").addEventListener("click", translate);
+  loadInfo().then(() => { document.body.dataset.ready = "1"; }).catch((e) => showError(e.message));
+});
