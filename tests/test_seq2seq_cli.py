@@ -87,6 +87,21 @@ def test_translate_arguments_stdin_json_and_attention(run_dir: Path, capsys, mon
     assert code == 0 and len(out.splitlines()) == 2
 
 
+@pytest.mark.parametrize("command", ["translate", "eval"])
+def test_translate_and_eval_take_threads_default_one(run_dir: Path, pair_files, capsys, command: str) -> None:
+    import torch
+
+    data = "Ein Hund." if command == "translate" else pair_files["val"]
+    try:
+        torch.set_num_threads(3)
+        code, _, err = run(capsys, "seq2seq", command, run_dir, data)
+        assert code == 0 and torch.get_num_threads() == 1, err
+        code, _, err = run(capsys, "seq2seq", command, run_dir, data, "--threads", "2")
+        assert code == 0 and torch.get_num_threads() == 2, err
+    finally:
+        torch.set_num_threads(1)
+
+
 def test_eval_reports_bleu_exact_match_and_scorer_log_probs(run_dir: Path, pair_files, capsys) -> None:
     code, out, err = run(capsys, "seq2seq", "eval", run_dir, pair_files["val"], "--json", "--per-sentence")
     assert code == 0, err

@@ -37,6 +37,16 @@ def set_threads(threads: int | None) -> None:
     torch.set_num_threads(max(int(threads), 1))
 
 
+GENERATION_THREADS = 1  # sampling, scoring, translating: small matrices, so more threads mostly wait
+
+
+def set_inference_threads(threads: int | None) -> None:
+    """Use `threads` CPU threads for sampling, scoring or translating (default: `GENERATION_THREADS`)."""
+    if threads is not None and not 1 <= threads <= 1024:
+        raise CharRNNError(f"--threads must be between 1 and 1024, got {threads}.")
+    torch.set_num_threads(GENERATION_THREADS if threads is None else threads)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's and torch's generators (and numpy's, when it is installed)."""
     random.seed(seed)
