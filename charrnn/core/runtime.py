@@ -73,7 +73,7 @@ def check_autocast(device: torch.device, precision: str, cell: str) -> None:
     oneDNN runs the CPU LSTM in bfloat16 only on CPUs with bf16 instructions (avx512_bf16 or AMX);
     elsewhere the first forward pass fails deep inside torch. A one-step probe finds out.
     """
-    if precision == "fp32" or device.type != "cpu":
+    if precision in ("fp32", "auto") or device.type != "cpu":
         return
     from torch import nn
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from charrnn.core import rundir
 from charrnn.core.errors import CharRNNError
+from charrnn.core.precision import trained_precision
 from charrnn.core.runtime import resolve_device
 from charrnn.core.sampling import SampleSettings
 from charrnn.core.scoring import SentenceScore
@@ -123,6 +124,7 @@ class LanguageModelRun:
             "parameters": sum(p.numel() for p in self.model.parameters()),
             **rundir.run_summary(self.run_dir),
             "weights": self.note or f"best by validation ({rundir.WEIGHTS_FILE})",
+            "precision": trained_precision(self.config.training),
             "config": dataclasses.asdict(self.config),
         }
 
