@@ -167,3 +167,21 @@ def test_explicit_precision_on_resume_replaces_the_auto_choice(tmp_path: Path, m
     charrnn.train(resume=tmp_path / "run", max_steps=5, precision="fp32")
     saved = json.loads((tmp_path / "run" / "config.json").read_text())["training"]
     assert saved["precision"] == "fp32" and saved["resolved_precision"] == "fp32"
+
+
+def test_scoring_is_fp32_unless_bf16_is_asked_for(tmp_path: Path, capsys) -> None:
+    from charrnn.cli import main
+    from charrnn.core.errors import CharRNNError
+
+    train_language_model(gru_config(tmp_path, max_steps=3, precision="fp32"), tmp_path / "run")
+    run = charrnn.load(tmp_path / "run")
+    sentences = ["the lazy dog", "how quick daft zebras jump"]
+    exact = [s.logprob for s in run.score(sentences)]
+    assert [s.logprob for s in run.score(sentences, precision="fp32")] == exact
+    approx = [s.logprob for s in run.score(sentences, precision="bf16")]
+    assert approx != exact and approx == pytest.approx(exact, rel=0.05)
+    with pytest.raises(CharRNNError, match="choose fp32 or bf16"):
+        run.score(sentences, precision="fp16")
+    with pytest.raises(SystemExit) as info:
+        main(["score-sentence", str(tmp_path / "run"), "the dog", "--precision", "fp16"])
+    assert info.value.code == 2 and capsys.readouterr().err.count("\n") == 1

@@ -266,3 +266,16 @@ def test_precision_option_is_checked_and_saved(pair_files, tmp_path: Path, capsy
     )
     assert code == 0, err
     assert json.loads((out / "config.json").read_text())["training"]["precision"] == "bf16"
+
+
+def test_eval_scores_in_fp32_unless_bf16_is_asked_for(run_dir: Path, pair_files, capsys) -> None:
+    figures = {}
+    for precision in ("fp32", "bf16"):
+        code, out, err = run(
+            capsys, "seq2seq", "eval", run_dir, pair_files["val"], "--json", "--precision", precision
+        )
+        assert code == 0, err
+        figures[precision] = json.loads(out)["mean_logprob"]
+    code, out, _ = run(capsys, "seq2seq", "eval", run_dir, pair_files["val"], "--json")
+    assert json.loads(out)["mean_logprob"] == figures["fp32"]  # the default is fp32
+    assert figures["bf16"] != figures["fp32"] and figures["bf16"] == pytest.approx(figures["fp32"], rel=0.05)

@@ -34,6 +34,7 @@ def register(app: typer.Typer) -> None:
 
 
 THREADS_HELP = "CPU threads (default 1: fastest for generation and scoring, and safe on a busy machine)."
+SCORING_PRECISION_HELP = "fp32 (exact, the default) or bf16 (faster where the hardware has bf16; approximate)."
 
 
 def _load_lm(run_dir: Path, device: str, threads: int | None):
@@ -106,10 +107,11 @@ def score_sentence(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array for scripts."),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
     threads: int | None = typer.Option(None, help=THREADS_HELP),
+    precision: str = typer.Option("fp32", help=SCORING_PRECISION_HELP),
 ) -> None:
     """Score how probable sentences are: log-probability, perplexity and per-token detail."""
     texts = read_sentences(sentences, file, "score")
-    scores = _load_lm(run_dir, device, threads).score(texts)
+    scores = _load_lm(run_dir, device, threads).score(texts, precision=precision)
     if as_json:
         print(json.dumps([s.to_dict() for s in scores], ensure_ascii=False, indent=1))
         return

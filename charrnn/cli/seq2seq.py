@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from charrnn.cli.display import attention_table, err_console, summary_table
-from charrnn.cli.lm import THREADS_HELP, read_sentences
+from charrnn.cli.lm import SCORING_PRECISION_HELP, THREADS_HELP, read_sentences
 from charrnn.cli.options import add_train_command, parameter
 from charrnn.core.errors import CharRNNError
 
@@ -106,6 +106,7 @@ def eval_command(
     skip_malformed: bool = typer.Option(False, "--skip-malformed", help="Skip malformed TSV lines."),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
     threads: int | None = typer.Option(None, help=THREADS_HELP),
+    precision: str = typer.Option("fp32", help=SCORING_PRECISION_HELP),
 ) -> None:
     """Corpus BLEU (sacrebleu, detokenised, cased), exact match and log P(reference | source) per sentence."""
     from charrnn.core.rundir import atomic_write
@@ -122,7 +123,9 @@ def eval_command(
     if corpus.malformed_lines:
         err_console().print(f"[yellow]skipped {len(corpus.malformed_lines)} malformed line(s)[/]")
     sources, references = corpus.sources[:limit], corpus.targets[:limit]
-    result = run.evaluate(sources, references, beam, max_length=max_length, length_penalty=length_penalty)
+    result = run.evaluate(
+        sources, references, beam, max_length=max_length, length_penalty=length_penalty, precision=precision
+    )
     if output is not None:
         atomic_write(output, ("\n".join(result.translations) + "\n").encode("utf-8"))
     if as_json:

@@ -86,3 +86,11 @@ def check_autocast(device: torch.device, precision: str, cell: str) -> None:
             f"--precision {precision} is not supported for the {cell.upper()} cell on this CPU (its PyTorch kernels "
             "need bf16 instructions such as avx512_bf16 or AMX); use --precision fp32."
         ) from None
+
+
+def scoring_autocast(device: torch.device, precision: str, cell: str) -> contextlib.AbstractContextManager:
+    """Autocast for scoring or evaluating: fp32 (exact, the default) or bf16 on request."""
+    if precision not in ("fp32", "bf16"):
+        raise CharRNNError(f"Unknown precision {precision!r} for scoring; choose fp32 or bf16.")
+    check_autocast(device, precision, cell)
+    return autocast(device, precision)
