@@ -79,13 +79,13 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def write_json(name: str, payload: dict[str, Any]) -> Path:
-    """Write `payload` (plus machine info) to bench/results/<name>.json."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write_json(name: str, payload: dict[str, Any], directory: Path = RESULTS) -> Path:
+    """Write `payload` (plus machine info) to <directory>/<name>.json (default bench/results/)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.json"
     data = {"machine": machine_info(), **payload}
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    console.print(f"wrote {path.relative_to(REPO)}")
+    console.print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
     return path
 
 
@@ -192,7 +192,7 @@ def save_plot(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
-    console.print(f"wrote {path.relative_to(REPO)}")
+    console.print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
     return True
 
 

@@ -2,6 +2,12 @@
 
     python bench/generate.py            # default char model, 2,000-token samples, 10,000 sentences
     python bench/generate.py --quick    # short samples, 500 sentences
+    python bench/generate.py --run checkpoints/tinyshakespeare-char   # a trained model (scoring error)
+
+Scoring is timed in fp32 and under `--precision bf16` (bf16 autocast), and the bf16 run reports its
+error against fp32: |log P(bf16) - log P(fp32)| per sentence (mean and max, nats) on the corpus's
+lines. Give `--run` for a trained model: the error of random weights says little. On a CPU whose
+PyTorch has no bf16 kernel for the model's cell, the bf16 measurement is skipped with the reason.
 
 Every measurement runs in its own fresh process (so its peak RSS is its own), and the kinds are
 interleaved round by round so they see the same machine load. The model is charrnn's default
@@ -20,12 +26,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import TINY_SHAKESPEARE, console, median, print_table, write_json  # noqa: E402
+import torch  # noqa: E402
 
-KINDS = ("reference_sample_1", "sample_1", "sample_64", "score_one_by_one", "score_batched")
+from bench.common import RESULTS, TINY_SHAKESPEARE, console, median, print_table, write_json  # noqa: E402
+
+KINDS = ("reference_sample_1", "sample_1", "sample_64", "score_one_by_one", "score_batched", "score_batched_bf16")
 
 
-def _setup(threads: int | None):
+def _setup(threads: int | None, run: str | None = None):
     import torch
 
     from charrnn.core.config import TokenizerConfig
@@ -38,16 +46,23 @@ def _setup(threads: int | None):
     set_threads(threads)
     text = read_corpus(TINY_SHAKESPEARE)
     tokenizer = build_tokenizer(text, TokenizerConfig(level="char"))
+    if run is not None:
+        import charrnn
+
+        loaded = charrnn.load(run)
+        return torch, text, loaded.tokenizer, loaded.model
     torch.manual_seed(0)
     model = LanguageModel(ModelConfig(vocab_size=tokenizer.vocab_size)).eval()
     return torch, text, tokenizer, model
 
 
-def measure(kind: str, length: int, sentences: int, threads: int | None, queue: Any) -> None:
+def measure(
+    kind: str, length: int, sentences: int, threads: int | None, queue: Any, run: str | None = None
+) -> None:
     """Run one measurement in this (child) process and put its figures on `queue`."""
     from bench.common import peak_rss_mib
 
-    torch, text, tokenizer, model = _setup(threads)
+    torch, text, tokenizer, model = _setup(threads, run)
     out: dict[str, Any] = {"kind": kind}
     if kind == "reference_sample_1":
         from bench.reference import RNNModel
@@ -94,22 +109,38 @@ def measure(kind: str, length: int, sentences: int, threads: int | None, queue: 
         lines = [line for line in text.split("\n") if line.strip()]
         lines = (lines * (sentences // len(lines) + 1))[:sentences]
         seqs = [encode_sentence(tokenizer, line) for line in lines]
-        start = time.perf_counter()
-        if kind == "score_batched":
-            score_token_ids(model, seqs)
+        if kind == "score_batched_bf16":
+            exact = [sum(x) for x in score_token_ids(model, seqs)]  # untimed: the fp32 answer
+            start = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                approx = [sum(x) for x in score_token_ids(model, seqs)]
+            seconds = time.perf_counter() - start
+            errors = [abs(a - b) for a, b in zip(approx, exact, strict=True)]
+            out |= {"mean_abs_error": sum(errors) / len(errors), "max_abs_error": max(errors)}
+            out |= {"mean_abs_logprob": sum(map(abs, exact)) / len(exact)}
         else:
-            for seq in seqs:
-                score_token_ids(model, [seq])
-        seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            if kind == "score_batched":
+                score_token_ids(model, seqs)
+            else:
+                for seq in seqs:
+                    score_token_ids(model, [seq])
+            seconds = time.perf_counter() - start
         out |= {"sentences": len(seqs), "tokens": sum(map(len, seqs)), "seconds": seconds}
     out["peak_rss_mib"] = peak_rss_mib()
     queue.put(out)
 
 
-def run_in_child(kind: str, length: int, sentences: int, threads: int | None) -> dict[str, Any]:
+def _run_cell(run: str) -> str:
+    import charrnn
+
+    return charrnn.load(run).config.model.cell
+
+
+def run_in_child(kind: str, length: int, sentences: int, threads: int | None, run: str | None) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=measure, args=(kind, length, sentences, threads, queue))
+    proc = ctx.Process(target=measure, args=(kind, length, sentences, threads, queue, run))
     proc.start()
     result = queue.get()
     proc.join()
@@ -123,14 +154,26 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=None, help="sentences to score (default 10000)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 2; quick 1)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores, at most 8)")
+    parser.add_argument("--run", default=None, help="a trained char run directory (default: random weights)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="directory for the JSON")
     args = parser.parse_args()
     length = args.length or (200 if args.quick else 2000)
     sentences = args.sentences or (500 if args.quick else 10_000)
     rounds = args.rounds or (1 if args.quick else 2)
-    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
+    from charrnn.core.precision import bf16_kernel_runs
+
+    cell = "lstm" if args.run is None else _run_cell(args.run)
+    skipped = {}
+    if not bf16_kernel_runs(cell, torch.device("cpu")):
+        skipped["score_batched_bf16"] = (
+            f"this CPU's PyTorch has no bf16 {cell.upper()} kernel (needs avx512_bf16 or AMX)"
+        )
+        console.print(f"[yellow]bf16 scoring skipped: {skipped['score_batched_bf16']}[/]")
+    kinds = [k for k in KINDS if k not in skipped]
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
     for r in range(rounds):
-        for kind in KINDS:
-            result = run_in_child(kind, length, sentences, args.threads)
+        for kind in kinds:
+            result = run_in_child(kind, length, sentences, args.threads, args.run)
             runs[kind].append(result)
             console.print(f"round {r + 1}/{rounds} {kind}: {result['seconds']:.2f}s")
 
@@ -153,6 +196,15 @@ def main() -> None:
         "score_batched_sentences_per_second": rate("score_batched", "sentences"),
         "batched_scoring_speedup": rate("score_batched", "sentences") / rate("score_one_by_one", "sentences"),
     }
+    if "score_batched_bf16" in runs:
+        last = runs["score_batched_bf16"][-1]
+        summary |= {
+            "score_batched_bf16_sentences_per_second": rate("score_batched_bf16", "sentences"),
+            "bf16_scoring_speedup": rate("score_batched_bf16", "sentences") / rate("score_batched", "sentences"),
+            "bf16_mean_abs_error": last["mean_abs_error"],
+            "bf16_max_abs_error": last["max_abs_error"],
+            "fp32_mean_abs_logprob": last["mean_abs_logprob"],
+        }
     base = rate("sample_1")
     print_table(
         f"sampling ({length} tokens per sample), {rounds} interleaved round(s)",
@@ -188,16 +240,40 @@ def main() -> None:
                 rate("score_batched", "sentences") / one,
                 rss("score_batched"),
             ),
-        ],
+        ]
+        + (
+            [
+                (
+                    "batched, bf16",
+                    rate("score_batched_bf16", "sentences"),
+                    rate("score_batched_bf16"),
+                    rate("score_batched_bf16", "sentences") / one,
+                    rss("score_batched_bf16"),
+                )
+            ]
+            if "score_batched_bf16" in runs
+            else []
+        ),
     )
+    if "score_batched_bf16" in runs:
+        console.print(
+            f"bf16 scoring error against fp32: mean {summary['bf16_mean_abs_error']:.4f}, max "
+            f"{summary['bf16_max_abs_error']:.4f} nats per sentence (mean |log P| {summary['fp32_mean_abs_logprob']:.2f})"
+        )
+    for kind, reason in skipped.items():
+        console.print(f"{kind}: skipped ({reason})")
     console.print(
         f"batched sampling: {summary['batched_sampling_speedup']:.1f}x (target >= 20x); "
         f"batched scoring: {summary['batched_scoring_speedup']:.1f}x (target >= 10x)"
     )
     write_json(
         "generate_quick" if args.quick else "generate",
-        {"length": length, "sentences": sentences, "rounds": rounds, "summary": summary, "runs": runs},
-    )
+        {
+            "length": length, "sentences": sentences, "rounds": rounds, "run": args.run,
+            "summary": summary, "runs": runs, "skipped": skipped,
+        },
+        args.results,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

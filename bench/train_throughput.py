@@ -2,6 +2,11 @@
 
     python bench/train_throughput.py            # char 2x512 LSTM and word level (33k vocabulary)
     python bench/train_throughput.py --quick    # a smoke run with small models
+    python bench/train_throughput.py --precisions fp32    # charrnn in fp32 only
+
+Each charrnn arm runs in fp32 and with `--precision bf16` (bf16 autocast; `--precisions`). On a
+CPU whose PyTorch has no bf16 LSTM kernel (no avx512_bf16/AMX) the bf16 arms are skipped with the
+reason, in the table and the JSON.
 
 Each round times the reference loop and charrnn's training loop (the library's
 `train_language_model`, the code `charrnn train` runs) on the same model, one after the
@@ -26,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import reference  # noqa: E402
 from bench.common import (  # noqa: E402
+    RESULTS,
     SHARED_CORPORA,
     TINY_SHAKESPEARE,
     WIKITEXT2,
@@ -95,7 +101,9 @@ def word_corpus(tmp: Path) -> Path:
     return path
 
 
-def run_charrnn(case: Case, softmax: str, steps: int, tmp: Path, threads: int | None) -> float:
+def run_charrnn(
+    case: Case, softmax: str, steps: int, tmp: Path, threads: int | None, precision: str = "fp32"
+) -> float:
     """Median tokens/s of charrnn's training loop over the windows after the first."""
     config = RunConfig(
         tokenizer=TokenizerConfig(level=case.level, vocab_size=case.vocab_cap),
@@ -108,15 +116,21 @@ def run_charrnn(case: Case, softmax: str, steps: int, tmp: Path, threads: int | 
             eval_tokens=5_000,
             schedule="constant",
             threads=threads,
+            precision=precision,
         ),
         corpus=str(case.corpus),
     )
     timer = StepTimer()
-    run_dir = tmp / f"run-{case.name}-{softmax}"
+    run_dir = tmp / f"run-{case.name}-{softmax}-{precision}"
     train_language_model(config, run_dir, overwrite=True, reporter=timer)
     shutil.rmtree(run_dir, ignore_errors=True)
     windows = timer.windows[1:] or timer.windows
     return median(windows)
+
+
+def arm_key(softmax: str, precision: str) -> str:
+    """A charrnn arm's name: the softmax, with the precision when it is not fp32."""
+    return softmax if precision == "fp32" else f"{softmax}, {precision}"
 
 
 def run_reference(model: reference.RNNModel, ids: torch.Tensor, case: Case, steps: int) -> float:
@@ -137,6 +151,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores, at most 8)")
     parser.add_argument("--levels", default="char,word", help="comma-separated: char, word")
     parser.add_argument("--tag", default="", help="suffix for the JSON name (keep several results side by side)")
+    parser.add_argument("--precisions", default="fp32,bf16", help="charrnn arms: comma-separated fp32, bf16")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="directory for the JSON")
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
     from charrnn.core.runtime import set_threads
@@ -152,6 +168,14 @@ def main() -> None:
     if args.quick:
         cases = [replace(c, hidden=128, embed=min(c.embed, 128), batch=16, bptt=min(c.bptt, 64)) for c in cases]
 
+    from charrnn.core.precision import bf16_kernel_runs
+
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    skipped: dict[str, str] = {}
+    if "bf16" in precisions and not bf16_kernel_runs("lstm", torch.device("cpu")):
+        skipped["bf16"] = "this CPU's PyTorch has no bf16 LSTM kernel (it needs avx512_bf16 or AMX)"
+        console.print(f"[yellow]bf16 arms skipped: {skipped['bf16']}[/]")
+    precisions = [p for p in precisions if p not in skipped]
     results: list[dict[str, Any]] = []
     for case in cases:
         text = read_corpus(case.corpus)
@@ -163,7 +187,8 @@ def main() -> None:
         flops["full"] = flops["reference"]
         cutoffs = default_adaptive_cutoffs(vocab)
         flops["adaptive"] = rec_flops + adaptive_train_flops(case.hidden, cutoffs, vocab, ids)
-        speeds: dict[str, list[float]] = {"reference": []} | {s: [] for s in case.charrnn_softmaxes}
+        arms = [(s, p) for s in case.charrnn_softmaxes for p in precisions]  # (softmax, precision)
+        speeds: dict[str, list[float]] = {"reference": []} | {arm_key(s, p): [] for s, p in arms}
         gemms: list[float] = []
         for r in range(rounds):
             console.print(f"[bold]{case.name}[/] round {r + 1}/{rounds} (vocab {vocab:,})")
@@ -173,18 +198,24 @@ def main() -> None:
             ref_steps = steps // 2  # the reference's timed steps (charrnn's second window is 10 steps too)
             speeds["reference"].append(run_reference(model, ids, case, ref_steps))
             del model
-            for softmax in case.charrnn_softmaxes:
-                speeds[softmax].append(run_charrnn(case, softmax, steps, tmp, args.threads))
+            for softmax, precision in arms:
+                speeds[arm_key(softmax, precision)].append(
+                    run_charrnn(case, softmax, steps, tmp, args.threads, precision)
+                )
             console.print({k: round(v[-1]) for k, v in speeds.items()})
         gemm = max(gemms)
         ref = speeds["reference"]
-        for impl, values in speeds.items():
+        for key, values in speeds.items():
+            impl, _, precision = key.partition(", ")
             ratios = [v / r for v, r in zip(values, ref, strict=True)]
             tok_s = median(values)
             results.append(
                 {
                     "case": case.name,
-                    "implementation": "reference" if impl == "reference" else f"charrnn ({impl} softmax)",
+                    "implementation": "reference"
+                    if impl == "reference"
+                    else f"charrnn ({impl} softmax{', ' + precision if precision else ''})",
+                    "precision": precision or "fp32",
                     "vocab": vocab,
                     "config": {
                         "embed": case.embed,
@@ -222,9 +253,12 @@ def main() -> None:
         ],
     )
     console.print(f"torch.matmul 1024^3 fp32: {results[0]['gemm_gflops']:.0f} GFLOP/s (best of the rounds)")
+    for precision, reason in skipped.items():
+        console.print(f"{precision}: skipped ({reason})")
     write_json(
         ("train_throughput_quick" if args.quick else "train_throughput") + (f"_{args.tag}" if args.tag else ""),
-        {"rounds": rounds, "threads": torch.get_num_threads(), "results": results},
+        {"rounds": rounds, "threads": torch.get_num_threads(), "results": results, "skipped": skipped},
+        args.results,
     )
 
 

@@ -70,6 +70,25 @@ def test_sample_streams_a_continuation_of_the_prime(trained_run: Path, capsys) -
     assert code == 0 and many.count("--- sample ") == 3
 
 
+@pytest.mark.parametrize("command", [["sample", "--length", "5"], ["score-sentence", "First"]])
+def test_generation_commands_take_threads_default_one(trained_run: Path, capsys, command: list[str]) -> None:
+    import torch
+
+    name, *rest = command
+    try:
+        torch.set_num_threads(3)
+        code, _, err = run_cli([name, str(trained_run), *rest], capsys)
+        assert code == 0, err
+        assert torch.get_num_threads() == 1  # the default for generation and scoring
+        code, _, err = run_cli([name, str(trained_run), *rest, "--threads", "2"], capsys)
+        assert code == 0, err
+        assert torch.get_num_threads() == 2
+        code, _, err = run_cli([name, str(trained_run), *rest, "--threads", "0"], capsys)
+        assert code == 2 and err.strip() == "charrnn: error: --threads must be between 1 and 1024, got 0."
+    finally:
+        torch.set_num_threads(1)
+
+
 def test_score_sentence_json_and_table(trained_run: Path, tmp_path: Path, capsys) -> None:
     code, out, _ = run_cli(
         ["score-sentence", str(trained_run), "First Citizen:", "Before we proceed", "--json"], capsys

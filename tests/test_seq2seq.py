@@ -9,7 +9,13 @@ import torch
 
 from charrnn.core.tokenizers import EOS_ID, UNK_ID
 from charrnn.seq2seq.config import ATTENTIONS, Seq2SeqConfig
-from charrnn.seq2seq.decoding import TranslateSettings, beam_search, greedy_search, translate_ids
+from charrnn.seq2seq.decoding import (
+    TranslateSettings,
+    batched_beam_search,
+    beam_search,
+    greedy_search,
+    translate_ids,
+)
 from charrnn.seq2seq.model import Seq2Seq
 from charrnn.seq2seq.pairs import make_batch
 from charrnn.seq2seq.scoring import score_pair_ids
@@ -177,6 +183,47 @@ def test_beam_scores_equal_the_scorer(trained, alpha: float) -> None:
         greedy = greedy_search(model, [source], settings)[0]
         if alpha == 0.0 and greedy.finished:  # beam search never finds a worse raw score than greedy
             assert hyps[0].logprob >= greedy.logprob - 1e-6
+
+
+def assert_same_hypotheses(one_by_one: list, batched: list) -> None:
+    """The batched search found the reference's hypotheses, in the same order, with the same scores."""
+    assert len(one_by_one) == len(batched)
+    for ref, got in zip(one_by_one, batched, strict=True):
+        assert [(h.ids, h.finished) for h in got] == [(h.ids, h.finished) for h in ref]
+        for r, g in zip(ref, got, strict=True):
+            assert math.isclose(g.logprob, r.logprob, abs_tol=1e-5)
+            if r.attention is not None:
+                assert torch.allclose(torch.tensor(g.attention), torch.tensor(r.attention), atol=1e-5)
+
+
+@pytest.mark.parametrize(("beam", "alpha", "batch_size"), [(5, 1.0, 16), (3, 0.0, 64), (2, 0.6, 7)])
+def test_batched_beam_search_equals_one_by_one(trained, beam: int, alpha: float, batch_size: int) -> None:
+    model, _ = trained
+    sources = [s for s, _ in random_pairs(50, 1, 9, torch.Generator().manual_seed(11))]
+    settings = TranslateSettings(beam=beam, max_length=12, length_penalty=alpha, batch_size=batch_size)
+    reference = [beam_search(model, source, settings) for source in sources]
+    assert_same_hypotheses(reference, batched_beam_search(model, sources, settings))
+    assert len({tuple(h[0].ids) for h in reference}) > 10  # the sentences really differ
+
+
+@pytest.mark.parametrize("attention", ["none", "luong-general"])
+def test_batched_beam_search_equals_one_by_one_with_attention_rows(attention: str) -> None:
+    torch.manual_seed(6)
+    model = tiny(attention, "lstm", layers=2).eval()  # untrained: flat distributions, many near ties
+    sources = [s for s, _ in random_pairs(20, 1, 6, torch.Generator().manual_seed(12))]
+    settings = TranslateSettings(beam=4, max_length=6, batch_size=8)
+    reference = [beam_search(model, source, settings, with_attention=True) for source in sources]
+    assert_same_hypotheses(reference, batched_beam_search(model, sources, settings, with_attention=True))
+
+
+def test_batched_beam_search_with_fewer_tokens_than_beams() -> None:
+    """A 2-symbol target vocabulary: fewer than K candidates survive, so some slots stay empty."""
+    torch.manual_seed(7)
+    model = Seq2Seq(Seq2SeqConfig(VOCAB, 5, "gru", 16, 32, 1, 0.0, True, "luong-dot")).eval()
+    sources = [s for s, _ in random_pairs(30, 1, 6, torch.Generator().manual_seed(13))]
+    settings = TranslateSettings(beam=6, max_length=7, batch_size=9)
+    reference = [beam_search(model, source, settings) for source in sources]
+    assert_same_hypotheses(reference, batched_beam_search(model, sources, settings))
 
 
 def test_unk_is_never_emitted() -> None:

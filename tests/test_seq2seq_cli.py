@@ -87,6 +87,21 @@ def test_translate_arguments_stdin_json_and_attention(run_dir: Path, capsys, mon
     assert code == 0 and len(out.splitlines()) == 2
 
 
+@pytest.mark.parametrize("command", ["translate", "eval"])
+def test_translate_and_eval_take_threads_default_one(run_dir: Path, pair_files, capsys, command: str) -> None:
+    import torch
+
+    data = "Ein Hund." if command == "translate" else pair_files["val"]
+    try:
+        torch.set_num_threads(3)
+        code, _, err = run(capsys, "seq2seq", command, run_dir, data)
+        assert code == 0 and torch.get_num_threads() == 1, err
+        code, _, err = run(capsys, "seq2seq", command, run_dir, data, "--threads", "2")
+        assert code == 0 and torch.get_num_threads() == 2, err
+    finally:
+        torch.set_num_threads(1)
+
+
 def test_eval_reports_bleu_exact_match_and_scorer_log_probs(run_dir: Path, pair_files, capsys) -> None:
     code, out, err = run(capsys, "seq2seq", "eval", run_dir, pair_files["val"], "--json", "--per-sentence")
     assert code == 0, err
@@ -251,3 +266,16 @@ def test_precision_option_is_checked_and_saved(pair_files, tmp_path: Path, capsy
     )
     assert code == 0, err
     assert json.loads((out / "config.json").read_text())["training"]["precision"] == "bf16"
+
+
+def test_eval_scores_in_fp32_unless_bf16_is_asked_for(run_dir: Path, pair_files, capsys) -> None:
+    figures = {}
+    for precision in ("fp32", "bf16"):
+        code, out, err = run(
+            capsys, "seq2seq", "eval", run_dir, pair_files["val"], "--json", "--precision", precision
+        )
+        assert code == 0, err
+        figures[precision] = json.loads(out)["mean_logprob"]
+    code, out, _ = run(capsys, "seq2seq", "eval", run_dir, pair_files["val"], "--json")
+    assert json.loads(out)["mean_logprob"] == figures["fp32"]  # the default is fp32
+    assert figures["bf16"] != figures["fp32"] and figures["bf16"] == pytest.approx(figures["fp32"], rel=0.05)

@@ -63,6 +63,8 @@ class RichReporter:
             f"run {info.get('run_dir')}",
             highlight=False,
         )
+        if info.get("precision_reason") not in (None, "asked for"):
+            self.console.print(f"precision {info.get('precision')} ({info['precision_reason']})", highlight=False)
         if info.get("changes"):
             self.console.print(
                 f"resuming at step {info['start_step']}; " + "; ".join(info["changes"]), highlight=False

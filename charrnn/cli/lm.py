@@ -33,10 +33,16 @@ def register(app: typer.Typer) -> None:
     app.command("score-sentence")(score_sentence)
 
 
-def _load_lm(run_dir: Path, device: str):
+THREADS_HELP = "CPU threads (default 1: fastest for generation and scoring, and safe on a busy machine)."
+SCORING_PRECISION_HELP = "fp32 (exact, the default) or bf16 (faster where the hardware has bf16; approximate)."
+
+
+def _load_lm(run_dir: Path, device: str, threads: int | None):
     """The language model in RUN_DIR, with the note about its weights (if any) on stderr."""
+    from charrnn.core.runtime import set_inference_threads
     from charrnn.lm.run import LanguageModelRun
 
+    set_inference_threads(threads)
     run = LanguageModelRun.load(run_dir, device)
     if run.note:
         err_console().print(f"[yellow]note: {run.note}[/]", highlight=False)
@@ -55,13 +61,14 @@ def sample(
     num: int = typer.Option(1, "--num", help="Independent samples, generated together in one batch."),
     seed: int | None = typer.Option(None, help="Random seed for repeatable samples."),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
+    threads: int | None = typer.Option(None, help=THREADS_HELP),
 ) -> None:
     """Generate text from a trained model (streamed to stdout)."""
     from charrnn.core.sampling import SampleSettings
 
     settings = {"greedy": greedy, "top_k": top_k, "top_p": top_p, "until_eos": until_eos, "seed": seed}
     SampleSettings(length=length, temperature=temperature, num=num, **settings).validate()
-    run = _load_lm(run_dir, device)
+    run = _load_lm(run_dir, device, threads)
     out = sys.stdout
     if num == 1:
         for piece in run.stream(prime, length, temperature, **settings):
@@ -99,10 +106,12 @@ def score_sentence(
     per_token: bool = typer.Option(False, "--per-token", help="Show each token's conditional probability."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array for scripts."),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
+    threads: int | None = typer.Option(None, help=THREADS_HELP),
+    precision: str = typer.Option("fp32", help=SCORING_PRECISION_HELP),
 ) -> None:
     """Score how probable sentences are: log-probability, perplexity and per-token detail."""
     texts = read_sentences(sentences, file, "score")
-    scores = _load_lm(run_dir, device).score(texts)
+    scores = _load_lm(run_dir, device, threads).score(texts, precision=precision)
     if as_json:
         print(json.dumps([s.to_dict() for s in scores], ensure_ascii=False, indent=1))
         return

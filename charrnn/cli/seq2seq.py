@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from charrnn.cli.display import attention_table, err_console, summary_table
-from charrnn.cli.lm import read_sentences
+from charrnn.cli.lm import SCORING_PRECISION_HELP, THREADS_HELP, read_sentences
 from charrnn.cli.options import add_train_command, parameter
 from charrnn.core.errors import CharRNNError
 
@@ -37,10 +37,12 @@ add_train_command(
 )
 
 
-def _load_translation(run_dir: Path, device: str):
+def _load_translation(run_dir: Path, device: str, threads: int | None):
     """The seq2seq model in RUN_DIR, with the note about its weights (if any) on stderr."""
+    from charrnn.core.runtime import set_inference_threads
     from charrnn.seq2seq.run import TranslationRun
 
+    set_inference_threads(threads)
     run = TranslationRun.load(run_dir, device)
     if run.note:
         err_console().print(f"[yellow]note: {run.note}[/]", highlight=False)
@@ -60,13 +62,14 @@ def translate_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array (text, tokens, scores, attention)."),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
+    threads: int | None = typer.Option(None, help=THREADS_HELP),
 ) -> None:
     """Translate sentences with a trained model: one output line per input line."""
     from charrnn.seq2seq.decoding import TranslateSettings
 
     TranslateSettings(beam=beam, max_length=max_length, length_penalty=length_penalty).validate()
     lines = [line.strip() for line in read_sentences(texts, file, "translate")]
-    run = _load_translation(run_dir, device)
+    run = _load_translation(run_dir, device, threads)
     if show_attention and run.config.model.attention == "none":
         raise CharRNNError(f"{run_dir} was trained with --attention none; it has no attention to show.")
     results = run.translate(
@@ -102,6 +105,8 @@ def eval_command(
     as_json: bool = typer.Option(False, "--json", help="Print the figures (and per-sentence detail) as JSON."),
     skip_malformed: bool = typer.Option(False, "--skip-malformed", help="Skip malformed TSV lines."),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
+    threads: int | None = typer.Option(None, help=THREADS_HELP),
+    precision: str = typer.Option("fp32", help=SCORING_PRECISION_HELP),
 ) -> None:
     """Corpus BLEU (sacrebleu, detokenised, cased), exact match and log P(reference | source) per sentence."""
     from charrnn.core.rundir import atomic_write
@@ -111,14 +116,16 @@ def eval_command(
     TranslateSettings(beam=beam, max_length=max_length, length_penalty=length_penalty).validate()
     if limit is not None and limit < 1:
         raise CharRNNError(f"--limit must be at least 1, got {limit}.")
-    run = _load_translation(run_dir, device)
+    run = _load_translation(run_dir, device, threads)
     corpus = read_pairs(pairs, src, tgt, skip_malformed=skip_malformed)
     if corpus.skipped_empty:
         err_console().print(f"[yellow]skipped {corpus.skipped_empty} pair(s) with an empty source or target[/]")
     if corpus.malformed_lines:
         err_console().print(f"[yellow]skipped {len(corpus.malformed_lines)} malformed line(s)[/]")
     sources, references = corpus.sources[:limit], corpus.targets[:limit]
-    result = run.evaluate(sources, references, beam, max_length=max_length, length_penalty=length_penalty)
+    result = run.evaluate(
+        sources, references, beam, max_length=max_length, length_penalty=length_penalty, precision=precision
+    )
     if output is not None:
         atomic_write(output, ("\n".join(result.translations) + "\n").encode("utf-8"))
     if as_json:

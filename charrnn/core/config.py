@@ -22,7 +22,7 @@ LEVELS = ("char", "word", "subword")
 CELLS = ("lstm", "gru", "rnn")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("plateau", "cosine", "constant")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -97,7 +97,13 @@ class TrainConfig:
         5, "Consecutive non-finite steps before rolling back to the last checkpoint.", resumable=True
     )
     precision: str = option(
-        "fp32", "fp32, or bf16/fp16 autocast for the forward pass (fp16 adds loss scaling).", resumable=True
+        "auto",
+        "auto (bf16 where the GPU or CPU runs it fast, else fp32), fp32, or bf16/fp16 autocast for the forward "
+        "pass (fp16 adds loss scaling).",
+        resumable=True,
+    )
+    resolved_precision: str | None = option(
+        None, "The precision training runs in (what auto chose), set by charrnn.", derived=True
     )
     compile: bool = option(
         False, "torch.compile the model's forward pass (for CUDA GPUs).", resumable=True, flag="--compile"

@@ -24,6 +24,7 @@ import torch
 from charrnn.core import rundir
 from charrnn.core.errors import CharRNNError
 from charrnn.core.optim import grad_scaler, learning_rate, make_optimizer, update_plateau
+from charrnn.core.precision import PrecisionChoice, ProbeShape, resolve_precision
 from charrnn.core.resume import load_resume_state, resume_changes, save_resume_state
 from charrnn.core.runtime import autocast, check_autocast, resolve_device, seed_everything, set_threads
 from charrnn.core.state import Reporter, SilentReporter, TrainResult, TrainState
@@ -111,7 +112,8 @@ def train(
     should_stop = should_stop or (lambda: False)
     run_dir = Path(run_dir)
     config.validate()
-    changes = resume_changes(recipe.read_config(run_dir), config) if resume else []
+    saved = recipe.read_config(run_dir) if resume else None
+    changes = resume_changes(saved, config) if resume else []
     cfg = config.training
     device = resolve_device(cfg.device)
     check_autocast(device, cfg.precision, config.model.cell)
@@ -123,6 +125,8 @@ def train(
     tokenizers = recipe.read_tokenizers(run_dir) if resume else recipe.build_tokenizers(config, data)
     prepared = recipe.prepare(config, tokenizers, data, device, reporter)
     task, model = prepared.task, prepared.task.model
+    precision = choose_precision(config, saved, device)
+    cfg.resolved_precision = precision.precision
     optimizer = make_optimizer(model, cfg)
     tokenizer_hash = recipe.tokenizer_hash(tokenizers)
     state = TrainState()
@@ -162,7 +166,8 @@ def train(
             "start_step": state.step,
             "max_time": cfg.max_time,
             "device": str(device),
-            "precision": cfg.precision,
+            "precision": cfg.resolved_precision,
+            "precision_reason": precision.reason,
             "resumed": resume,
             "changes": changes,
         }
@@ -181,6 +186,29 @@ def train(
     )
     result.level = prepared.info.get("level", "char")
     return result
+
+
+def choose_precision(config: Any, saved: Any, device: torch.device) -> PrecisionChoice:
+    """The precision this session trains in: a resumed auto run keeps what auto chose when it started."""
+    cfg = config.training
+    if (
+        saved is not None
+        and saved.training.precision == cfg.precision == "auto"
+        and saved.training.resolved_precision
+    ):
+        return PrecisionChoice(saved.training.resolved_precision, "auto: as chosen when the run started")
+    model = config.model
+    vocab = getattr(model, "vocab_size", None) or getattr(model, "target_vocab_size", None) or 256
+    shape = ProbeShape(
+        model.cell,
+        model.embed,
+        model.hidden,
+        model.layers,
+        vocab,
+        min(cfg.batch_size, 64),
+        min(getattr(cfg, "bptt", 32), 64),
+    )
+    return resolve_precision(cfg.precision, device, shape)
 
 
 def run_training_loop(
@@ -247,7 +275,7 @@ def run_training_loop(
     stop_reason = "epochs"
     last_eval_step = -1
     params = [p for p in model.parameters() if p.requires_grad]
-    scaler = grad_scaler(device, cfg.precision == "fp16")  # fp16 needs loss scaling; bf16 and fp32 do not
+    scaler = grad_scaler(device, cfg.resolved_precision == "fp16")  # fp16 needs loss scaling; bf16 and fp32 do not
     batches_per_epoch = task.batches_per_epoch
     epoch_limit = cfg.epoch_limit
 
@@ -267,7 +295,7 @@ def run_training_loop(
             lr = learning_rate(cfg, state, total_steps, time_progress(state.elapsed))
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            with autocast(device, cfg.precision):
+            with autocast(device, cfg.resolved_precision):
                 loss, n_tokens = task.step_loss(state)
             optimizer.zero_grad(set_to_none=True)
             finite = scaled = bool(torch.isfinite(loss))

@@ -37,6 +37,16 @@ def set_threads(threads: int | None) -> None:
     torch.set_num_threads(max(int(threads), 1))
 
 
+GENERATION_THREADS = 1  # sampling, scoring, translating: small matrices, so more threads mostly wait
+
+
+def set_inference_threads(threads: int | None) -> None:
+    """Use `threads` CPU threads for sampling, scoring or translating (default: `GENERATION_THREADS`)."""
+    if threads is not None and not 1 <= threads <= 1024:
+        raise CharRNNError(f"--threads must be between 1 and 1024, got {threads}.")
+    torch.set_num_threads(GENERATION_THREADS if threads is None else threads)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's and torch's generators (and numpy's, when it is installed)."""
     random.seed(seed)
@@ -63,7 +73,7 @@ def check_autocast(device: torch.device, precision: str, cell: str) -> None:
     oneDNN runs the CPU LSTM in bfloat16 only on CPUs with bf16 instructions (avx512_bf16 or AMX);
     elsewhere the first forward pass fails deep inside torch. A one-step probe finds out.
     """
-    if precision == "fp32" or device.type != "cpu":
+    if precision in ("fp32", "auto") or device.type != "cpu":
         return
     from torch import nn
 
@@ -76,3 +86,11 @@ def check_autocast(device: torch.device, precision: str, cell: str) -> None:
             f"--precision {precision} is not supported for the {cell.upper()} cell on this CPU (its PyTorch kernels "
             "need bf16 instructions such as avx512_bf16 or AMX); use --precision fp32."
         ) from None
+
+
+def scoring_autocast(device: torch.device, precision: str, cell: str) -> contextlib.AbstractContextManager:
+    """Autocast for scoring or evaluating: fp32 (exact, the default) or bf16 on request."""
+    if precision not in ("fp32", "bf16"):
+        raise CharRNNError(f"Unknown precision {precision!r} for scoring; choose fp32 or bf16.")
+    check_autocast(device, precision, cell)
+    return autocast(device, precision)

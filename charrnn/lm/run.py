@@ -9,7 +9,8 @@ from typing import Any
 
 from charrnn.core import rundir
 from charrnn.core.errors import CharRNNError
-from charrnn.core.runtime import resolve_device
+from charrnn.core.precision import trained_precision
+from charrnn.core.runtime import resolve_device, scoring_autocast
 from charrnn.core.sampling import SampleSettings
 from charrnn.core.scoring import SentenceScore
 from charrnn.core.tokenizers import EOS_ID, SENTENCEPIECE_MODEL, TOKENIZER_JSON, Tokenizer
@@ -107,11 +108,13 @@ class LanguageModelRun:
             if active[0] and not (until_eos and tokens[0] == EOS_ID):
                 yield decode(tokens[0])
 
-    def score(self, sentences: str | list[str]) -> list[SentenceScore]:
+    def score(self, sentences: str | list[str], *, precision: str = "fp32") -> list[SentenceScore]:
         """log P, perplexity and per-token detail of each sentence (a closing `<eos>` included)."""
-        return score_sentences(
-            self.model, self.tokenizer, [sentences] if isinstance(sentences, str) else sentences
-        )
+        device = next(self.model.parameters()).device
+        with scoring_autocast(device, precision, self.config.model.cell):
+            return score_sentences(
+                self.model, self.tokenizer, [sentences] if isinstance(sentences, str) else sentences
+            )
 
     def info(self) -> dict[str, Any]:
         """What the run is and how far it trained: config, size, steps, best validation loss, versions."""
@@ -123,6 +126,7 @@ class LanguageModelRun:
             "parameters": sum(p.numel() for p in self.model.parameters()),
             **rundir.run_summary(self.run_dir),
             "weights": self.note or f"best by validation ({rundir.WEIGHTS_FILE})",
+            "precision": trained_precision(self.config.training),
             "config": dataclasses.asdict(self.config),
         }
 

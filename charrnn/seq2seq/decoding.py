@@ -9,6 +9,10 @@ Beam search keeps the K best partial hypotheses by total log-probability; a hypo
 length limit) and returns the finished one with the best length-normalised score
 logprob / length ** alpha (`length_penalty` alpha; 0 ranks by raw log-probability, which favours
 short outputs). With K = 1 it is exactly greedy decoding.
+
+`beam_search` decodes one sentence and is kept as the reference; `batched_beam_search` runs the same
+search for many sentences at once, as one decoder batch of sentences x K rows, and returns the same
+hypotheses (tests compare the two).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ class TranslateSettings:
     beam: int = 1
     max_length: int | None = None  # target tokens, <eos> included; None: 2 x source tokens + 10
     length_penalty: float = 1.0  # alpha in logprob / length ** alpha (beam search ranking)
-    batch_size: int = 64  # sentences decoded together by greedy search
+    batch_size: int = 64  # sentences decoded together (beam search: batch_size x beam decoder rows)
 
     def validate(self) -> None:
         if self.beam < 1:
@@ -187,14 +191,104 @@ def beam_search(
     return sorted(pool, key=lambda h: -h.score(alpha))
 
 
+@torch.inference_mode()
+def batched_beam_search(
+    model: Seq2Seq, sources: list[list[int]], settings: TranslateSettings, with_attention: bool = False
+) -> list[list[Hypothesis]]:
+    """Beam search for many sources at once, as `beam_search` does each; per source, hypotheses best first."""
+    model.eval()
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    results: list[list[Hypothesis]] = [[] for _ in sources]
+    for start in range(0, len(order), settings.batch_size):
+        rows = order[start : start + settings.batch_size]
+        found = _beam_batch(model, [sources[i] for i in rows], settings, with_attention)
+        for i, hyps in zip(rows, found, strict=True):
+            results[i] = hyps
+    return results
+
+
+def _beam_batch(
+    model: Seq2Seq, batch: list[list[int]], settings: TranslateSettings, with_attention: bool
+) -> list[list[Hypothesis]]:
+    """Beam search over one batch of sources: sentence s owns decoder rows s*K .. s*K+K-1 (its slots).
+
+    A slot with no hypothesis (fewer than K survived) carries log-probability -inf, so none of its
+    candidates is ever chosen. Sentences that finish leave the batch, so late steps decode fewer rows.
+    """
+    device = next(model.parameters()).device
+    k, n = settings.beam, len(batch)
+    memory = model.encode(pad_sequences(batch).to(device), torch.tensor([len(s) for s in batch], dtype=torch.long))
+    memory = memory.select(torch.arange(n, device=device).repeat_interleave(k))  # (n * k, ...)
+    state = memory.init_state
+    tokens = torch.full((n * k,), EOS_ID, dtype=torch.long, device=device)
+    slot_logprob = torch.full((n, k), -math.inf, dtype=torch.float64, device=device)
+    slot_logprob[:, 0] = 0.0
+    alive = [[Hypothesis([], 0.0, False, [] if with_attention else None)] for _ in batch]
+    done: list[list[Hypothesis]] = [[] for _ in batch]
+    limits = [settings.limit(len(s)) for s in batch]
+    searching = list(range(n))  # the sentences still in the decoder batch, in row order
+    for step in range(max(limits)):
+        log_probs, state, weights = model.decode_step(tokens, state, memory)  # (rows, vocab)
+        vocab = log_probs.shape[1]
+        candidates = slot_logprob.unsqueeze(2) + never_emitted(log_probs).double().view(len(searching), k, vocab)
+        top = torch.topk(candidates.view(len(searching), k * vocab), min(2 * k, k * vocab), dim=1)
+        next_rows: list[int] = []
+        next_tokens: list[int] = []
+        next_logprob: list[list[float]] = []
+        still: list[int] = []
+        for position, (s, values, indices) in enumerate(
+            zip(searching, top.values.tolist(), top.indices.tolist(), strict=True)
+        ):
+            keep_rows, keep_tokens, keep_hyps = [], [], []
+            for rank, (total, flat) in enumerate(zip(values, indices, strict=True)):
+                if total == -math.inf:
+                    break
+                slot, token = divmod(flat, vocab)
+                row = position * k + slot
+                parent = alive[s][slot]
+                attn = None
+                if parent.attention is not None and weights is not None:
+                    attn = parent.attention + [weights[row, : len(batch[s])].tolist()]
+                if token == EOS_ID:
+                    if rank < k:
+                        done[s].append(Hypothesis(list(parent.ids), total, True, attn))
+                    continue
+                keep_rows.append(row)
+                keep_tokens.append(token)
+                keep_hyps.append(Hypothesis(parent.ids + [token], total, False, attn))
+                if len(keep_hyps) == k:
+                    break
+            if len(done[s]) >= k or not keep_hyps:
+                continue
+            alive[s] = keep_hyps
+            if step + 1 == limits[s]:
+                continue
+            still.append(s)
+            empty = k - len(keep_rows)  # slots left without a hypothesis follow any row, at -inf
+            next_rows += keep_rows + [keep_rows[0]] * empty
+            next_tokens += keep_tokens + [keep_tokens[0]] * empty
+            next_logprob.append([h.logprob for h in keep_hyps] + [-math.inf] * empty)
+        if not still:
+            break
+        rows = torch.tensor(next_rows, dtype=torch.long, device=device)
+        state = select_state(state, rows)
+        if len(still) != len(searching):
+            memory = memory.select(rows)  # every slot of a sentence reads the same memory
+        searching = still
+        tokens = torch.tensor(next_tokens, dtype=torch.long, device=device)
+        slot_logprob = torch.tensor(next_logprob, dtype=torch.float64, device=device)
+    alpha = settings.length_penalty
+    return [sorted(d if d else a, key=lambda h: -h.score(alpha)) for d, a in zip(done, alive, strict=True)]
+
+
 def translate_ids(
     model: Seq2Seq, sources: list[list[int]], settings: TranslateSettings, with_attention: bool = False
 ) -> list[Hypothesis]:
-    """The best hypothesis for every source: greedy (batched) for beam 1, beam search otherwise."""
+    """The best hypothesis for every source: greedy for beam 1, beam search otherwise (both batched)."""
     settings.validate()
     if settings.beam == 1:
         return greedy_search(model, sources, settings, with_attention)
-    return [beam_search(model, source, settings, with_attention)[0] for source in sources]
+    return [hyps[0] for hyps in batched_beam_search(model, sources, settings, with_attention)]
 
 
 def translate(

@@ -8,7 +8,8 @@ from typing import Any
 
 from charrnn.core import rundir
 from charrnn.core.errors import CharRNNError
-from charrnn.core.runtime import resolve_device
+from charrnn.core.precision import trained_precision
+from charrnn.core.runtime import resolve_device, scoring_autocast
 from charrnn.core.scoring import SentenceScore
 from charrnn.core.tokenizers import Tokenizer
 from charrnn.seq2seq.config import Seq2SeqRunConfig
@@ -110,21 +111,25 @@ class TranslationRun:
             with_attention=with_attention,
         )
 
-    def score(self, pairs: list[tuple[str, str]]) -> list[SentenceScore]:
+    def score(self, pairs: list[tuple[str, str]], *, precision: str = "fp32") -> list[SentenceScore]:
         """log P(target | source) of each (source, target) pair, with per-token detail."""
         sources = [source for source, _ in pairs]
         targets = [target for _, target in pairs]
-        return score_pairs(self.model, self.source_tokenizer, self.target_tokenizer, sources, targets)
+        device = next(self.model.parameters()).device
+        with scoring_autocast(device, precision, self.config.model.cell):
+            return score_pairs(self.model, self.source_tokenizer, self.target_tokenizer, sources, targets)
 
     def evaluate(
         self, sources: list[str], references: list[str], beam: int = 1, *, max_length: int | None = None,
-        length_penalty: float = 1.0,
+        length_penalty: float = 1.0, precision: str = "fp32",
     ) -> EvalResult:  # fmt: skip
-        """Corpus BLEU, exact match and log P(reference | source) of the model's translations."""
+        """Corpus BLEU, exact match and log P(reference | source) of the model's translations (fp32 or bf16)."""
         settings = TranslateSettings(beam=beam, max_length=max_length, length_penalty=length_penalty)
-        return evaluate_pairs(
-            self.model, self.source_tokenizer, self.target_tokenizer, sources, references, settings
-        )
+        device = next(self.model.parameters()).device
+        with scoring_autocast(device, precision, self.config.model.cell):
+            return evaluate_pairs(
+                self.model, self.source_tokenizer, self.target_tokenizer, sources, references, settings
+            )
 
     def info(self) -> dict[str, Any]:
         """What the run is and how far it trained: config, size, steps, best validation loss, versions."""
@@ -136,5 +141,6 @@ class TranslationRun:
             "parameters": sum(p.numel() for p in self.model.parameters()),
             **rundir.run_summary(self.run_dir),
             "weights": self.note or f"best by validation ({rundir.WEIGHTS_FILE})",
+            "precision": trained_precision(self.config.training),
             "config": dataclasses.asdict(self.config),
         }
