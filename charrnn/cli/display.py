@@ -41,7 +41,7 @@ class RichReporter:
     """Shows training progress: a live bar on a terminal, plain lines otherwise (CI, pipes)."""
 
     def __init__(self, console: Console | None = None, plain_every: float = 15.0) -> None:
-        self.console = console or Console(stderr=True)
+        self.console = console or err_console()
         self.plain_every = plain_every
         self.progress: Progress | None = None
         self.task = None
@@ -128,8 +128,10 @@ def summary_table(rows: list[tuple[str, str]], title: str) -> Table:
 
 
 def err_console() -> Console:
-    """A rich console on stderr (stdout is kept for results)."""
-    return Console(stderr=True)
+    """A rich console on stderr (stdout is kept for results); lines are never wrapped when it is not a terminal."""
+    console = Console(stderr=True)
+    console.soft_wrap = not console.is_terminal
+    return console
 
 
 class StopFlag:

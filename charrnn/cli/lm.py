@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from charrnn.cli.display import err_console
+from charrnn.cli.inspect import OOV_HELP, OOV_LOGPROB_HELP
 from charrnn.cli.options import add_train_command, parameter
 from charrnn.core.errors import CharRNNError
 
@@ -98,11 +99,23 @@ def score_sentence(
     file: Path | None = typer.Option(None, "--file", "-f", help="Score each line of this file."),
     per_token: bool = typer.Option(False, "--per-token", help="Show each token's conditional probability."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array for scripts."),
+    oov: str = typer.Option("penalty", "--oov", help=OOV_HELP),
+    oov_logprob: float | None = typer.Option(None, "--oov-logprob", help=OOV_LOGPROB_HELP),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
 ) -> None:
     """Score how probable sentences are: log-probability, perplexity and per-token detail."""
+    from charrnn.core.scoring import check_oov
+
+    check_oov(oov, oov_logprob)
     texts = read_sentences(sentences, file, "score")
-    scores = _load_lm(run_dir, device).score(texts)
+    scores = _load_lm(run_dir, device).score(texts, oov=oov, oov_logprob=oov_logprob)
+    with_unk = sum(1 for s in scores if s.n_unk)
+    if with_unk:
+        err_console().print(
+            f"[yellow]note: {with_unk} sentence(s) contain <unk> (tokens the model never saw), "
+            f"counted with --oov {oov}; see --help[/]",
+            highlight=False,
+        )
     if as_json:
         print(json.dumps([s.to_dict() for s in scores], ensure_ascii=False, indent=1))
         return
