@@ -40,7 +40,9 @@ def parameter_count(run_dir: Path) -> int | None:
     """Number of model parameters, from the best weights' header (or the resume file's model part)."""
     shapes = safetensors_shapes(run_dir / rundir.WEIGHTS_FILE)
     if not shapes:
-        shapes = {k: v for k, v in safetensors_shapes(run_dir / rundir.RESUME_FILE).items() if k.startswith("model.")}
+        shapes = {
+            k: v for k, v in safetensors_shapes(run_dir / rundir.RESUME_FILE).items() if k.startswith("model.")
+        }
     if not shapes:
         return None
     return sum(math.prod(shape) for shape in shapes.values())
