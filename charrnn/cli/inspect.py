@@ -111,9 +111,10 @@ def runs(
     if not facts:
         err_console().print(f"no charrnn runs under {directory}")
         return
-    table = Table(title=f"runs under {directory}", title_justify="left")
-    for column in ("run", "kind", "level", "params", "steps", "best val (nats/token)", "bpc / ppl", "updated"):
-        table.add_column(column, justify="left" if column in ("run", "kind", "level", "updated") else "right")
+    table = Table(title=f"runs under {directory} (validation loss in nats/token)", title_justify="left", box=None)
+    for column in ("run", "kind", "level", "params", "steps", "best val", "bpc / ppl", "updated (UTC)"):
+        left = column in ("run", "kind", "level", "updated (UTC)")
+        table.add_column(column, justify="left" if left else "right", no_wrap=True)
     for f in facts:
         unit = (
             _number(f["best_val_bits_per_char"], 3) + " bpc"
@@ -121,10 +122,21 @@ def runs(
             else (_number(f["best_val_perplexity"], 1) + " ppl" if f["best_val_perplexity"] is not None else "-")
         )
         table.add_row(
-            f["run_dir"], f["kind"], f["level"] or "-", _number(f["parameters"]), _number(f["steps"]),
+            _relative(f["run_dir"], directory), f["kind"], f["level"] or "-", _number(f["parameters"]), _number(f["steps"]),
             _number(f["best_val_loss"]), unit, (f["updated"] or "-")[:16].replace("T", " "),
         )  # fmt: skip
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        console.width = 200  # one line per run in a pipe or a file
+    console.print(table)
+
+
+def _relative(path: str, directory: Path) -> str:
+    """`path` relative to `directory` when it lies below it ("." for the directory itself)."""
+    try:
+        return str(Path(path).relative_to(directory))
+    except ValueError:
+        return path
 
 
 OOV_HELP = (
