@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
     app.command()(info)
     app.command()(runs)
     app.command("eval")(evaluate)
+    app.command()(plot)
 
 
 def _number(value: Any, digits: int = 4) -> str:
@@ -182,3 +183,15 @@ def evaluate(
         rows.append(("bits/char", f"{result.bits_per_char:.4f}"))
     rows += [("perplexity", f"{result.perplexity:.3f}"), ("batches", f"{result.batch_size} x bptt {result.bptt}")]
     Console().print(summary_table(rows, f"evaluation of {run_dir}"))
+
+
+def plot(
+    run_dirs: list[Path] = typer.Argument(..., help="One or more run directories, overlaid."),
+    out: Path = typer.Option(Path("curves.png"), "--out", "-o", help="PNG file to write."),
+    x: str = typer.Option("step", "--x", help="Horizontal axis: step or time (training time)."),
+) -> None:
+    """Plot training and validation loss of runs to a PNG (needs the extra charrnn[plot])."""
+    from charrnn.plot import plot_runs
+
+    written = plot_runs(run_dirs, out, x)
+    err_console().print(f"wrote {written}", highlight=False)
