@@ -190,7 +190,7 @@ def plot(
     out: Path = typer.Option(Path("curves.png"), "--out", "-o", help="PNG file to write."),
     x: str = typer.Option("step", "--x", help="Horizontal axis: step or time (training time)."),
 ) -> None:
-    """Plot training and validation loss of runs to a PNG (needs the extra charrnn[plot])."""
+    """Plot training and validation loss of runs to a PNG (needs matplotlib: pip install 'charrnn\\[plot]')."""
     from charrnn.plot import plot_runs
 
     written = plot_runs(run_dirs, out, x)

@@ -6,6 +6,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -63,6 +64,8 @@ def sample(
     settings = {"greedy": greedy, "top_k": top_k, "top_p": top_p, "until_eos": until_eos, "seed": seed}
     SampleSettings(length=length, temperature=temperature, num=num, **settings).validate()
     run = _load_lm(run_dir, device)
+    for note in sample_notes(run, prime, greedy, temperature):
+        err_console().print(f"[yellow]note: {note}[/]", highlight=False)
     out = sys.stdout
     if num == 1:
         for piece in run.stream(prime, length, temperature, **settings):
@@ -72,6 +75,28 @@ def sample(
         return
     for index, text in enumerate(run.sample(prime, length, temperature, num=num, **settings), 1):
         out.write(f"--- sample {index}/{num} ---\n{text}\n")
+
+
+def sample_notes(run: Any, prime: str, greedy: bool, temperature: float) -> list[str]:
+    """What `sample` silently changes or ignores: unknown units in the prime, --temperature with --greedy."""
+    from charrnn.core.tokenizers import UNK_ID
+
+    notes = []
+    unknown = sum(1 for i in run.tokenizer.encode(prime) if i == UNK_ID) if prime else 0
+    if unknown:
+        notes.append(
+            f"{unknown} unit(s) of --prime are not in the model's vocabulary; the model reads them as <unk>"
+        )
+    if greedy and temperature != 1.0:
+        notes.append("--temperature is ignored with --greedy (greedy always takes the most probable token)")
+    return notes
+
+
+def show_token(token: str) -> str:
+    """A token as the --per-token table shows it: ␠ for a space, ⏎ for <eos>, escapes for other control characters."""
+    if token == "<eos>":
+        return "⏎"
+    return repr(token)[1:-1].replace(" ", "␠")
 
 
 def read_sentences(sentences: list[str] | None, file: Path | None, what: str) -> list[str]:
@@ -84,7 +109,9 @@ def read_sentences(sentences: list[str] | None, file: Path | None, what: str) ->
         lines = read_text(file).split("\n")
         texts += [line for line in lines if line.strip()]
         skipped = sum(1 for line in lines[:-1] if not line.strip()) if lines else 0
-    elif not texts and not sys.stdin.isatty():
+    elif not texts:  # lines on stdin; on a terminal, lines typed until Ctrl-D, as `cat` reads them
+        if sys.stdin.isatty():
+            err_console().print(f"Type sentences to {what}, one per line; end with Ctrl-D.", highlight=False)
         texts = [line for line in read_stdin_text().split("\n") if line.strip()]
     if not texts:
         raise CharRNNError(f"No sentence to {what}: give SENTENCE arguments, --file FILE, or lines on stdin.")
@@ -139,5 +166,5 @@ def score_sentence(
             for column in ("#", "token", "P(token | before)", "log P"):
                 detail.add_column(column, justify="left" if column == "token" else "right")
             for i, (token, logp) in enumerate(zip(s.tokens, s.token_logprobs, strict=True), 1):
-                detail.add_row(str(i), repr(token)[1:-1], f"{math.exp(logp):.6f}", f"{logp:.4f}")
+                detail.add_row(str(i), show_token(token), f"{math.exp(logp):.6f}", f"{logp:.4f}")
             console.print(detail)

@@ -152,6 +152,7 @@ def write_tokenizer(directory: Path, tokenizer: Tokenizer) -> None:
 
 
 KIND_NAMES = {"lm": "a language model", "seq2seq": "a seq2seq model"}
+RUN_NAMES = {"lm": "language-model", "seq2seq": "seq2seq"}
 KIND_HINTS = {
     "lm": "use `charrnn sample`/`score-sentence` for language models",
     "seq2seq": "use `charrnn seq2seq ...` for seq2seq models",
@@ -179,7 +180,9 @@ def read_run_json(run_dir: Path, kind: str, command: str) -> dict[str, Any]:
     run_dir = Path(run_dir)
     found = run_kind(run_dir, command)
     if found != kind:
-        raise CharRNNError(f"{run_dir} holds a {found} run, not {KIND_NAMES[kind]}; {KIND_HINTS[found]}.")
+        raise CharRNNError(
+            f"{run_dir} holds a {RUN_NAMES[found]} run, not {KIND_NAMES[kind]}; {KIND_HINTS[found]}."
+        )
     data = read_json(run_dir / CONFIG_FILE)
     version = data.get("format_version")
     if version not in READABLE_VERSIONS:
