@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from charrnn import __version__
-from charrnn.cli import inspect, lm
+from charrnn.cli import export, inspect, lm
 from charrnn.cli.seq2seq import seq2seq_app
 from charrnn.core.errors import CharRNNError
 
@@ -38,6 +38,7 @@ def _root(
 
 lm.register(app)
 inspect.register(app)
+export.register(app)
 app.add_typer(seq2seq_app, name="seq2seq")
 
 
