@@ -56,6 +56,9 @@ def sample(
     until_eos: bool = typer.Option(False, "--until-eos", help="Stop each sample at the end of its line."),
     num: int = typer.Option(1, "--num", help="Independent samples, generated together in one batch."),
     seed: int | None = typer.Option(None, help="Random seed for repeatable samples."),
+    interactive: bool = typer.Option(
+        False, "--interactive", "-i", help="A prompt loop: each line typed primes a sample; :help for commands."
+    ),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
 ) -> None:
     """Generate text from a trained model (streamed to stdout)."""
@@ -66,6 +69,11 @@ def sample(
     run = _load_lm(run_dir, device)
     for note in sample_notes(run, prime, greedy, temperature):
         err_console().print(f"[yellow]note: {note}[/]", highlight=False)
+    if interactive:
+        from charrnn.cli.interactive import Settings, interactive_loop
+
+        interactive_loop(run, Settings(temperature, length, top_p, greedy, seed))
+        return
     out = sys.stdout
     if num == 1:
         for piece in run.stream(prime, length, temperature, **settings):
