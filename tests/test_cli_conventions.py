@@ -63,3 +63,55 @@ def test_wrong_kind_of_run_is_named_in_words(tmp_path: Path, capsys) -> None:
     assert code == 2 and "holds a seq2seq run" in err
     code, _, err = run_cli(["seq2seq", "translate", str(LM_RUN), "Hallo"], capsys)
     assert code == 2 and "holds a language-model run" in err
+
+
+def test_progress_bar_shows_last_and_best_validation() -> None:
+    from rich.console import Console
+
+    from charrnn.cli.display import RichReporter
+
+    reporter = RichReporter(Console(file=io.StringIO(), force_terminal=True, width=200))
+    reporter.start({"total_steps": 30, "level": "char"})
+    for step, loss in ((10, 2.9), (20, 2.6839), (30, 2.7137)):
+        reporter.evaluate({"step": step, "val_loss": loss, "best": loss == 2.6839})
+    reporter.close()
+    assert reporter.val_text == "2.7137 (best 2.6839)"
+
+
+class Messages:
+    """A reporter that keeps the messages."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def start(self, info) -> None: ...
+    def step(self, record) -> None: ...
+    def evaluate(self, record) -> None: ...
+    def message(self, text: str) -> None:
+        self.messages.append(text)
+
+
+def test_a_failed_first_check_leaves_no_empty_run_directory(tmp_path: Path, capsys) -> None:
+    (tmp_path / "short.txt").write_text("Too short to train on.\n", encoding="utf-8")
+    out = tmp_path / "new" / "run"
+    code, _, err = run_cli(["train", str(tmp_path / "short.txt"), "--out", str(out), "--batch-size", "32"], capsys)
+    assert code == 2 and "fewer than one batch" in err
+    assert not out.exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    run_cli(["train", str(tmp_path / "short.txt"), "--out", str(existing), "--batch-size", "32"], capsys)
+    assert existing.is_dir()  # a folder the user made is kept
+
+
+def test_sentencepiece_reducing_the_vocabulary_is_noted(tmp_path: Path, shakespeare_head: str) -> None:
+    import charrnn
+
+    (tmp_path / "c.txt").write_text(shakespeare_head[:2500], encoding="utf-8")
+    reporter = Messages()
+    charrnn.train(
+        tmp_path / "c.txt", out=tmp_path / "sp", level="subword", vocab_size=5000, hidden=8, embed=8,
+        batch_size=2, bptt=8, max_steps=1, threads=1, reporter=reporter,
+    )  # fmt: skip
+    vocab = charrnn.load(tmp_path / "sp").tokenizer.vocab_size
+    assert vocab < 5000
+    assert any(f"found {vocab:,} units" in m and "--vocab-size 5,000" in m for m in reporter.messages)

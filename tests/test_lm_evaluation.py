@@ -101,3 +101,16 @@ def test_default_oov_ranks_a_real_sentence_above_unknown_words(word_run: Path, c
     assert code == 0
     assert [s["logprob"] for s in json.loads(out)] == pytest.approx([real.logprob, gibberish.logprob])
     assert "1 sentence(s) contain <unk>" in err and "--oov penalty" in err
+
+
+def test_eval_of_the_validation_file_reproduces_the_best_validation_loss(
+    tmp_path: Path, shakespeare_head: str
+) -> None:
+    (tmp_path / "train.txt").write_text(shakespeare_head[:4000], encoding="utf-8")
+    (tmp_path / "valid.txt").write_text(shakespeare_head[4000:5200], encoding="utf-8")
+    options = {**TINY, "max_steps": 6, "eval_every": 3, "eval_tokens": None}
+    result = charrnn.train(
+        tmp_path / "train.txt", out=tmp_path / "run", val_corpus=tmp_path / "valid.txt", **options
+    )
+    evaluation = charrnn.load(tmp_path / "run").evaluate_file(tmp_path / "valid.txt")
+    assert evaluation.nats_per_token == pytest.approx(result.best_val_loss, rel=1e-5)

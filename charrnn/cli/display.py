@@ -49,6 +49,7 @@ class RichReporter:
         self.level = "char"
         self.last_plain = 0.0
         self.val_text = "-"
+        self.best_val: float | None = None  # best validation loss seen by this session
         self.started = time.perf_counter()
 
     def start(self, info: dict[str, Any]) -> None:
@@ -104,7 +105,14 @@ class RichReporter:
             self.console.print(f"step {record['step']}/{self.info.get('total_steps')}  {status}", highlight=False)
 
     def evaluate(self, record: dict[str, Any]) -> None:
-        self.val_text = loss_summary(record["val_loss"], self.level) + (" *" if record.get("best") else "")
+        last = record["val_loss"]
+        if math.isfinite(last) and (self.best_val is None or last < self.best_val):
+            self.best_val = last
+        if self.progress is not None:  # the bar keeps both: the lines with each value scroll away
+            best = "-" if self.best_val is None else f"{self.best_val:.4f}"
+            self.val_text = f"{last:.4f} (best {best})"
+        else:
+            self.val_text = loss_summary(last, self.level) + (" *" if record.get("best") else "")
         if self.progress is None:
             self.console.print(f"step {record['step']}  validation {self.val_text}", highlight=False)
 

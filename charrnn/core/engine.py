@@ -118,10 +118,16 @@ def train(
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
     data = recipe.read_data(config, reporter)  # first: unreadable data leaves no --out behind
+    created = not resume and not run_dir.exists()
     if not resume:
         rundir.check_run_dir(run_dir, overwrite)  # refuse an occupied --out before the slow part
-    tokenizers = recipe.read_tokenizers(run_dir) if resume else recipe.build_tokenizers(config, data)
-    prepared = recipe.prepare(config, tokenizers, data, device, reporter)
+    try:
+        tokenizers = recipe.read_tokenizers(run_dir) if resume else recipe.build_tokenizers(config, data)
+        prepared = recipe.prepare(config, tokenizers, data, device, reporter)
+    except BaseException:
+        if created:
+            rundir.remove_if_empty(run_dir)  # a first check failed: leave no empty --out behind
+        raise
     task, model = prepared.task, prepared.task.model
     optimizer = make_optimizer(model, cfg)
     tokenizer_hash = recipe.tokenizer_hash(tokenizers)

@@ -368,6 +368,12 @@ def check_run_dir(run_dir: Path, overwrite: bool) -> None:
         raise CharRNNError(f"--out {run_dir} is not writable; choose a directory you can write to.")
 
 
+def remove_if_empty(run_dir: Path) -> None:
+    """Remove `run_dir` if nothing was written to it (a training that failed before writing anything)."""
+    with contextlib.suppress(OSError):
+        run_dir.rmdir()  # fails, harmlessly, when the directory holds anything
+
+
 def clear_run_dir(run_dir: Path) -> None:
     """Delete the files of a previous run in `run_dir` (after `check_run_dir` allowed it)."""
     import shutil

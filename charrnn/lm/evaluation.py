@@ -1,7 +1,7 @@
 """Evaluating a language model on a whole file: the number to compare with papers and with validation.
 
 The file is read as one token stream (each line's tokens then `<eos>`), laid out in `batch_size`
-parallel rows and walked in `bptt`-long chunks with the hidden state carried across them, exactly
+parallel rows (fewer when the text is short, by the same rule as validation) and walked in `bptt`-long chunks with the hidden state carried across them, exactly
 as training's validation does (`charrnn.lm.truncated_bptt`). Every predicted token t contributes
 log P(x_t | x_<t within its row); with N counted tokens and total L = sum log P:
 
@@ -23,7 +23,7 @@ from charrnn.core.errors import CharRNNError
 from charrnn.core.scoring import check_oov
 from charrnn.core.tokenizers import UNK_ID, Tokenizer
 from charrnn.lm.model import LanguageModel
-from charrnn.lm.truncated_bptt import StreamBatches, encode_ids
+from charrnn.lm.truncated_bptt import StreamBatches, encode_ids, validation_batch_size
 
 
 @dataclass
@@ -83,7 +83,7 @@ def evaluate_text(
     ids = encode_ids(tokenizer, text)
     if len(ids) < 2:
         raise CharRNNError(f"{name} has {len(ids)} token(s); evaluating needs at least 2.")
-    batch_size = min(batch_size, len(ids) // 2)  # a short file still gives every row two tokens
+    batch_size = validation_batch_size(len(ids), batch_size, bptt)  # as training lays out validation text
     batches = StreamBatches.from_ids(ids, batch_size, bptt, full_chunk=False)
     targets, logps = stream_log_probs(model, batches)
     is_unk = targets == UNK_ID
