@@ -115,3 +115,12 @@ def test_sentencepiece_reducing_the_vocabulary_is_noted(tmp_path: Path, shakespe
     vocab = charrnn.load(tmp_path / "sp").tokenizer.vocab_size
     assert vocab < 5000
     assert any(f"found {vocab:,} units" in m and "--vocab-size 5,000" in m for m in reporter.messages)
+
+
+def test_errors_name_the_path_as_typed_not_the_symlink_target(tmp_path: Path, monkeypatch, capsys) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "empty.txt").write_text("", encoding="utf-8")
+    (tmp_path / "data").symlink_to(tmp_path / "real")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(["train", "data/empty.txt", "--out", "run"], capsys)
+    assert code == 2 and "data/empty.txt is empty" in err and "real" not in err

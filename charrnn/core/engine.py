@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import torch
 
 from charrnn.core import rundir
+from charrnn.core.checkpoints import keep_checkpoint
 from charrnn.core.errors import CharRNNError
 from charrnn.core.optim import grad_scaler, learning_rate, make_optimizer, update_plateau
 from charrnn.core.resume import load_resume_state, resume_changes, save_resume_state
@@ -212,6 +213,8 @@ def run_training_loop(
             reporter.message(f"step {state.step}: weights are not finite; keeping the previous checkpoint")
             return
         save_resume_state(run_dir, model, optimizer, state, task.carried_tensors(), data_hash, tokenizer_hash)
+        if cfg.keep_checkpoints:
+            keep_checkpoint(run_dir, state.step, state.last_val_loss, cfg.keep_checkpoints)
         last_save_time = time.perf_counter()
 
     def run_evaluation(scheduled: bool = True) -> None:

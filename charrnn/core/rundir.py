@@ -345,7 +345,7 @@ def read_weights(
 
 
 RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE, RESUME_FILE, METRICS_FILE, TOKENIZER_JSON, SENTENCEPIECE_MODEL)
-RUN_FOLDERS = ("source", "target")  # seq2seq's per-side tokenizers
+RUN_FOLDERS = ("source", "target", "checkpoints")  # seq2seq's per-side tokenizers; --keep-checkpoints
 
 
 def check_run_dir(run_dir: Path, overwrite: bool) -> None:
