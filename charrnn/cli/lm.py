@@ -90,8 +90,9 @@ def sample_notes(run: Any, prime: str, greedy: bool, temperature: float) -> list
     from charrnn.core.tokenizers import UNK_ID
 
     notes = []
-    unknown = sum(1 for i in run.tokenizer.encode(prime) if i == UNK_ID) if prime else 0
-    if unknown:
+    ids = run.tokenizer.encode(prime) if prime else []
+    unknown = sum(1 for i in ids if i == UNK_ID)
+    if 0 < unknown < len(ids):  # a prime of unknown units only is refused with its own error
         notes.append(
             f"{unknown} unit(s) of --prime are not in the model's vocabulary; the model reads them as <unk>"
         )
