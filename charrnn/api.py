@@ -131,7 +131,7 @@ def _resumed(spec: ModelKind, run_dir: Path, explicit: dict[str, Any]) -> tuple[
     saved = spec.read_config(run_dir)
     for field in spec.data_fields:
         given, own = explicit.pop(field, None), getattr(saved, field)
-        if given is not None and (not own or Path(given) != Path(own).resolve()):
+        if given is not None and (not own or Path(given).resolve() != Path(own).resolve()):
             raise CharRNNError(
                 f"{given} is not the data this run was trained on ({own}); resume without it, "
                 "or start a new run with another --out."

@@ -3,30 +3,42 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 
 from charrnn import __version__
-from charrnn.cli import lm, serve
+from charrnn.cli import export, inspect, lm, serve
 from charrnn.cli.seq2seq import seq2seq_app
 from charrnn.core.errors import CharRNNError
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Train recurrent language models on your text, sample from them, and score sentences.",
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"charrnn {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the charrnn version and exit."
+    ),
 ) -> None:
     """charrnn: char-, word- and subword-level RNN language models."""
 
 
 lm.register(app)
+inspect.register(app)
+export.register(app)
 app.add_typer(seq2seq_app, name="seq2seq")
 serve.register(app)
 
@@ -37,11 +49,36 @@ def version() -> None:
     print(__version__)
 
 
+def tidy_help(command: Any) -> Any:
+    """Plain help: no `<bool>` beside on/off flags, and arguments named RUN_DIR, [SENTENCES]... in usage lines."""
+    for param in command.params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+        elif param.param_type_name == "argument" and param.metavar is None:
+            param.metavar = name = (param.name or "").upper()
+            usage = (name if param.required else f"[{name}]") + ("..." if param.nargs != 1 else "")
+            param._usage_display_name = lambda usage=usage: usage  # typer's own shows {run_dir}
+    help_option = command.get_help_option
+
+    def plain_help_option(ctx: Any) -> Any:
+        option = help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = plain_help_option
+    for sub in getattr(command, "commands", {}).values():
+        tidy_help(sub)
+    return command
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning user errors into one line and an exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
-    command = typer.main.get_command(app)
+    command = tidy_help(typer.main.get_command(app))
+    if not args:  # bare `charrnn`: the help, and success
+        args = ["--help"]
     try:
         code = command.main(args=args, prog_name="charrnn", standalone_mode=False)
     except CharRNNError as exc:

@@ -41,7 +41,7 @@ class RichReporter:
     """Shows training progress: a live bar on a terminal, plain lines otherwise (CI, pipes)."""
 
     def __init__(self, console: Console | None = None, plain_every: float = 15.0) -> None:
-        self.console = console or Console(stderr=True)
+        self.console = console or err_console()
         self.plain_every = plain_every
         self.progress: Progress | None = None
         self.task = None
@@ -49,6 +49,7 @@ class RichReporter:
         self.level = "char"
         self.last_plain = 0.0
         self.val_text = "-"
+        self.best_val: float | None = None  # best validation loss seen by this session
         self.started = time.perf_counter()
 
     def start(self, info: dict[str, Any]) -> None:
@@ -106,7 +107,14 @@ class RichReporter:
             self.console.print(f"step {record['step']}/{self.info.get('total_steps')}  {status}", highlight=False)
 
     def evaluate(self, record: dict[str, Any]) -> None:
-        self.val_text = loss_summary(record["val_loss"], self.level) + (" *" if record.get("best") else "")
+        last = record["val_loss"]
+        if math.isfinite(last) and (self.best_val is None or last < self.best_val):
+            self.best_val = last
+        if self.progress is not None:  # the bar keeps both: the lines with each value scroll away
+            best = "-" if self.best_val is None else f"{self.best_val:.4f}"
+            self.val_text = f"{last:.4f} (best {best})"
+        else:
+            self.val_text = loss_summary(last, self.level) + (" *" if record.get("best") else "")
         if self.progress is None:
             self.console.print(f"step {record['step']}  validation {self.val_text}", highlight=False)
 
@@ -130,8 +138,10 @@ def summary_table(rows: list[tuple[str, str]], title: str) -> Table:
 
 
 def err_console() -> Console:
-    """A rich console on stderr (stdout is kept for results)."""
-    return Console(stderr=True)
+    """A rich console on stderr (stdout is kept for results); lines are never wrapped when it is not a terminal."""
+    console = Console(stderr=True)
+    console.soft_wrap = not console.is_terminal
+    return console
 
 
 class StopFlag:

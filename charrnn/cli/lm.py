@@ -6,12 +6,14 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from charrnn.cli.display import err_console
+from charrnn.cli.inspect import OOV_HELP, OOV_LOGPROB_HELP
 from charrnn.cli.options import add_train_command, parameter
 from charrnn.core.errors import CharRNNError
 
@@ -60,6 +62,9 @@ def sample(
     until_eos: bool = typer.Option(False, "--until-eos", help="Stop each sample at the end of its line."),
     num: int = typer.Option(1, "--num", help="Independent samples, generated together in one batch."),
     seed: int | None = typer.Option(None, help="Random seed for repeatable samples."),
+    interactive: bool = typer.Option(
+        False, "--interactive", "-i", help="A prompt loop: each line typed primes a sample; :help for commands."
+    ),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
     threads: int | None = typer.Option(None, help=THREADS_HELP),
 ) -> None:
@@ -69,6 +74,13 @@ def sample(
     settings = {"greedy": greedy, "top_k": top_k, "top_p": top_p, "until_eos": until_eos, "seed": seed}
     SampleSettings(length=length, temperature=temperature, num=num, **settings).validate()
     run = _load_lm(run_dir, device, threads)
+    for note in sample_notes(run, prime, greedy, temperature):
+        err_console().print(f"[yellow]note: {note}[/]", highlight=False)
+    if interactive:
+        from charrnn.cli.interactive import Settings, interactive_loop
+
+        interactive_loop(run, Settings(temperature, length, top_p, greedy, seed))
+        return
     out = sys.stdout
     if num == 1:
         for piece in run.stream(prime, length, temperature, **settings):
@@ -78,6 +90,29 @@ def sample(
         return
     for index, text in enumerate(run.sample(prime, length, temperature, num=num, **settings), 1):
         out.write(f"--- sample {index}/{num} ---\n{text}\n")
+
+
+def sample_notes(run: Any, prime: str, greedy: bool, temperature: float) -> list[str]:
+    """What `sample` silently changes or ignores: unknown units in the prime, --temperature with --greedy."""
+    from charrnn.core.tokenizers import UNK_ID
+
+    notes = []
+    ids = run.tokenizer.encode(prime) if prime else []
+    unknown = sum(1 for i in ids if i == UNK_ID)
+    if 0 < unknown < len(ids):  # a prime of unknown units only is refused with its own error
+        notes.append(
+            f"{unknown} unit(s) of --prime are not in the model's vocabulary; the model reads them as <unk>"
+        )
+    if greedy and temperature != 1.0:
+        notes.append("--temperature is ignored with --greedy (greedy always takes the most probable token)")
+    return notes
+
+
+def show_token(token: str) -> str:
+    """A token as the --per-token table shows it: ␠ for a space, ⏎ for <eos>, escapes for other control characters."""
+    if token == "<eos>":
+        return "⏎"
+    return repr(token)[1:-1].replace(" ", "␠")
 
 
 def read_sentences(sentences: list[str] | None, file: Path | None, what: str) -> list[str]:
@@ -90,7 +125,9 @@ def read_sentences(sentences: list[str] | None, file: Path | None, what: str) ->
         lines = read_text(file).split("\n")
         texts += [line for line in lines if line.strip()]
         skipped = sum(1 for line in lines[:-1] if not line.strip()) if lines else 0
-    elif not texts and not sys.stdin.isatty():
+    elif not texts:  # lines on stdin; on a terminal, lines typed until Ctrl-D, as `cat` reads them
+        if sys.stdin.isatty():
+            err_console().print(f"Type sentences to {what}, one per line; end with Ctrl-D.", highlight=False)
         texts = [line for line in read_stdin_text().split("\n") if line.strip()]
     if not texts:
         raise CharRNNError(f"No sentence to {what}: give SENTENCE arguments, --file FILE, or lines on stdin.")
@@ -105,13 +142,25 @@ def score_sentence(
     file: Path | None = typer.Option(None, "--file", "-f", help="Score each line of this file."),
     per_token: bool = typer.Option(False, "--per-token", help="Show each token's conditional probability."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array for scripts."),
+    oov: str = typer.Option("penalty", "--oov", help=OOV_HELP),
+    oov_logprob: float | None = typer.Option(None, "--oov-logprob", help=OOV_LOGPROB_HELP),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
     threads: int | None = typer.Option(None, help=THREADS_HELP),
     precision: str = typer.Option("fp32", help=SCORING_PRECISION_HELP),
 ) -> None:
     """Score how probable sentences are: log-probability, perplexity and per-token detail."""
+    from charrnn.core.scoring import check_oov
+
+    check_oov(oov, oov_logprob)
     texts = read_sentences(sentences, file, "score")
-    scores = _load_lm(run_dir, device, threads).score(texts, precision=precision)
+    scores = _load_lm(run_dir, device, threads).score(texts, oov=oov, oov_logprob=oov_logprob, precision=precision)
+    with_unk = sum(1 for s in scores if s.n_unk)
+    if with_unk:
+        err_console().print(
+            f"[yellow]note: {with_unk} sentence(s) contain <unk> (tokens the model never saw), "
+            f"counted with --oov {oov}; see --help[/]",
+            highlight=False,
+        )
     if as_json:
         print(json.dumps([s.to_dict() for s in scores], ensure_ascii=False, indent=1))
         return
@@ -135,5 +184,5 @@ def score_sentence(
             for column in ("#", "token", "P(token | before)", "log P"):
                 detail.add_column(column, justify="left" if column == "token" else "right")
             for i, (token, logp) in enumerate(zip(s.tokens, s.token_logprobs, strict=True), 1):
-                detail.add_row(str(i), repr(token)[1:-1], f"{math.exp(logp):.6f}", f"{logp:.4f}")
+                detail.add_row(str(i), show_token(token), f"{math.exp(logp):.6f}", f"{logp:.4f}")
             console.print(detail)

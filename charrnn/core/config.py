@@ -89,6 +89,10 @@ class TrainConfig:
     save_every_minutes: float | None = option(
         None, "Also save a resumable checkpoint every M minutes.", resumable=True
     )
+    keep_checkpoints: int = option(
+        0, "Also keep the last N resumable checkpoints in checkpoints/, named by step and validation loss.",
+        resumable=True,
+    )  # fmt: skip
     log_every: int = option(10, "Log the mean training loss every N steps.", resumable=True)
     seed: int = option(1234, "Random seed (a CPU run with a step budget repeats exactly).")
     device: str = option("auto", "auto, cpu, cuda or mps.", resumable=True)
@@ -125,6 +129,7 @@ class TrainConfig:
         choice("precision", self.precision, PRECISIONS)
         for name in ("batch_size", "eval_every", "save_every", "log_every", "max_bad_steps"):
             at_least(name, getattr(self, name), 1)
+        at_least("keep_checkpoints", self.keep_checkpoints, 0)
         at_least("plateau_patience", self.plateau_patience, 0)  # 0: lower at the first stalled evaluation
         if self.batch_size > 1_000_000:
             raise CharRNNError(f"--batch-size {self.batch_size} is far too large.")

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import torch
 
 from charrnn.core import rundir
+from charrnn.core.checkpoints import keep_checkpoint
 from charrnn.core.errors import CharRNNError
 from charrnn.core.optim import grad_scaler, learning_rate, make_optimizer, update_plateau
 from charrnn.core.precision import PrecisionChoice, ProbeShape, resolve_precision
@@ -120,10 +121,16 @@ def train(
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
     data = recipe.read_data(config, reporter)  # first: unreadable data leaves no --out behind
+    created = not resume and not run_dir.exists()
     if not resume:
         rundir.check_run_dir(run_dir, overwrite)  # refuse an occupied --out before the slow part
-    tokenizers = recipe.read_tokenizers(run_dir) if resume else recipe.build_tokenizers(config, data)
-    prepared = recipe.prepare(config, tokenizers, data, device, reporter)
+    try:
+        tokenizers = recipe.read_tokenizers(run_dir) if resume else recipe.build_tokenizers(config, data)
+        prepared = recipe.prepare(config, tokenizers, data, device, reporter)
+    except BaseException:
+        if created:
+            rundir.remove_if_empty(run_dir)  # a first check failed: leave no empty --out behind
+        raise
     task, model = prepared.task, prepared.task.model
     precision = choose_precision(config, saved, device)
     cfg.resolved_precision = precision.precision
@@ -234,6 +241,8 @@ def run_training_loop(
             reporter.message(f"step {state.step}: weights are not finite; keeping the previous checkpoint")
             return
         save_resume_state(run_dir, model, optimizer, state, task.carried_tensors(), data_hash, tokenizer_hash)
+        if cfg.keep_checkpoints:
+            keep_checkpoint(run_dir, state.step, state.last_val_loss, cfg.keep_checkpoints)
         last_save_time = time.perf_counter()
 
     def run_evaluation(scheduled: bool = True) -> None:

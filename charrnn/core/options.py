@@ -257,10 +257,10 @@ def flat_to_paths(specs: dict[str, OptionSpec], options: dict[str, Any]) -> dict
 
 
 def absolute(path: Any) -> str:
-    """A file path made absolute (so a run can be resumed from any directory)."""
-    from pathlib import Path
+    """A file path made absolute (so a run can be resumed from any directory), symlinks kept as the user named them."""
+    import os
 
-    return str(Path(path).resolve())
+    return os.path.abspath(path)
 
 
 # -- TOML -----------------------------------------------------------------------------------------

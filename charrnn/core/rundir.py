@@ -152,6 +152,7 @@ def write_tokenizer(directory: Path, tokenizer: Tokenizer) -> None:
 
 
 KIND_NAMES = {"lm": "a language model", "seq2seq": "a seq2seq model"}
+RUN_NAMES = {"lm": "language-model", "seq2seq": "seq2seq"}
 KIND_HINTS = {
     "lm": "use `charrnn sample`/`score-sentence` for language models",
     "seq2seq": "use `charrnn seq2seq ...` for seq2seq models",
@@ -179,7 +180,9 @@ def read_run_json(run_dir: Path, kind: str, command: str) -> dict[str, Any]:
     run_dir = Path(run_dir)
     found = run_kind(run_dir, command)
     if found != kind:
-        raise CharRNNError(f"{run_dir} holds a {found} run, not {KIND_NAMES[kind]}; {KIND_HINTS[found]}.")
+        raise CharRNNError(
+            f"{run_dir} holds a {RUN_NAMES[found]} run, not {KIND_NAMES[kind]}; {KIND_HINTS[found]}."
+        )
     data = read_json(run_dir / CONFIG_FILE)
     version = data.get("format_version")
     if version not in READABLE_VERSIONS:
@@ -342,7 +345,7 @@ def read_weights(
 
 
 RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE, RESUME_FILE, METRICS_FILE, TOKENIZER_JSON, SENTENCEPIECE_MODEL)
-RUN_FOLDERS = ("source", "target")  # seq2seq's per-side tokenizers
+RUN_FOLDERS = ("source", "target", "checkpoints")  # seq2seq's per-side tokenizers; --keep-checkpoints
 
 
 def check_run_dir(run_dir: Path, overwrite: bool) -> None:
@@ -363,6 +366,12 @@ def check_run_dir(run_dir: Path, overwrite: bool) -> None:
         raise CharRNNError(f"Cannot create --out {run_dir}: {exc.strerror}.") from None
     if not os.access(run_dir, os.W_OK):
         raise CharRNNError(f"--out {run_dir} is not writable; choose a directory you can write to.")
+
+
+def remove_if_empty(run_dir: Path) -> None:
+    """Remove `run_dir` if nothing was written to it (a training that failed before writing anything)."""
+    with contextlib.suppress(OSError):
+        run_dir.rmdir()  # fails, harmlessly, when the directory holds anything
 
 
 def clear_run_dir(run_dir: Path) -> None:

@@ -3,6 +3,14 @@
 A sentence w_1..w_n is scored as log P = sum_t log P(w_t | <eos>, w_1..w_{t-1}) + log P(<eos> | w_1..w_n):
 the model reads `<eos>` (start of a line) then the sentence, and must predict every token and
 the closing `<eos>`. Perplexity is exp(-log P / n) with n counting that `<eos>`.
+
+Out-of-vocabulary tokens: `<unk>` stands for every unseen word at once, so P(<unk> | before) is
+not the probability of the word that was there. `oov` says how an `<unk>` target counts:
+  include   log P(<unk> | before), as the model gives it (n counts it);
+  skip      left out of log P and of n, and counted in `n_skipped` (as SRILM's `ppl` does);
+  penalty   log P(<unk> | before) + oov_logprob: the model's mass for "some unseen word" times a
+            fixed P(word | <unk>), by default 1/V (V the vocabulary size), so an unseen word is
+            never more probable than the <unk> class shared among V words (n counts it).
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ class SentenceScore:
     n_tokens: int
     n_unk: int
     perplexity: float
+    oov: str = "include"  # how <unk> targets were counted (see the module docstring)
+    n_skipped: int = 0  # <unk> targets left out of logprob and n_tokens (oov "skip")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -97,8 +107,43 @@ def default_batch_tokens(vocab: int) -> int:
     return max(64, min(16_384, 16_000_000 // max(vocab, 1)))
 
 
-def sentence_score(tokenizer: Tokenizer, sentence: str, ids: list[int], logps: list[float]) -> SentenceScore:
-    total = sum(logps)
+OOV_POLICIES = ("include", "skip", "penalty")
+
+
+def check_oov(oov: str, oov_logprob: float | None) -> None:
+    """Refuse an unknown OOV policy or a positive/non-finite --oov-logprob."""
+    if oov not in OOV_POLICIES:
+        raise CharRNNError(f"--oov must be include, skip or penalty, got {oov!r}.")
+    if oov_logprob is not None and not (math.isfinite(oov_logprob) and oov_logprob <= 0):
+        raise CharRNNError(f"--oov-logprob is a natural log of a probability: a number <= 0, got {oov_logprob}.")
+
+
+def oov_total(
+    ids: list[int], logps: list[float], vocab_size: int, oov: str = "include", oov_logprob: float | None = None
+) -> tuple[float, int, int]:
+    """(log P, tokens counted, <unk> targets skipped) of target `ids` under an OOV policy (module docstring)."""
+    check_oov(oov, oov_logprob)
+    penalty = -math.log(max(vocab_size, 1)) if oov_logprob is None else oov_logprob
+    total, counted, skipped = 0.0, 0, 0
+    for token, logp in zip(ids, logps, strict=True):
+        if token == UNK_ID and oov == "skip":
+            skipped += 1
+            continue
+        total += logp + (penalty if token == UNK_ID and oov == "penalty" else 0.0)
+        counted += 1
+    return total, counted, skipped
+
+
+def sentence_score(
+    tokenizer: Tokenizer,
+    sentence: str,
+    ids: list[int],
+    logps: list[float],
+    oov: str = "include",
+    oov_logprob: float | None = None,
+) -> SentenceScore:
+    """The score of one sentence from its target ids and their log P (OOV policy: module docstring)."""
+    total, counted, skipped = oov_total(ids, logps, tokenizer.vocab_size, oov, oov_logprob)
     return SentenceScore(
         sentence=sentence,
         tokens=tokenizer.tokens(ids),
@@ -106,7 +151,9 @@ def sentence_score(tokenizer: Tokenizer, sentence: str, ids: list[int], logps: l
         token_logprobs=logps,
         logprob=total,
         log10prob=total * LOG10_E,
-        n_tokens=len(ids),
+        n_tokens=counted,
         n_unk=sum(1 for i in ids if i == UNK_ID),
-        perplexity=math.exp(-total / len(ids)),
+        perplexity=math.exp(-total / counted) if counted else float("nan"),
+        oov=oov,
+        n_skipped=skipped,
     )

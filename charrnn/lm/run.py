@@ -10,11 +10,14 @@ from typing import Any
 from charrnn.core import rundir
 from charrnn.core.errors import CharRNNError
 from charrnn.core.precision import trained_precision
+from charrnn.core.runinfo import run_facts
 from charrnn.core.runtime import resolve_device, scoring_autocast
 from charrnn.core.sampling import SampleSettings
 from charrnn.core.scoring import SentenceScore
+from charrnn.core.text import read_text
 from charrnn.core.tokenizers import EOS_ID, SENTENCEPIECE_MODEL, TOKENIZER_JSON, Tokenizer
 from charrnn.lm.config import RunConfig
+from charrnn.lm.evaluation import FileEvaluation, evaluate_text
 from charrnn.lm.model import LanguageModel
 from charrnn.lm.sampling import encode_prime, generate, generate_steps
 from charrnn.lm.scoring import score_sentences
@@ -108,23 +111,57 @@ class LanguageModelRun:
             if active[0] and not (until_eos and tokens[0] == EOS_ID):
                 yield decode(tokens[0])
 
-    def score(self, sentences: str | list[str], *, precision: str = "fp32") -> list[SentenceScore]:
-        """log P, perplexity and per-token detail of each sentence (a closing `<eos>` included)."""
+    def score(
+        self,
+        sentences: str | list[str],
+        *,
+        oov: str = "penalty",
+        oov_logprob: float | None = None,
+        precision: str = "fp32",
+    ) -> list[SentenceScore]:
+        """log P, perplexity and per-token detail of each sentence (a closing `<eos>` included).
+
+        `oov`: how `<unk>` targets count, "penalty" (default: log P(<unk>) + `oov_logprob`, which
+        defaults to log(1/vocabulary)), "skip" or "include"; see `charrnn.core.scoring`. `precision`:
+        fp32 (exact, the default) or bf16 (faster on bf16 hardware, at a small error).
+        """
+        texts = [sentences] if isinstance(sentences, str) else sentences
         device = next(self.model.parameters()).device
         with scoring_autocast(device, precision, self.config.model.cell):
-            return score_sentences(
-                self.model, self.tokenizer, [sentences] if isinstance(sentences, str) else sentences
-            )
+            return score_sentences(self.model, self.tokenizer, texts, oov, oov_logprob)
+
+    def evaluate_file(
+        self,
+        path: str | Path,
+        *,
+        batch_size: int | None = None,
+        bptt: int | None = None,
+        oov: str = "include",
+        oov_logprob: float | None = None,
+    ) -> FileEvaluation:
+        """Cross-entropy, perplexity (and bits/char) of a whole file read as one stream, as validation reads it.
+
+        `batch_size` and `bptt` default to the run's training settings; `oov` as for `score`, but
+        "include" by default, so the result equals the validation loss on the same text.
+        """
+        text = read_text(path, self.config.encoding, self.config.errors)
+        training = self.config.training
+        return evaluate_text(
+            self.model, self.tokenizer, text, level=self.config.tokenizer.level,
+            batch_size=training.batch_size if batch_size is None else batch_size,
+            bptt=training.bptt if bptt is None else bptt, oov=oov, oov_logprob=oov_logprob, name=str(path),
+        )  # fmt: skip
 
     def info(self) -> dict[str, Any]:
-        """What the run is and how far it trained: config, size, steps, best validation loss, versions."""
+        """What the run is and how far it trained (`charrnn.core.runinfo.run_facts`), its weights and full config."""
         return {
             "kind": self.kind,
             "run_dir": str(self.run_dir),
             "level": self.config.tokenizer.level,
             "vocab_size": self.tokenizer.vocab_size,
-            "parameters": sum(p.numel() for p in self.model.parameters()),
             **rundir.run_summary(self.run_dir),
+            **run_facts(self.run_dir),
+            "parameters": sum(p.numel() for p in self.model.parameters()),
             "weights": self.note or f"best by validation ({rundir.WEIGHTS_FILE})",
             "precision": trained_precision(self.config.training),
             "config": dataclasses.asdict(self.config),

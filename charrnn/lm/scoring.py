@@ -11,6 +11,7 @@ import torch
 from charrnn.core.scoring import (
     SentenceScore,
     batched_target_log_probs,
+    check_oov,
     default_batch_tokens,
     encode_sentence,
     sentence_score,
@@ -39,11 +40,18 @@ def score_token_ids(
     return batched_target_log_probs(sequences, budget, run_batch)
 
 
-def score_sentences(model: LanguageModel, tokenizer: Tokenizer, sentences: list[str]) -> list[SentenceScore]:
-    """Score every sentence (batched); see the module docstring for the definition."""
+def score_sentences(
+    model: LanguageModel,
+    tokenizer: Tokenizer,
+    sentences: list[str],
+    oov: str = "include",
+    oov_logprob: float | None = None,
+) -> list[SentenceScore]:
+    """Score every sentence (batched); see `charrnn.core.scoring` for the definition and the OOV policies."""
+    check_oov(oov, oov_logprob)
     encoded = [encode_sentence(tokenizer, s) for s in sentences]
     per_token = score_token_ids(model, encoded)
     return [
-        sentence_score(tokenizer, sentence, ids, logps)
+        sentence_score(tokenizer, sentence, ids, logps, oov, oov_logprob)
         for sentence, ids, logps in zip(sentences, encoded, per_token, strict=True)
     ]

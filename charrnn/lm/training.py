@@ -21,7 +21,13 @@ from charrnn.core.tokenizers import Tokenizer, build_tokenizer
 from charrnn.lm.config import RunConfig
 from charrnn.lm.model import LanguageModel
 from charrnn.lm.run import read_config
-from charrnn.lm.truncated_bptt import StreamBatches, TruncatedBPTTTask, encode_ids, split_train_val
+from charrnn.lm.truncated_bptt import (
+    StreamBatches,
+    TruncatedBPTTTask,
+    encode_ids,
+    split_train_val,
+    validation_batch_size,
+)
 
 
 def fingerprint(ids: torch.Tensor) -> str:
@@ -74,12 +80,18 @@ class LanguageModelRecipe:
         else:
             train_ids, val_ids = split_train_val(ids, cfg.val_fraction)
         train_batches = StreamBatches.from_ids(train_ids, cfg.batch_size, cfg.bptt)
-        val_batch = max(1, min(cfg.batch_size, len(val_ids) // (cfg.bptt + 1)))
+        val_batch = validation_batch_size(len(val_ids), cfg.batch_size, cfg.bptt)
         val_batches = StreamBatches.from_ids(val_ids, val_batch, cfg.bptt, full_chunk=False)
         if tokenizer.vocab_size != config.model.vocab_size:
             raise CharRNNError(
                 f"The tokenizer has {tokenizer.vocab_size} entries but config.json says {config.model.vocab_size}; "
                 "the tokenizer file belongs to another run."
+            )
+        requested = config.tokenizer.vocab_size
+        if config.tokenizer.level == "subword" and requested and tokenizer.vocab_size < requested:
+            reporter.message(
+                f"note: sentencepiece found {tokenizer.vocab_size:,} units in this corpus, fewer than "
+                f"--vocab-size {requested:,}; the model uses {tokenizer.vocab_size:,}"
             )
         model = LanguageModel(config.model).to(device)
         task = TruncatedBPTTTask(model, train_batches, val_batches, cfg, device)

@@ -100,6 +100,11 @@ class StreamBatches:
         return window[:, :-1], window[:, 1:]
 
 
+def validation_batch_size(n_tokens: int, batch_size: int, bptt: int) -> int:
+    """Rows of the validation layout: --batch-size, fewer when the text is too short for one chunk per row."""
+    return max(1, min(batch_size, n_tokens // (bptt + 1)))
+
+
 @torch.inference_mode()
 def evaluate_stream(
     model: LanguageModel, batches: StreamBatches, device: torch.device, max_tokens: int | None = None

@@ -9,6 +9,7 @@ from typing import Any
 from charrnn.core import rundir
 from charrnn.core.errors import CharRNNError
 from charrnn.core.precision import trained_precision
+from charrnn.core.runinfo import run_facts
 from charrnn.core.runtime import resolve_device, scoring_autocast
 from charrnn.core.scoring import SentenceScore
 from charrnn.core.tokenizers import Tokenizer
@@ -132,14 +133,15 @@ class TranslationRun:
             )
 
     def info(self) -> dict[str, Any]:
-        """What the run is and how far it trained: config, size, steps, best validation loss, versions."""
+        """What the run is and how far it trained (`charrnn.core.runinfo.run_facts`), its weights and full config."""
         return {
             "kind": self.kind,
             "run_dir": str(self.run_dir),
             "level": self.config.target_tokenizer.level,
             "vocab_size": [self.source_tokenizer.vocab_size, self.target_tokenizer.vocab_size],
-            "parameters": sum(p.numel() for p in self.model.parameters()),
             **rundir.run_summary(self.run_dir),
+            **run_facts(self.run_dir),
+            "parameters": sum(p.numel() for p in self.model.parameters()),
             "weights": self.note or f"best by validation ({rundir.WEIGHTS_FILE})",
             "precision": trained_precision(self.config.training),
             "config": dataclasses.asdict(self.config),

@@ -1,0 +1,165 @@
+"""What a run directory holds, read from its files without loading the model: `charrnn info`, `charrnn runs`.
+
+Everything comes from config.json, the safetensors headers (shapes and JSON metadata, never the
+tensors) and metrics.jsonl, so listing a folder of large runs stays fast. Losses are natural-log
+cross-entropy per token (nats/token); at char level bits/char = nats/token / ln 2; perplexity is
+exp(nats/token).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from charrnn.core import rundir
+
+
+def safetensors_shapes(path: Path) -> dict[str, list[int]]:
+    """The tensor shapes in a safetensors file, read from its header only ({} if unreadable)."""
+    try:
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            if not 0 < size <= 100_000_000:
+                return {}
+            header = json.loads(handle.read(size))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if not isinstance(header, dict):
+        return {}
+    return {
+        name: list(entry["shape"])
+        for name, entry in header.items()
+        if name != "__metadata__" and isinstance(entry, dict) and isinstance(entry.get("shape"), list)
+    }
+
+
+def parameter_count(run_dir: Path) -> int | None:
+    """Number of model parameters, from the best weights' header (or the resume file's model part)."""
+    shapes = safetensors_shapes(run_dir / rundir.WEIGHTS_FILE)
+    if not shapes:
+        shapes = {
+            k: v for k, v in safetensors_shapes(run_dir / rundir.RESUME_FILE).items() if k.startswith("model.")
+        }
+    if not shapes:
+        return None
+    return sum(math.prod(shape) for shape in shapes.values())
+
+
+def loss_measures(loss: float | None, level: str) -> dict[str, float | None]:
+    """A loss in nats/token with its bits/char (char level only) and perplexity."""
+    if loss is None or not math.isfinite(loss):
+        return {"bits_per_char": None, "perplexity": None}
+    return {
+        "bits_per_char": loss / math.log(2.0) if level == "char" else None,
+        "perplexity": math.exp(min(loss, 700.0)),
+    }
+
+
+def _iso_time(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+def _file_times(run_dir: Path) -> tuple[float | None, float | None]:
+    """(created, updated): config.json's modification time, and the newest of the run's files."""
+    times = [
+        (run_dir / name).stat().st_mtime
+        for name in (rundir.CONFIG_FILE, rundir.WEIGHTS_FILE, rundir.RESUME_FILE, rundir.METRICS_FILE)
+        if (run_dir / name).is_file()
+    ]
+    created = (run_dir / rundir.CONFIG_FILE).stat().st_mtime if (run_dir / rundir.CONFIG_FILE).is_file() else None
+    return created, max(times) if times else None
+
+
+def _epochs(run_dir: Path, state_epoch: Any) -> float | None:
+    """Epochs trained, fractional: the last logged training record's epoch, else the resume state's."""
+    for record in reversed(rundir.read_metrics(run_dir)):
+        if "train_loss" in record and isinstance(record.get("epoch"), int | float):
+            return float(record["epoch"])
+    return float(state_epoch) if isinstance(state_epoch, int | float) else None
+
+
+def run_facts(run_dir: str | Path) -> dict[str, Any]:
+    """The facts `charrnn info` shows about a run: kind, level, size, progress, validation, device, versions, times."""
+    run_dir = Path(run_dir)
+    kind = rundir.run_kind(run_dir, "info")
+    config = rundir.read_run_json(run_dir, kind, "info")
+    model = config.get("model") if isinstance(config.get("model"), dict) else {}
+    training = config.get("training") if isinstance(config.get("training"), dict) else {}
+    if kind == "lm":
+        level = (config.get("tokenizer") or {}).get("level")
+        vocab: Any = model.get("vocab_size")
+        corpus = config.get("corpus")
+    else:
+        level = (config.get("target_tokenizer") or {}).get("level")
+        vocab = [model.get("source_vocab_size"), model.get("target_vocab_size")]
+        corpus = config.get("pairs") or config.get("source_file")
+    summary = rundir.run_summary(run_dir)
+    created, updated = _file_times(run_dir)
+    best = summary["best_val_loss"]
+    measures = loss_measures(best, level or "")
+    return {
+        "name": run_dir.name,
+        "kind": kind,
+        "run_dir": str(run_dir),
+        "level": level,
+        "vocab_size": vocab,
+        "parameters": parameter_count(run_dir),
+        "cell": model.get("cell"),
+        "layers": model.get("layers"),
+        "hidden": model.get("hidden"),
+        "embed": model.get("embed"),
+        "steps": summary["steps"],
+        "epochs": _epochs(run_dir, summary["epoch"]),
+        "tokens_seen": summary["tokens_seen"],
+        "seconds_trained": summary["seconds_trained"],
+        "best_val_loss": best,
+        "best_val_bits_per_char": measures["bits_per_char"],
+        "best_val_perplexity": measures["perplexity"],
+        "last_val_loss": summary["last_val_loss"],
+        "best_weights_step": summary["best_weights_step"],
+        "device": training.get("device"),
+        "precision": training.get("precision"),
+        "charrnn_version": config.get("charrnn_version"),
+        "corpus": corpus,
+        "created": _iso_time(created),
+        "updated": _iso_time(updated),
+    }
+
+
+def find_runs(directory: str | Path) -> list[Path]:
+    """Every run directory (a folder with a config.json) at or below `directory`, sorted by path."""
+    directory = Path(directory)
+    found = {p.parent for p in directory.rglob(rundir.CONFIG_FILE) if p.is_file()}
+    return sorted(found)
+
+
+def list_runs(directory: str | Path, sort: str = "path") -> tuple[list[dict[str, Any]], list[str]]:
+    """Facts of every run under `directory` and one line per folder that could not be read.
+
+    `sort`: "path", "loss" (best validation loss, lowest first; runs without one last), "steps" or "updated".
+    """
+    from charrnn.core.errors import CharRNNError
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CharRNNError(f"{directory} is not a directory; give the folder that holds your runs.")
+    if sort not in ("path", "loss", "steps", "updated"):
+        raise CharRNNError(f"--sort must be path, loss, steps or updated, got {sort!r}.")
+    facts, problems = [], []
+    for path in find_runs(directory):
+        try:
+            facts.append(run_facts(path))
+        except CharRNNError as exc:
+            problems.append(str(exc))
+    if sort == "loss":
+        facts.sort(key=lambda f: (f["best_val_loss"] is None, f["best_val_loss"] or 0.0))
+    elif sort == "steps":
+        facts.sort(key=lambda f: -(f["steps"] or 0))
+    elif sort == "updated":
+        facts.sort(key=lambda f: f["updated"] or "", reverse=True)
+    return facts, problems

@@ -1,0 +1,57 @@
+"""`charrnn info` and `charrnn runs` on the bundled old runs: facts read from files match the loaded model."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import charrnn
+from charrnn.core import rundir
+from tests.conftest import REPO_ROOT
+from tests.test_cli import run_cli
+
+OLD_RUNS = REPO_ROOT / "tests" / "data" / "old_runs"
+
+
+def test_info_json_agrees_with_the_loaded_model_and_the_resume_state(capsys) -> None:
+    for name in ("lm-char", "seq2seq-char"):
+        run_dir = OLD_RUNS / name / "run"
+        code, out, err = run_cli(["info", str(run_dir), "--json"], capsys)
+        assert code == 0, err
+        facts = json.loads(out)
+        loaded = charrnn.load(run_dir)
+        state = rundir.read_metadata(run_dir / rundir.RESUME_FILE)["train_state"]
+        assert facts["kind"] == loaded.kind and facts["level"] == "char"
+        assert facts["parameters"] == sum(p.numel() for p in loaded.model.parameters())
+        assert facts["steps"] == state["step"] and facts["tokens_seen"] == state["tokens_seen"]
+        assert facts["best_val_loss"] == state["best_val_loss"]
+        assert math.isclose(facts["best_val_bits_per_char"], state["best_val_loss"] / math.log(2))
+        assert facts["charrnn_version"] == "0.1.0" and facts["created"] is not None
+        assert {k: loaded.info()[k] for k in facts if k != "parameters"} == {
+            k: v for k, v in facts.items() if k != "parameters"
+        }
+
+
+def test_info_table_names_the_units(capsys) -> None:
+    code, out, _ = run_cli(["info", str(OLD_RUNS / "lm-char" / "run")], capsys)
+    assert code == 0
+    assert "nats/token" in out and "bits/char" in out and "language model" in out
+
+
+def test_runs_lists_each_run_best_first_and_reports_damaged_folders(tmp_path: Path, capsys) -> None:
+    shutil.copytree(OLD_RUNS, tmp_path / "runs")
+    (tmp_path / "runs" / "broken").mkdir()
+    (tmp_path / "runs" / "broken" / "config.json").write_text("{not json", encoding="utf-8")
+    code, out, err = run_cli(["runs", str(tmp_path / "runs"), "--json"], capsys)
+    assert code == 0
+    listed = json.loads(out)
+    losses = [r["best_val_loss"] for r in listed]
+    assert len(listed) == 2 and losses == sorted(losses)
+    assert "broken" in err and err.count("\n") == 1
+    code, out, _ = run_cli(["runs", str(tmp_path / "runs")], capsys)
+    lines = [line for line in out.splitlines() if line.lstrip().startswith(("lm-", "seq2seq-"))]
+    assert [line.split()[0] for line in lines] == ["seq2seq-char/run", "lm-char/run"]  # 3.52 before 3.87
+    code, _, err = run_cli(["runs", str(tmp_path / "nowhere")], capsys)
+    assert code == 2 and "nowhere is not a directory" in err
