@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,7 @@ def test_train_quiet_prints_nothing_on_success(tmp_path: Path, corpus_file: Path
     )
     assert code == 0 and out == "" and err == ""
     assert (tmp_path / "q" / "model.safetensors").is_file()
+    more = ["--resume", str(tmp_path / "q"), "--max-steps", "4", "--quiet", "--json"]
+    code, out, err = run_cli(["train", *more], capsys)
+    result = json.loads(out)
+    assert code == 0 and err == "" and result["steps"] == 4 and result["run_dir"] == str(tmp_path / "q")

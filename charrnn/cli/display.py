@@ -227,6 +227,7 @@ def train_from_cli(
         resume_command=f"{command} --resume {result.run_dir}",
         next_step=next_step.format(run=result.run_dir),
         quiet=quiet,
+        as_json=bool(arguments.get("as_json")),
     )
 
 
@@ -239,6 +240,7 @@ def report_training(
     resume_command: str,
     next_step: str,
     quiet: bool = False,
+    as_json: bool = False,
 ) -> None:
     """Print the summary table; after an interruption, the resume command and exit 130 (SIGINT) or 143."""
     console = err_console()
@@ -254,6 +256,11 @@ def report_training(
         ("time", format_seconds(result.seconds)),
         ("stopped by", stopped_by),
     ]
+    if as_json:  # the results on stdout, for scripts
+        import dataclasses
+        import json
+
+        print(json.dumps({**dataclasses.asdict(result), "run_dir": str(result.run_dir)}, indent=1))
     if not quiet:
         console.print(summary_table(rows, title=title))
     if result.stop_reason == "interrupted":

@@ -93,6 +93,7 @@ def run_parameters(default_out: str, config_tables: str) -> list[inspect.Paramet
         ),
         switch("print_config", "--print-config", "Print the full effective config as TOML and exit."),
         switch("quiet", "--quiet", "No progress or summary on stderr; notes, warnings and errors only."),
+        switch("as_json", "--json", "Print the training results (steps, losses, speed, time) as JSON on stdout."),
     ]
 
 
