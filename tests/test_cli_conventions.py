@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,16 @@ def test_errors_name_the_path_as_typed_not_the_symlink_target(tmp_path: Path, mo
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli(["train", "data/empty.txt", "--out", "run"], capsys)
     assert code == 2 and "data/empty.txt is empty" in err and "real" not in err
+
+
+def test_train_quiet_prints_nothing_on_success(tmp_path: Path, corpus_file: Path, capsys) -> None:
+    tiny = ["--hidden", "8", "--embed", "8", "--layers", "1", "--batch-size", "4", "--bptt", "8", "--threads", "1"]
+    code, out, err = run_cli(
+        ["train", str(corpus_file), "--out", str(tmp_path / "q"), "--max-steps", "3", "--quiet", *tiny], capsys
+    )
+    assert code == 0 and out == "" and err == ""
+    assert (tmp_path / "q" / "model.safetensors").is_file()
+    more = ["--resume", str(tmp_path / "q"), "--max-steps", "4", "--quiet", "--json"]
+    code, out, err = run_cli(["train", *more], capsys)
+    result = json.loads(out)
+    assert code == 0 and err == "" and result["steps"] == 4 and result["run_dir"] == str(tmp_path / "q")

@@ -40,8 +40,9 @@ def format_seconds(seconds: float) -> str:
 class RichReporter:
     """Shows training progress: a live bar on a terminal, plain lines otherwise (CI, pipes)."""
 
-    def __init__(self, console: Console | None = None, plain_every: float = 15.0) -> None:
+    def __init__(self, console: Console | None = None, plain_every: float = 15.0, quiet: bool = False) -> None:
         self.console = console or err_console()
+        self.quiet = quiet  # --quiet: notes and warnings only, no progress
         self.plain_every = plain_every
         self.progress: Progress | None = None
         self.task = None
@@ -53,6 +54,8 @@ class RichReporter:
         self.started = time.perf_counter()
 
     def start(self, info: dict[str, Any]) -> None:
+        if self.quiet:
+            return
         self.info = info
         self.level = info.get("level", "char")
         self.started = time.perf_counter()
@@ -95,6 +98,8 @@ class RichReporter:
         return format_seconds(remaining) if math.isfinite(remaining) else "?"
 
     def step(self, record: dict[str, Any]) -> None:
+        if self.quiet:
+            return
         now = time.perf_counter()
         status = (
             f"ep {record['epoch']:.2f}  loss {record['train_loss']:.4f}  val {self.val_text}  "
@@ -107,6 +112,8 @@ class RichReporter:
             self.console.print(f"step {record['step']}/{self.info.get('total_steps')}  {status}", highlight=False)
 
     def evaluate(self, record: dict[str, Any]) -> None:
+        if self.quiet:
+            return
         last = record["val_loss"]
         if math.isfinite(last) and (self.best_val is None or last < self.best_val):
             self.best_val = last
@@ -175,11 +182,11 @@ class StopFlag:
 
 
 @contextlib.contextmanager
-def training_session() -> Iterator[tuple[StopFlag, RichReporter]]:
-    """Signal handling and a progress display for the duration of a training call."""
+def training_session(quiet: bool = False) -> Iterator[tuple[StopFlag, RichReporter]]:
+    """Signal handling and a progress display (none with `quiet`) for the duration of a training call."""
     stop = StopFlag()
     previous = stop.install()
-    reporter = RichReporter()
+    reporter = RichReporter(quiet=quiet)
     try:
         yield stop, reporter
     finally:
@@ -207,7 +214,8 @@ def train_from_cli(
         run_config, _ = api.effective_config(data, **common, **options)
         sys.stdout.write(to_toml(run_config))
         return
-    with training_session() as (stop, reporter):
+    quiet = bool(arguments.get("quiet"))
+    with training_session(quiet) as (stop, reporter):
         result = api.train(
             data, out=arguments["out"], overwrite=arguments["overwrite"], reporter=reporter, should_stop=stop,
             **common, **options,
@@ -220,6 +228,8 @@ def train_from_cli(
         speed_unit=speed_unit,
         resume_command=f"{command} --resume {result.run_dir}",
         next_step=next_step.format(run=result.run_dir),
+        quiet=quiet,
+        as_json=bool(arguments.get("as_json")),
     )
 
 
@@ -231,6 +241,8 @@ def report_training(
     speed_unit: str,
     resume_command: str,
     next_step: str,
+    quiet: bool = False,
+    as_json: bool = False,
 ) -> None:
     """Print the summary table; after an interruption, the resume command and exit 130 (SIGINT) or 143."""
     console = err_console()
@@ -246,14 +258,21 @@ def report_training(
         ("time", format_seconds(result.seconds)),
         ("stopped by", stopped_by),
     ]
-    console.print(summary_table(rows, title=title))
+    if as_json:  # the results on stdout, for scripts
+        import dataclasses
+        import json
+
+        print(json.dumps({**dataclasses.asdict(result), "run_dir": str(result.run_dir)}, indent=1))
+    if not quiet:
+        console.print(summary_table(rows, title=title))
     if result.stop_reason == "interrupted":
         # soft_wrap: the command stays on one line, ready to copy
         console.print(
             f"Interrupted; checkpoint saved. Resume with: {resume_command}", soft_wrap=True, highlight=False
         )
         raise typer.Exit(130 if stop.signal == signal.SIGINT else 143)
-    console.print(next_step, soft_wrap=True, highlight=False)
+    if not quiet:
+        console.print(next_step, soft_wrap=True, highlight=False)
 
 
 def attention_table(source_tokens: list[str], target_tokens: list[str], weights: list[list[float]]) -> Table:

@@ -92,6 +92,8 @@ def run_parameters(default_out: str, config_tables: str) -> list[inspect.Paramet
             "config", "--config", help_text=f"TOML file of settings (tables {config_tables}); flags override it."
         ),
         switch("print_config", "--print-config", "Print the full effective config as TOML and exit."),
+        switch("quiet", "--quiet", "No progress or summary on stderr; notes, warnings and errors only."),
+        switch("as_json", "--json", "Print the training results (steps, losses, speed, time) as JSON on stdout."),
     ]
 
 
