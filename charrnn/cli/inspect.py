@@ -156,13 +156,16 @@ def evaluate(
     bptt: int | None = typer.Option(None, "--bptt", help="Tokens per chunk (default: the run's)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object for scripts."),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
+    threads: int | None = typer.Option(
+        None, help="CPU threads (default 1; try your core count on an idle machine)."
+    ),
 ) -> None:
     """Cross-entropy, perplexity and bits/char of a whole file, counted as training's validation counts it."""
     from charrnn.cli.lm import _load_lm
     from charrnn.core.scoring import check_oov
 
     check_oov(oov, oov_logprob)
-    result = _load_lm(run_dir, device).evaluate_file(
+    result = _load_lm(run_dir, device, threads).evaluate_file(
         file, batch_size=batch_size, bptt=bptt, oov=oov, oov_logprob=oov_logprob
     )
     if result.unk and oov != "skip":
