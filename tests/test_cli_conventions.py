@@ -138,3 +138,11 @@ def test_train_quiet_prints_nothing_on_success(tmp_path: Path, corpus_file: Path
     code, out, err = run_cli(["train", *more], capsys)
     result = json.loads(out)
     assert code == 0 and err == "" and result["steps"] == 4 and result["run_dir"] == str(tmp_path / "q")
+
+
+def test_shell_completion_completes_commands_and_flags(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("_CHARRNN_COMPLETE", "complete_bash")
+    monkeypatch.setenv("COMP_WORDS", "charrnn sample --te")
+    monkeypatch.setenv("COMP_CWORD", "2")
+    code, out, _ = run_cli([], capsys)
+    assert code == 0 and out.split() == ["--temperature"]
