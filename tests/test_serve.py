@@ -282,3 +282,18 @@ def test_charrnn_serve_listens_on_localhost_and_stops_on_sigterm(runs: dict, tmp
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=30)
     assert f"http://127.0.0.1:{port}/" in err and "Traceback" not in err
+
+
+def test_score_follows_the_oov_policy(url: str, runs: dict) -> None:
+    sentences = ["To be, ж or 漢 not."]  # characters the tiny model never saw become <unk>
+    assert runs["lm"].score(sentences, oov="include")[0].n_unk == 2
+    assert (
+        runs["lm"].score(sentences, oov="penalty")[0].logprob
+        < runs["lm"].score(sentences, oov="include")[0].logprob
+    )
+    for oov in ("penalty", "skip", "include"):
+        status, body = call(url + "/api/score", {"sentences": sentences, "oov": oov})
+        want = runs["lm"].score(sentences, oov=oov)[0]
+        assert status == 200 and body["sentences"][0]["logprob"] == pytest.approx(want.logprob, abs=1e-5)
+    status, body = call(url + "/api/score", {"sentences": sentences, "oov": "drop"})
+    assert status == 400 and "oov" in body["error"]

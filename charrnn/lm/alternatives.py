@@ -43,9 +43,14 @@ class ScoredWithAlternatives:
 
 @torch.inference_mode()
 def score_with_alternatives(
-    model: LanguageModel, tokenizer: Tokenizer, sentences: list[str], k: int = 5
+    model: LanguageModel,
+    tokenizer: Tokenizer,
+    sentences: list[str],
+    k: int = 5,
+    oov: str = "penalty",
+    oov_logprob: float | None = None,
 ) -> list[ScoredWithAlternatives]:
-    """Score each sentence as `score_sentences` does and keep the top-`k` tokens at every position."""
+    """Score each sentence as `LanguageModelRun.score` does (same OOV policy) and keep the top-`k` tokens at every position."""
     model.eval()
     device = next(model.parameters()).device
     encoded = [encode_sentence(tokenizer, s) for s in sentences]
@@ -71,5 +76,6 @@ def score_with_alternatives(
             ]
             for pos in range(len(ids))
         ]
-        results.append(ScoredWithAlternatives(sentence_score(tokenizer, sentence, ids, logps), rows))
+        score = sentence_score(tokenizer, sentence, ids, logps, oov, oov_logprob)
+        results.append(ScoredWithAlternatives(score, rows))
     return results

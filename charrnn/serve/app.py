@@ -220,7 +220,11 @@ class Server:
             return json_response({"sentences": [s.to_dict() for s in scores]})
         sentences = params.sentences(body, self.limits)
         top_k = params.integer(body, "top_k", 5, 1, 20)
-        scored = await self.compute(score_with_alternatives, run.model, run.tokenizer, sentences, top_k)
+        oov = params.choice(body, "oov", ("penalty", "skip", "include"), "penalty")
+        oov_logprob = params.number(body, "oov_logprob", None, -1e6, 0.0)
+        scored = await self.compute(
+            score_with_alternatives, run.model, run.tokenizer, sentences, top_k, oov, oov_logprob
+        )
         return json_response({"sentences": [s.to_dict() for s in scored]})
 
     async def activations(self, request: Request) -> Response:
