@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import torch
 
-from charrnn.core import rundir
+from charrnn.core import rundir, runwriter
 from charrnn.core.errors import CharRNNError
 from charrnn.core.optim import grad_scaler, learning_rate, make_optimizer, update_plateau
 from charrnn.core.resume import load_resume_state, resume_changes, save_resume_state
@@ -107,10 +107,23 @@ def train(
     On resume `config` must be the run's saved config, changed only where a setting may change
     mid-run (`charrnn.core.resume`): anything else is refused before training starts.
     """
+    config.validate()
+    with runwriter.hold(run_dir, create=not resume) as writer:  # one writer per run directory
+        return _train(recipe, config, writer, resume, overwrite, reporter, should_stop)
+
+
+def _train(
+    recipe: Recipe,
+    config: Any,
+    writer: runwriter.RunWriter,
+    resume: bool,
+    overwrite: bool,
+    reporter: Reporter | None,
+    should_stop: Callable[[], bool] | None,
+) -> TrainResult:
     reporter = reporter or SilentReporter()
     should_stop = should_stop or (lambda: False)
-    run_dir = Path(run_dir)
-    config.validate()
+    run_dir = writer.run_dir
     changes = resume_changes(recipe.read_config(run_dir), config) if resume else []
     cfg = config.training
     device = resolve_device(cfg.device)
@@ -118,8 +131,7 @@ def train(
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
     data = recipe.read_data(config, reporter)  # first: unreadable data leaves no --out behind
-    if not resume:
-        rundir.check_run_dir(run_dir, overwrite)  # refuse an occupied --out before the slow part
+    replacing = False if resume else rundir.check_run_dir(run_dir, overwrite)  # before the slow part
     tokenizers = recipe.read_tokenizers(run_dir) if resume else recipe.build_tokenizers(config, data)
     prepared = recipe.prepare(config, tokenizers, data, device, reporter)
     task, model = prepared.task, prepared.task.model
@@ -141,12 +153,12 @@ def train(
         if changes:
             rundir.write_config(run_dir, config)  # the new stopping rules etc. hold for later resumes too
     else:
-        rundir.clear_run_dir(run_dir)  # only now, when everything above has been checked
-        rundir.write_config(run_dir, config)
-        recipe.write_tokenizers(run_dir, tokenizers)
-        save_resume_state(
-            run_dir, model, optimizer, state, task.carried_tensors(), prepared.data_hash, tokenizer_hash
-        )
+        with writer.new_run(replacing) as first:  # --overwrite: the old run stays until these are written
+            rundir.write_config(first, config)
+            recipe.write_tokenizers(first, tokenizers)
+            save_resume_state(
+                first, model, optimizer, state, task.carried_tensors(), prepared.data_hash, tokenizer_hash
+            )
 
     epochs = cfg.epoch_limit
     total_steps = None if epochs is None else epochs * task.batches_per_epoch

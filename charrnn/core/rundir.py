@@ -21,6 +21,7 @@ import errno
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -345,17 +346,52 @@ RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE, RESUME_FILE, METRICS_FILE, TOKENIZER_JSO
 RUN_FOLDERS = ("source", "target")  # seq2seq's per-side tokenizers
 
 
-def check_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """Refuse an --out that is a file, another program's folder, or (without `overwrite`) an existing run."""
+RUN_MARKER = "charrnn_version"  # with a readable "format_version", what makes config.json a charrnn run's
+LOCK_FILE = ".charrnn.lock"  # the one-writer lock (`charrnn.core.runwriter`); not part of the run
+IGNORED_NAMES = (LOCK_FILE,)
+
+
+def is_run_config(path: Path) -> bool:
+    """Whether `path` is a regular config.json written by charrnn: a JSON object with the run marker and a readable format version."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode) or os.lstat(path).st_size > 10_000_000:
+            return False
+        data = json.loads(Path(path).read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return False
+    if not isinstance(data, dict) or not isinstance(data.get(RUN_MARKER), str):
+        return False
+    version = data.get("format_version")
+    return isinstance(version, int) and not isinstance(version, bool) and version in READABLE_VERSIONS
+
+
+def check_run_dir(run_dir: Path, overwrite: bool) -> bool:
+    """Refuse an --out that is a file, another program's folder, or (without `overwrite`) an existing run.
+
+    Returns whether `run_dir` holds a run that `overwrite` will replace. A folder is a run only if its
+    config.json carries charrnn's marker and format version; a run folder holding anything charrnn
+    did not write is refused too, so that --overwrite never deletes a user's own files.
+    """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise CharRNNError(f"--out {run_dir} is a file; choose a directory.")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        if not (run_dir / CONFIG_FILE).is_file():
+    names = sorted(p.name for p in run_dir.iterdir() if p.name not in IGNORED_NAMES) if run_dir.is_dir() else []
+    holds_run = bool(names)
+    if names:
+        if not is_run_config(run_dir / CONFIG_FILE):
             raise CharRNNError(f"--out {run_dir} exists and is not a charrnn run directory; choose another --out.")
         if not overwrite:
             raise CharRNNError(
                 f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to replace it."
+            )
+        known = (*RUN_FILES, *RUN_FOLDERS)
+        foreign = [
+            n for n in names if n not in known and not (n.startswith(TEMP_PREFIX) and n.endswith(TEMP_SUFFIX))
+        ]
+        if foreign:
+            raise CharRNNError(
+                f"{run_dir} holds files charrnn did not write ({', '.join(foreign[:3])}); --overwrite would "
+                "delete them: move them out or choose another --out."
             )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -363,6 +399,7 @@ def check_run_dir(run_dir: Path, overwrite: bool) -> None:
         raise CharRNNError(f"Cannot create --out {run_dir}: {exc.strerror}.") from None
     if not os.access(run_dir, os.W_OK):
         raise CharRNNError(f"--out {run_dir} is not writable; choose a directory you can write to.")
+    return holds_run
 
 
 def clear_run_dir(run_dir: Path) -> None:
