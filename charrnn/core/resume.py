@@ -118,7 +118,8 @@ def load_resume_state(
 ) -> ResumePoint:
     """Restore weights and optimiser from resume.safetensors (any readable format version)."""
     path = Path(run_dir) / RESUME_FILE
-    tensors, meta = load_tensors(path)
+    expected = {f"model.{name}": tuple(t.shape) for name, t in model.state_dict().items()}
+    tensors, meta = load_tensors(path, expected)  # shapes checked before the data is read
     version = meta.get("format_version", FORMAT_VERSION)
     if version not in READABLE_VERSIONS:
         raise CharRNNError(

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from charrnn.core import rundir
+from charrnn.core import rundir, safeio
 from charrnn.core.errors import CharRNNError
 from charrnn.core.rundir import LOCK_FILE
 
@@ -208,6 +208,13 @@ def hold(run_dir: str | Path, create: bool) -> Iterator[RunWriter]:
         except OSError as exc:
             raise CharRNNError(f"Cannot create --out {run_dir}: {exc.strerror}.") from None
     writer = RunWriter(run_dir, Lease(run_dir))
+    if not create:  # --resume writes into the run: no file of it may be a link or a FIFO
+        try:
+            for name in (*rundir.RUN_FILES, *rundir.RUN_FOLDERS):
+                safeio.check_plain(run_dir / name)
+        except BaseException:
+            writer.lease.release()
+            raise
     try:
         yield writer
     except BaseException:
