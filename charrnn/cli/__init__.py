@@ -9,6 +9,7 @@ import typer
 from charrnn import __version__
 from charrnn.cli import lm
 from charrnn.cli.seq2seq import seq2seq_app
+from charrnn.cli.streams import guarded_streams
 from charrnn.core.errors import CharRNNError
 
 app = typer.Typer(
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     command = typer.main.get_command(app)
     try:
-        code = command.main(args=args, prog_name="charrnn", standalone_mode=False)
+        with guarded_streams():
+            code = command.main(args=args, prog_name="charrnn", standalone_mode=False)
     except CharRNNError as exc:
         if debug:
             raise
