@@ -261,7 +261,7 @@ def read_run_json(run_dir: Path, kind: str, command: str) -> dict[str, Any]:
         raise CharRNNError(f"{run_dir} holds a {found} run, not {KIND_NAMES[kind]}; {KIND_HINTS[found]}.")
     data = read_json(run_dir / CONFIG_FILE)
     version = data.get("format_version")
-    if version not in READABLE_VERSIONS:
+    if type(version) is not int or version not in READABLE_VERSIONS:  # not True, which equals 1
         raise CharRNNError(
             f"{run_dir} has run format version {version}, this charrnn reads versions "
             f"{', '.join(map(str, READABLE_VERSIONS))}; use the charrnn version that wrote it "
