@@ -140,7 +140,11 @@ def read_header(path: Path, raw_start: bytes, size: int) -> dict[str, Any]:
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        if not isinstance(entry, dict) or entry.get("dtype") not in DTYPE_SIZES:
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("dtype"), str)
+            or entry["dtype"] not in DTYPE_SIZES
+        ):
             raise damaged
         shape, offsets = entry.get("shape"), entry.get("data_offsets")
         if not (isinstance(shape, list) and all(type(d) is int and 0 <= d < 2**40 for d in shape)):
@@ -248,7 +252,7 @@ def run_kind(run_dir: Path, command: str = "train") -> str:
     if not (run_dir / CONFIG_FILE).is_file():
         raise CharRNNError(f"{run_dir} is not a charrnn run directory ({CONFIG_FILE} is missing).")
     kind = read_json(run_dir / CONFIG_FILE).get("kind", "lm")
-    if kind not in KIND_NAMES:
+    if not isinstance(kind, str) or kind not in KIND_NAMES:
         raise CharRNNError(f"{run_dir / CONFIG_FILE} names an unknown kind of run {kind!r}; the file is damaged.")
     return kind
 
