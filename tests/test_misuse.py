@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from charrnn.core import rundir
 from charrnn.lm.training import train_language_model
@@ -203,3 +204,26 @@ def test_no_reproduction_of_issue_10_is_an_internal_error(run: Path, tmp_path: P
         (["--hidden", str(10**9)], "--hidden"),
     ):
         one_line(run_cli(["train", corpus, "--out", str(tmp_path / "new"), *flags]), fragment)
+
+
+@pytest.mark.parametrize("forgery", ["size", "dtype", "mt19937", "python"])
+def test_a_forged_random_state_in_the_resume_file_is_one_line(run: Path, forgery: str) -> None:
+    tensors, metadata = rundir.load_tensors(run / rundir.RESUME_FILE)
+    state = tensors["rng.torch"]
+    if forgery == "size":
+        tensors["rng.torch"] = state[:7].clone()
+    elif forgery == "dtype":
+        tensors["rng.torch"] = state.float()
+    elif forgery == "mt19937":
+        tensors["rng.torch"] = torch.full_like(state, 255)
+    else:
+        metadata["python_rng"] = [3, [1, 2], None]
+    rundir.save_tensors(run / rundir.RESUME_FILE, tensors, metadata)
+    one_line(run_cli(["train", "--resume", str(run), "--max-steps", "8"]), "random-number state", "invalid")
+
+
+def test_nan_weights_are_refused_in_one_line(run: Path) -> None:
+    tensors, metadata = rundir.load_tensors(run / rundir.WEIGHTS_FILE)
+    tensors[rundir.EMBEDDING_KEY][0, 0] = float("nan")
+    rundir.save_tensors(run / rundir.WEIGHTS_FILE, tensors, metadata)
+    one_line(run_cli(["sample", str(run), "--length", "5"]), "NaN or infinite", "restore them")

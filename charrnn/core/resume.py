@@ -94,6 +94,15 @@ class ResumePoint:
 
     def restore_rng(self) -> None:
         """Put Python's, torch's (and numpy's) generators back where the checkpoint left them."""
+        try:
+            self._restore_rng()
+        except (RuntimeError, TypeError, ValueError, OverflowError, IndexError, KeyError) as exc:
+            raise CharRNNError(
+                f"The random-number state in {RESUME_FILE} is invalid ({str(exc).splitlines()[0][:80]}); the file "
+                "is damaged or was not written by charrnn: restore it from a backup or retrain."
+            ) from None
+
+    def _restore_rng(self) -> None:
         python = self.rng["python"]
         random.setstate((python[0], tuple(python[1]), python[2]))
         torch.set_rng_state(self.rng["rng.torch"])

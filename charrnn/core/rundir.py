@@ -358,6 +358,12 @@ def check_weights(module: torch.nn.Module, tensors: dict[str, torch.Tensor], sou
                 f"{source}: {name} has shape {tuple(tensors[name].shape)} but config.json implies "
                 f"{tuple(shape)}; the weights and config/tokenizer come from different runs."
             )
+        tensor = tensors[name]
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CharRNNError(
+                f"{source}: {name} holds NaN or infinite values; the weights are damaged: "
+                "restore them from a backup or retrain."
+            )
 
 
 def load_weights_into(module: torch.nn.Module, path: Path) -> dict[str, Any]:
