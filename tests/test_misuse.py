@@ -3,6 +3,8 @@ and one-line errors (never "internal error") for every reproduction of issue 10.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -138,31 +140,25 @@ def test_full_or_closed_stdout_and_closed_stdin_are_one_line(trained: Path, tmp_
         "charrnn: error: cannot write output: No space left on device; check where standard output goes "
         "(a full disk?)."
     )
-    closed = subprocess.run(
-        [sys.executable, "-c", "import os, sys; os.close(1); from charrnn.cli import main; main(sys.argv[1:])"]
-        + ["sample", str(trained), "--length", "5"],
-        cwd=tmp_path,
-        env=subprocess_env(),
-        stderr=subprocess.PIPE,
-        text=True,
-        timeout=60,
-    )
-    assert closed.returncode == 2 and "cannot write output" in closed.stderr, closed.stderr
-    no_stdin = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import os, sys; os.close(0); sys.stdin = None; from charrnn.cli import main; main()",
-        ]
-        + ["score-sentence", str(trained)],
-        cwd=tmp_path,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert no_stdin.returncode == 2 and "internal error" not in no_stdin.stderr
-    assert no_stdin.stderr.strip().startswith("charrnn: error: No sentence to score"), no_stdin.stderr
+    from charrnn.cli import main
+
+    for stream, args in (
+        ("stdout", ["sample", str(trained), "--length", "5"]),
+        ("stdin", ["score-sentence", str(trained)]),
+    ):
+        err = io.StringIO()
+        saved = sys.stdin, sys.stdout
+        setattr(sys, stream, None)  # what Python sets when the descriptor is closed at start-up
+        try:
+            with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_info:
+                main(args)
+        finally:
+            sys.stdin, sys.stdout = saved
+        assert exit_info.value.code == 2 and "internal error" not in err.getvalue()
+        expected = (
+            "cannot write output: standard output is closed" if stream == "stdout" else "No sentence to score"
+        )
+        assert err.getvalue().startswith(f"charrnn: error: {expected}"), err.getvalue()
 
 
 # --- none of the issue's reproductions is an internal error --------------------------------------------------

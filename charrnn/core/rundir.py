@@ -119,7 +119,8 @@ def read_header(path: Path, raw_start: bytes, size: int) -> dict[str, Any]:
     """The JSON header of a safetensors file, checked against the file's size before any data is read.
 
     Layout: 8 bytes little-endian n, n bytes of JSON, then the data; every tensor's
-    [begin, end) offsets lie inside the data and end - begin = prod(shape) * dtype size.
+    [begin, end) offsets lie inside the data, end - begin = prod(shape) * dtype size, and the last
+    tensor ends where the file ends.
     """
     damaged = CharRNNError(
         f"{path} is not a valid safetensors file (damaged, truncated, or not written by charrnn); "
@@ -137,6 +138,7 @@ def read_header(path: Path, raw_start: bytes, size: int) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise damaged
     data_size = size - 8 - length
+    covered = 0
     for name, entry in header.items():
         if name == "__metadata__":
             continue
@@ -154,6 +156,9 @@ def read_header(path: Path, raw_start: bytes, size: int) -> dict[str, Any]:
         begin, end = offsets
         if not 0 <= begin <= end <= data_size or end - begin != math.prod(shape) * DTYPE_SIZES[entry["dtype"]]:
             raise damaged
+        covered = max(covered, end)
+    if covered != data_size:  # bytes after the last tensor: padding that would be read for nothing
+        raise damaged
     return header
 
 
