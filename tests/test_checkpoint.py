@@ -419,27 +419,3 @@ def test_resume_needs_the_same_corpus(run: Path, tmp_path: Path) -> None:
         assert_one_line_error(result, str(corpus), "is missing", "resume needs the same data")
     finally:
         corpus.write_bytes(original)
-
-
-def test_a_kill_while_overwriting_leaves_a_directory_overwrite_accepts(
-    run: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    corpus = read_config(run).corpus
-    real_unlink = Path.unlink
-    calls = {"n": 0}
-
-    def unlink_then_die(self: Path, missing_ok: bool = False) -> None:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        real_unlink(self, missing_ok=missing_ok)
-
-    monkeypatch.setattr(Path, "unlink", unlink_then_die)
-    args = ["train", corpus, "--out", str(run), "--max-steps", "2", "--threads", "1", "--overwrite"]
-    # settings the tiny corpus can train with: the old run is deleted only once the new one is ready to start
-    args += ["--hidden", "16", "--embed", "8", "--batch-size", "4", "--bptt", "16"]
-    assert run_cli(args).code == 130  # died part-way through deleting the old run
-    monkeypatch.undo()
-    assert (run / rundir.CONFIG_FILE).is_file() and not (run / rundir.WEIGHTS_FILE).is_file()
-    result = run_cli(args)
-    assert result.code == 0, result.stderr

@@ -279,3 +279,27 @@ def test_eval_scores_in_fp32_unless_bf16_is_asked_for(run_dir: Path, pair_files,
     code, out, _ = run(capsys, "seq2seq", "eval", run_dir, pair_files["val"], "--json")
     assert json.loads(out)["mean_logprob"] == figures["fp32"]  # the default is fp32
     assert figures["bf16"] != figures["fp32"] and figures["bf16"] == pytest.approx(figures["fp32"], rel=0.05)
+
+
+def test_overwrite_is_a_transaction_for_seq2seq_runs_too(pair_files, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "s2s"
+    common = ["seq2seq", "train", pair_files["train"], "--val", pair_files["val"], "--out", out, *TINY]
+    assert run(capsys, *common, "--max-steps", "2", "--eval-every", "2")[0] == 0
+    before = {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in out.rglob("*")
+        if p.is_file() and p.name != ".charrnn.lock"
+    }
+    code, _, err = run(capsys, *common, "--overwrite", "--max-steps", "2", "--source-level", "subword")
+    assert code == 2 and "vocab-size" in err and "internal error" not in err  # subword without a size
+    after = {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in out.rglob("*")
+        if p.is_file() and p.name != ".charrnn.lock"
+    }
+    assert after == before and "source/tokenizer.json" in after
+    code, _, err = run(capsys, *common, "--overwrite", "--max-steps", "2", "--eval-every", "2", "--hidden", "16")
+    assert code == 0, err
+    assert json.loads((out / "config.json").read_text())["model"]["hidden"] == 16
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s2s"]  # no staging or old run left beside it
+    assert run(capsys, "seq2seq", "translate", out, "Hallo")[0] == 0

@@ -10,6 +10,7 @@ import typer
 from charrnn import __version__
 from charrnn.cli import export, inspect, lm, serve
 from charrnn.cli.seq2seq import seq2seq_app
+from charrnn.cli.streams import guarded_streams
 from charrnn.core.errors import CharRNNError
 
 app = typer.Typer(
@@ -80,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args:  # bare `charrnn`: the help, and success
         args = ["--help"]
     try:
-        code = command.main(args=args, prog_name="charrnn", standalone_mode=False)
+        with guarded_streams():
+            code = command.main(args=args, prog_name="charrnn", standalone_mode=False)
     except CharRNNError as exc:
         if debug:
             raise

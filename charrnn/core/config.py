@@ -15,6 +15,7 @@ from typing import Any, ClassVar, TypeVar
 
 from charrnn.core.errors import CharRNNError
 from charrnn.core.options import dataclass_from_dict, option
+from charrnn.core.safeio import read_regular
 
 R = TypeVar("R", bound="RunConfigBase")
 
@@ -200,10 +201,10 @@ def choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 
 def read_json(path: Path) -> dict[str, Any]:
     """Read a JSON object from `path` with a one-line error when it is missing or malformed."""
-    if not path.is_file():
+    if not path.exists():
         raise CharRNNError(f"{path} is missing.")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_regular(path, 1 << 24, "JSON file").decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise CharRNNError(f"{path} is not valid JSON ({exc}); the run directory is damaged.") from None
     if not isinstance(data, dict):

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import torch
 
-from charrnn.core import rundir
+from charrnn.core import rundir, runwriter
 from charrnn.core.checkpoints import keep_checkpoint
 from charrnn.core.errors import CharRNNError
 from charrnn.core.optim import grad_scaler, learning_rate, make_optimizer, update_plateau
@@ -109,10 +109,23 @@ def train(
     On resume `config` must be the run's saved config, changed only where a setting may change
     mid-run (`charrnn.core.resume`): anything else is refused before training starts.
     """
+    config.validate()
+    with runwriter.hold(run_dir, create=not resume) as writer:  # one writer per run directory
+        return _train(recipe, config, writer, resume, overwrite, reporter, should_stop)
+
+
+def _train(
+    recipe: Recipe,
+    config: Any,
+    writer: runwriter.RunWriter,
+    resume: bool,
+    overwrite: bool,
+    reporter: Reporter | None,
+    should_stop: Callable[[], bool] | None,
+) -> TrainResult:
     reporter = reporter or SilentReporter()
     should_stop = should_stop or (lambda: False)
-    run_dir = Path(run_dir)
-    config.validate()
+    run_dir = writer.run_dir
     saved = recipe.read_config(run_dir) if resume else None
     changes = resume_changes(saved, config) if resume else []
     cfg = config.training
@@ -121,16 +134,9 @@ def train(
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
     data = recipe.read_data(config, reporter)  # first: unreadable data leaves no --out behind
-    created = not resume and not run_dir.exists()
-    if not resume:
-        rundir.check_run_dir(run_dir, overwrite)  # refuse an occupied --out before the slow part
-    try:
-        tokenizers = recipe.read_tokenizers(run_dir) if resume else recipe.build_tokenizers(config, data)
-        prepared = recipe.prepare(config, tokenizers, data, device, reporter)
-    except BaseException:
-        if created:
-            rundir.remove_if_empty(run_dir)  # a first check failed: leave no empty --out behind
-        raise
+    replacing = False if resume else rundir.check_run_dir(run_dir, overwrite)  # before the slow part
+    tokenizers = recipe.read_tokenizers(run_dir) if resume else recipe.build_tokenizers(config, data)
+    prepared = recipe.prepare(config, tokenizers, data, device, reporter)
     task, model = prepared.task, prepared.task.model
     precision = choose_precision(config, saved, device)
     cfg.resolved_precision = precision.precision
@@ -152,12 +158,12 @@ def train(
         if changes:
             rundir.write_config(run_dir, config)  # the new stopping rules etc. hold for later resumes too
     else:
-        rundir.clear_run_dir(run_dir)  # only now, when everything above has been checked
-        rundir.write_config(run_dir, config)
-        recipe.write_tokenizers(run_dir, tokenizers)
-        save_resume_state(
-            run_dir, model, optimizer, state, task.carried_tensors(), prepared.data_hash, tokenizer_hash
-        )
+        with writer.new_run(replacing) as first:  # --overwrite: the old run stays until these are written
+            rundir.write_config(first, config)
+            recipe.write_tokenizers(first, tokenizers)
+            save_resume_state(
+                first, model, optimizer, state, task.carried_tensors(), prepared.data_hash, tokenizer_hash
+            )
 
     epochs = cfg.epoch_limit
     total_steps = None if epochs is None else epochs * task.batches_per_epoch

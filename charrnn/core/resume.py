@@ -94,6 +94,15 @@ class ResumePoint:
 
     def restore_rng(self) -> None:
         """Put Python's, torch's (and numpy's) generators back where the checkpoint left them."""
+        try:
+            self._restore_rng()
+        except (RuntimeError, TypeError, ValueError, OverflowError, IndexError, KeyError) as exc:
+            raise CharRNNError(
+                f"The random-number state in {RESUME_FILE} is invalid ({str(exc).splitlines()[0][:80]}); the file "
+                "is damaged or was not written by charrnn: restore it from a backup or retrain."
+            ) from None
+
+    def _restore_rng(self) -> None:
         python = self.rng["python"]
         random.setstate((python[0], tuple(python[1]), python[2]))
         torch.set_rng_state(self.rng["rng.torch"])
@@ -118,7 +127,8 @@ def load_resume_state(
 ) -> ResumePoint:
     """Restore weights and optimiser from resume.safetensors (any readable format version)."""
     path = Path(run_dir) / RESUME_FILE
-    tensors, meta = load_tensors(path)
+    expected = {f"model.{name}": tuple(t.shape) for name, t in model.state_dict().items()}
+    tensors, meta = load_tensors(path, expected)  # shapes checked before the data is read
     version = meta.get("format_version", FORMAT_VERSION)
     if version not in READABLE_VERSIONS:
         raise CharRNNError(

@@ -20,7 +20,9 @@ import contextlib
 import errno
 import hashlib
 import json
+import math
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
+from charrnn.core import safeio
 from charrnn.core.config import read_json
 from charrnn.core.errors import CharRNNError
 from charrnn.core.tokenizers import SENTENCEPIECE_MODEL, TOKENIZER_JSON, Tokenizer, tokenizer_from_files
@@ -108,13 +111,99 @@ def _data_section(raw: bytes) -> bytes:
     return raw[8 + int.from_bytes(raw[:8], "little") :]
 
 
-def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a safetensors file written by `save_tensors`, checking its checksum; never executes anything from it."""
-    path = Path(path)
-    if not path.is_file():
-        raise CharRNNError(f"{path} is missing.")
+MAX_HEADER = 100_000_000  # bytes of safetensors JSON header: far more than any run needs
+DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+def read_header(path: Path, raw_start: bytes, size: int) -> dict[str, Any]:
+    """The JSON header of a safetensors file, checked against the file's size before any data is read.
+
+    Layout: 8 bytes little-endian n, n bytes of JSON, then the data; every tensor's
+    [begin, end) offsets lie inside the data, end - begin = prod(shape) * dtype size, and the last
+    tensor ends where the file ends.
+    """
+    damaged = CharRNNError(
+        f"{path} is not a valid safetensors file (damaged, truncated, or not written by charrnn); "
+        "restore it from a backup or retrain."
+    )
+    if size < 8 or len(raw_start) < 8:
+        raise damaged
+    length = int.from_bytes(raw_start[:8], "little")
+    if not 2 <= length <= min(MAX_HEADER, size - 8):
+        raise damaged
     try:
-        raw = path.read_bytes()
+        header = json.loads(raw_start[8 : 8 + length])
+    except (ValueError, RecursionError):
+        raise damaged from None
+    if not isinstance(header, dict):
+        raise damaged
+    data_size = size - 8 - length
+    covered = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("dtype"), str)
+            or entry["dtype"] not in DTYPE_SIZES
+        ):
+            raise damaged
+        shape, offsets = entry.get("shape"), entry.get("data_offsets")
+        if not (isinstance(shape, list) and all(type(d) is int and 0 <= d < 2**40 for d in shape)):
+            raise damaged
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)):
+            raise damaged
+        begin, end = offsets
+        if not 0 <= begin <= end <= data_size or end - begin != math.prod(shape) * DTYPE_SIZES[entry["dtype"]]:
+            raise damaged
+        covered = max(covered, end)
+    if covered != data_size:  # bytes after the last tensor: padding that would be read for nothing
+        raise damaged
+    return header
+
+
+def check_shapes(path: Path, header: dict[str, Any], expected: dict[str, tuple[int, ...]]) -> None:
+    """Refuse a file whose header lacks a name in `expected` or declares another shape for it."""
+    missing = sorted(set(expected) - set(header))
+    if missing:
+        raise CharRNNError(
+            f"{path} does not match the model in config.json: missing {missing[:4]}; "
+            "the weights and config/tokenizer come from different runs."
+        )
+    for name, shape in expected.items():
+        entry = header.get(name)
+        if name.endswith(EMBEDDING_KEY) and isinstance(entry, dict) and entry["shape"][:1] != [shape[0]]:
+            raise CharRNNError(
+                f"The tokenizer has {shape[0]} entries but {path} has {entry['shape'][0]} embedding "
+                "rows; the tokenizer file and the weights come from different runs."
+            )
+        if isinstance(entry, dict) and tuple(entry["shape"]) != tuple(shape):
+            raise CharRNNError(
+                f"{path}: {name} has shape {tuple(entry['shape'])} but config.json implies {tuple(shape)}; "
+                "the weights and config/tokenizer come from different runs."
+            )
+
+
+def load_tensors(
+    path: Path, expected: dict[str, tuple[int, ...]] | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a safetensors file written by `save_tensors`, checking its checksum; never executes anything from it.
+
+    The header is checked against the file size (and the shapes against `expected`) before the data is read.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CharRNNError(f"{path} is missing.")
+    fd = safeio.open_regular(path)
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            start = handle.read(8)
+            length = int.from_bytes(start, "little") if len(start) == 8 else 0
+            start += handle.read(min(length, MAX_HEADER, max(size - 8, 0)))
+            header = read_header(path, start, size)
+            check_shapes(path, header, expected or {})
+            raw = start + handle.read(size - len(start))
     except OSError as exc:
         raise CharRNNError(f"{path}: cannot read ({exc.strerror}).") from None
     damaged = CharRNNError(
@@ -123,12 +212,11 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     )
     try:
         tensors = load_safetensors_bytes(raw)
-        header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
         meta = header.get("__metadata__") or {}
         metadata = json.loads(meta["json"]) if "json" in meta else {}
         if not isinstance(metadata, dict):
             raise ValueError("metadata is not a JSON object")
-    except (SafetensorError, ValueError, OverflowError, AttributeError, TypeError):
+    except (SafetensorError, ValueError, OverflowError, AttributeError, TypeError, RecursionError):
         raise damaged from None
     if "sha256" in meta and hashlib.sha256(_data_section(raw)).hexdigest() != meta["sha256"]:
         raise CharRNNError(
@@ -170,7 +258,7 @@ def run_kind(run_dir: Path, command: str = "train") -> str:
     if not (run_dir / CONFIG_FILE).is_file():
         raise CharRNNError(f"{run_dir} is not a charrnn run directory ({CONFIG_FILE} is missing).")
     kind = read_json(run_dir / CONFIG_FILE).get("kind", "lm")
-    if kind not in KIND_NAMES:
+    if not isinstance(kind, str) or kind not in KIND_NAMES:
         raise CharRNNError(f"{run_dir / CONFIG_FILE} names an unknown kind of run {kind!r}; the file is damaged.")
     return kind
 
@@ -185,7 +273,7 @@ def read_run_json(run_dir: Path, kind: str, command: str) -> dict[str, Any]:
         )
     data = read_json(run_dir / CONFIG_FILE)
     version = data.get("format_version")
-    if version not in READABLE_VERSIONS:
+    if type(version) is not int or version not in READABLE_VERSIONS:  # not True, which equals 1
         raise CharRNNError(
             f"{run_dir} has run format version {version}, this charrnn reads versions "
             f"{', '.join(map(str, READABLE_VERSIONS))}; use the charrnn version that wrote it "
@@ -221,13 +309,16 @@ def read_run_config(run_dir: Path, cls: type, kind: str, command: str) -> Any:
     return config
 
 
+MAX_TOKENIZER_BYTES = 1 << 30
+
+
 def read_tokenizer(run_dir: Path) -> Tokenizer:
     """Load the tokenizer saved in a run directory."""
     run_dir = Path(run_dir)
     files = {}
     for name in (TOKENIZER_JSON, SENTENCEPIECE_MODEL):
-        if (run_dir / name).is_file():
-            files[name] = (run_dir / name).read_bytes()
+        if (run_dir / name).exists():
+            files[name] = safeio.read_regular(run_dir / name, MAX_TOKENIZER_BYTES, "tokenizer file")
     try:
         return tokenizer_from_files(files)
     except CharRNNError as exc:
@@ -275,6 +366,12 @@ def check_weights(module: torch.nn.Module, tensors: dict[str, torch.Tensor], sou
                 f"{source}: {name} has shape {tuple(tensors[name].shape)} but config.json implies "
                 f"{tuple(shape)}; the weights and config/tokenizer come from different runs."
             )
+        tensor = tensors[name]
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CharRNNError(
+                f"{source}: {name} holds NaN or infinite values; the weights are damaged: "
+                "restore them from a backup or retrain."
+            )
 
 
 def load_weights_into(module: torch.nn.Module, path: Path) -> dict[str, Any]:
@@ -287,11 +384,15 @@ def load_weights_into(module: torch.nn.Module, path: Path) -> dict[str, Any]:
 
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
     """Append one JSON line to metrics.jsonl (a torn last line is skipped by readers)."""
+    fd = safeio.open_append(run_dir / METRICS_FILE)  # never through a link, never blocking on a FIFO
     try:
-        with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as handle:
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
     except OSError as exc:
         raise _write_error(run_dir / METRICS_FILE, exc) from None
+
+
+MAX_METRICS_BYTES = 1 << 30
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -300,7 +401,8 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    raw = safeio.read_regular(path, MAX_METRICS_BYTES, "metrics file")
+    for line in raw.decode("utf-8", errors="replace").splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
@@ -320,20 +422,22 @@ def truncate_metrics(run_dir: Path, last_step: int) -> None:
 
 
 def read_weights(
-    run_dir: Path, weights: str = WEIGHTS_FILE
+    run_dir: Path, weights: str = WEIGHTS_FILE, expected: dict[str, tuple[int, ...]] | None = None
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], str | None]:
     """The model weights of a run: (tensors, metadata, note).
 
     The best weights (model.safetensors) when they exist; before the first evaluation has written
     them, the latest weights in resume.safetensors, with a one-line note saying so for the caller to show.
+    `expected` (name -> shape) is checked against the file's header before its data is read.
     """
     run_dir = Path(run_dir)
-    if (run_dir / weights).is_file() or weights != WEIGHTS_FILE or not (run_dir / RESUME_FILE).is_file():
-        if not (run_dir / weights).is_file():
+    expected = expected or {}
+    if (run_dir / weights).exists() or weights != WEIGHTS_FILE or not (run_dir / RESUME_FILE).is_file():
+        if not (run_dir / weights).exists():
             raise CharRNNError(f"{run_dir} is incomplete: {weights} is missing.")
-        tensors, metadata = load_tensors(run_dir / weights)
+        tensors, metadata = load_tensors(run_dir / weights, expected)
         return tensors, metadata, None
-    tensors, metadata = load_tensors(run_dir / RESUME_FILE)
+    tensors, metadata = load_tensors(run_dir / RESUME_FILE, {f"model.{k}": v for k, v in expected.items()})
     model = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     state = metadata.get("train_state")
     step = state.get("step") if isinstance(state, dict) else None
@@ -348,17 +452,52 @@ RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE, RESUME_FILE, METRICS_FILE, TOKENIZER_JSO
 RUN_FOLDERS = ("source", "target", "checkpoints")  # seq2seq's per-side tokenizers; --keep-checkpoints
 
 
-def check_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """Refuse an --out that is a file, another program's folder, or (without `overwrite`) an existing run."""
+RUN_MARKER = "charrnn_version"  # with a readable "format_version", what makes config.json a charrnn run's
+LOCK_FILE = ".charrnn.lock"  # the one-writer lock (`charrnn.core.runwriter`); not part of the run
+IGNORED_NAMES = (LOCK_FILE,)
+
+
+def is_run_config(path: Path) -> bool:
+    """Whether `path` is a regular config.json written by charrnn: a JSON object with the run marker and a readable format version."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode) or os.lstat(path).st_size > 10_000_000:
+            return False
+        data = json.loads(Path(path).read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return False
+    if not isinstance(data, dict) or not isinstance(data.get(RUN_MARKER), str):
+        return False
+    version = data.get("format_version")
+    return isinstance(version, int) and not isinstance(version, bool) and version in READABLE_VERSIONS
+
+
+def check_run_dir(run_dir: Path, overwrite: bool) -> bool:
+    """Refuse an --out that is a file, another program's folder, or (without `overwrite`) an existing run.
+
+    Returns whether `run_dir` holds a run that `overwrite` will replace. A folder is a run only if its
+    config.json carries charrnn's marker and format version; a run folder holding anything charrnn
+    did not write is refused too, so that --overwrite never deletes a user's own files.
+    """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise CharRNNError(f"--out {run_dir} is a file; choose a directory.")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        if not (run_dir / CONFIG_FILE).is_file():
+    names = sorted(p.name for p in run_dir.iterdir() if p.name not in IGNORED_NAMES) if run_dir.is_dir() else []
+    holds_run = bool(names)
+    if names:
+        if not is_run_config(run_dir / CONFIG_FILE):
             raise CharRNNError(f"--out {run_dir} exists and is not a charrnn run directory; choose another --out.")
         if not overwrite:
             raise CharRNNError(
                 f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to replace it."
+            )
+        known = (*RUN_FILES, *RUN_FOLDERS)
+        foreign = [
+            n for n in names if n not in known and not (n.startswith(TEMP_PREFIX) and n.endswith(TEMP_SUFFIX))
+        ]
+        if foreign:
+            raise CharRNNError(
+                f"{run_dir} holds files charrnn did not write ({', '.join(foreign[:3])}); --overwrite would "
+                "delete them: move them out or choose another --out."
             )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -366,6 +505,7 @@ def check_run_dir(run_dir: Path, overwrite: bool) -> None:
         raise CharRNNError(f"Cannot create --out {run_dir}: {exc.strerror}.") from None
     if not os.access(run_dir, os.W_OK):
         raise CharRNNError(f"--out {run_dir} is not writable; choose a directory you can write to.")
+    return holds_run
 
 
 def remove_if_empty(run_dir: Path) -> None:
@@ -389,13 +529,13 @@ def clear_run_dir(run_dir: Path) -> None:
 def read_metadata(path: Path) -> dict[str, Any]:
     """The JSON metadata of a safetensors file written by `save_tensors`, reading only its header ({} if unreadable)."""
     try:
-        with open(path, "rb") as handle:
+        with os.fdopen(safeio.open_regular(path), "rb") as handle:
             size = int.from_bytes(handle.read(8), "little")
             if not 0 < size <= 100_000_000:
                 return {}
             header = json.loads(handle.read(size))
         metadata = json.loads(header.get("__metadata__", {}).get("json", "{}"))
-    except (OSError, ValueError, AttributeError, TypeError, RecursionError):
+    except (OSError, ValueError, AttributeError, TypeError, RecursionError, CharRNNError):
         return {}
     return metadata if isinstance(metadata, dict) else {}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import os
 from pathlib import Path
 
 from charrnn.core.errors import CharRNNError
@@ -21,12 +22,8 @@ def read_text(path: str | Path, encoding: str = "utf-8", errors: str = "strict")
         raise CharRNNError(f"Unknown --encoding {encoding!r} (try utf-8, latin-1, cp1252).") from None
     if errors not in ("strict", "replace", "ignore"):
         raise CharRNNError(f"--errors must be strict, replace or ignore, got {errors!r}.")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CharRNNError(f"{path}: cannot read ({exc.strerror}).") from None
-    if b"\x00" in raw[:8192] and not encoding.lower().replace("-", "").startswith("utf16"):
-        raise CharRNNError(f"{path} looks like a binary file (it contains NUL bytes), not text.")
+    binary_ok = encoding.lower().replace("-", "").startswith("utf16")
+    raw = read_bounded(path, text_limit(), binary_ok)
     try:
         text = raw.decode(encoding, errors=errors)
     except UnicodeDecodeError as exc:
@@ -36,6 +33,43 @@ def read_text(path: str | Path, encoding: str = "utf-8", errors: str = "strict")
             "pass --encoding (e.g. latin-1) or --errors replace."
         ) from None
     return text.replace("\r\n", "\n")
+
+
+def text_limit() -> int:
+    """The most bytes of text read from one file: a quarter of the available memory (decoding takes up to 4x)."""
+    from charrnn.core.memory import available_bytes
+
+    free = available_bytes()
+    return max(free // 4, 1 << 26) if free is not None else 1 << 34
+
+
+def read_bounded(path: Path, limit: int, binary_ok: bool = False) -> bytes:
+    """The bytes of `path` read in chunks, refused past `limit` bytes or when the start holds NUL bytes.
+
+    Pipes and devices the user names on purpose (e.g. /dev/stdin) are read too, but never without end:
+    /dev/zero stops at its first chunk (NUL bytes), an endless stream at `limit`.
+    """
+    chunks, total = [], 0
+    try:
+        with open(path, "rb") as handle:
+            if os.path.isfile(path) and os.fstat(handle.fileno()).st_size > limit:
+                raise CharRNNError(
+                    f"{path} is {os.fstat(handle.fileno()).st_size:,} bytes, more than the {limit:,} this machine's "
+                    "free memory allows to read; split it or free some memory."
+                )
+            while chunk := handle.read(1 << 20):
+                if not chunks and not binary_ok and b"\x00" in chunk[:8192]:
+                    raise CharRNNError(f"{path} looks like a binary file (it contains NUL bytes), not text.")
+                total += len(chunk)
+                if total > limit:
+                    raise CharRNNError(
+                        f"{path} holds more than {limit:,} bytes (the most this machine's free memory allows "
+                        "to read) or never ends; give a regular text file."
+                    )
+                chunks.append(chunk)
+    except OSError as exc:
+        raise CharRNNError(f"{path}: cannot read ({exc.strerror}).") from None
+    return b"".join(chunks)
 
 
 def read_stdin_text() -> str:

@@ -287,9 +287,11 @@ def tokenizer_from_files(files: dict[str, bytes]) -> Tokenizer:
     try:
         payload = json.loads(files[TOKENIZER_JSON].decode("utf-8"))
         level = payload["level"]
-        lowercase = bool(payload.get("lowercase", False))
-    except (ValueError, KeyError, TypeError):
+        lowercase = payload.get("lowercase", False)
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         raise CharRNNError(f"{TOKENIZER_JSON} is damaged; restore it from the run's source.") from None
+    if not isinstance(level, str) or not isinstance(lowercase, bool):
+        raise CharRNNError(f"{TOKENIZER_JSON} is damaged (level or lowercase of the wrong type); restore it.")
     if level == "subword":
         if SENTENCEPIECE_MODEL not in files:
             raise CharRNNError(f"{SENTENCEPIECE_MODEL} is missing from the run directory.")
@@ -297,4 +299,9 @@ def tokenizer_from_files(files: dict[str, bytes]) -> Tokenizer:
     classes = {"char": CharTokenizer, "word": WordTokenizer}
     if level not in classes or not isinstance(payload.get("units"), list):
         raise CharRNNError(f"{TOKENIZER_JSON} is damaged (level {level!r}); restore it.")
+    units = payload["units"]
+    if len(units) > 10_000_000 or not all(isinstance(u, str) for u in units):
+        raise CharRNNError(
+            f"{TOKENIZER_JSON} is damaged (its units must be at most 10,000,000 strings); restore it."
+        )
     return classes[level](payload["units"], lowercase)

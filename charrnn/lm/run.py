@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from charrnn.core import rundir
+from charrnn.core import memory, rundir
 from charrnn.core.errors import CharRNNError
 from charrnn.core.precision import trained_precision
 from charrnn.core.runinfo import run_facts
@@ -57,8 +57,9 @@ class LanguageModelRun:
                 f"{run_dir}: the tokenizer has {tokenizer.vocab_size} entries but the model's embedding has "
                 f"{config.model.vocab_size} rows (config.json); the tokenizer file belongs to another run."
             )
+        shapes = memory.check_model_fits(lambda: LanguageModel(config.model), memory.LOAD_BYTES_PER_PARAMETER)
+        tensors, metadata, note = rundir.read_weights(run_dir, expected=shapes)  # shapes checked first
         model = LanguageModel(config.model)
-        tensors, metadata, note = rundir.read_weights(run_dir)
         source = run_dir / (rundir.RESUME_FILE if note else rundir.WEIGHTS_FILE)
         rundir.check_tokenizer_matches(tokenizer, tensors, metadata, source)
         rundir.check_weights(model, tensors, source)

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from charrnn.core import engine, rundir
+from charrnn.core import engine, memory, rundir
 from charrnn.core.errors import CharRNNError
 from charrnn.core.state import Reporter, TrainResult
 from charrnn.core.text import read_corpus
@@ -93,6 +93,9 @@ class LanguageModelRecipe:
                 f"note: sentencepiece found {tokenizer.vocab_size:,} units in this corpus, fewer than "
                 f"--vocab-size {requested:,}; the model uses {tokenizer.vocab_size:,}"
             )
+        m = config.model  # activations kept for backprop: (batch, bptt) x (gates of every layer + logits)
+        activations = cfg.batch_size * cfg.bptt * (8 * m.layers * m.hidden + 3 * m.vocab_size) * 4
+        memory.check_model_fits(lambda: LanguageModel(m), memory.TRAIN_BYTES_PER_PARAMETER, activations, "train")
         model = LanguageModel(config.model).to(device)
         task = TruncatedBPTTTask(model, train_batches, val_batches, cfg, device)
         info = {

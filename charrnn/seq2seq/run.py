@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from charrnn.core import rundir
+from charrnn.core import memory, rundir
 from charrnn.core.errors import CharRNNError
 from charrnn.core.precision import trained_precision
 from charrnn.core.runinfo import run_facts
@@ -76,8 +76,9 @@ class TranslationRun:
                 )
         if not (run_dir / rundir.WEIGHTS_FILE).is_file() and not (run_dir / rundir.RESUME_FILE).is_file():
             raise CharRNNError(f"{run_dir} is incomplete: {rundir.WEIGHTS_FILE} missing.")
+        shapes = memory.check_model_fits(lambda: Seq2Seq(config.model), memory.LOAD_BYTES_PER_PARAMETER)
+        tensors, metadata, note = rundir.read_weights(run_dir, expected=shapes)  # shapes checked first
         model = Seq2Seq(config.model)
-        tensors, metadata, note = rundir.read_weights(run_dir)
         source = run_dir / (rundir.RESUME_FILE if note else rundir.WEIGHTS_FILE)
         rundir.check_weights(model, tensors, source)
         model.load_state_dict(tensors)

@@ -1,0 +1,80 @@
+"""Standard streams that fail in one line: a closed or full stdout is "cannot write output: ...",
+a closed stdin reads as empty input, a closed stderr is quietly discarded."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from charrnn.core.errors import CharRNNError
+
+
+class GuardedOutput:
+    """Standard output whose write errors become a `CharRNNError` ("cannot write output: ...")."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def _fail(self, reason: str) -> CharRNNError:
+        self._silence()
+        return CharRNNError(f"cannot write output: {reason}; check where standard output goes (a full disk?).")
+
+    def _silence(self) -> None:
+        """Point the real stdout at /dev/null so Python's own flush at exit does not fail again."""
+        with contextlib.suppress(Exception):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self._stream.fileno())
+            os.close(null)
+
+    def write(self, text: str) -> int:
+        if self._stream is None:
+            raise CharRNNError(
+                "cannot write output: standard output is closed; run with stdout open or redirected."
+            )
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise self._fail(getattr(exc, "strerror", None) or str(exc)) from None
+
+    def flush(self) -> None:
+        if self._stream is None:
+            return
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise self._fail(getattr(exc, "strerror", None) or str(exc)) from None
+
+    def isatty(self) -> bool:
+        return self._stream is not None and self._stream.isatty()
+
+    def __getattr__(self, name: str) -> Any:
+        if self._stream is None:
+            raise CharRNNError(
+                "cannot write output: standard output is closed; run with stdout open or redirected."
+            )
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def guarded_streams() -> Iterator[None]:
+    """For the block: stdout guarded, a closed stdin replaced by empty input, a closed stderr by a sink."""
+    saved = sys.stdin, sys.stdout, sys.stderr
+    if sys.stdin is None:
+        sys.stdin = io.StringIO("")
+    if sys.stderr is None:
+        sys.stderr = io.StringIO()
+    guard = GuardedOutput(sys.stdout)
+    sys.stdout = guard  # type: ignore[assignment]
+    try:
+        yield
+        guard.flush()  # a full disk shows here, inside the error handling, not at interpreter exit
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved
