@@ -7,7 +7,7 @@ import sys
 import typer
 
 from charrnn import __version__
-from charrnn.cli import lm
+from charrnn.cli import lm, prepare
 from charrnn.cli.seq2seq import seq2seq_app
 from charrnn.core.errors import CharRNNError
 
@@ -27,6 +27,7 @@ def _root(
 
 
 lm.register(app)
+prepare.register(app)
 app.add_typer(seq2seq_app, name="seq2seq")
 
 

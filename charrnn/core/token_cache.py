@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from charrnn.core.tokenizers import (
     EOS_ID,
     SPECIALS,
     UNK_ID,
+    WORD_PATTERN,
     CharTokenizer,
     SubwordTokenizer,
     Tokenizer,
@@ -177,7 +179,7 @@ def build_vocabulary(
 
 
 def _encoder(tokenizer: Tokenizer) -> Callable[[str], np.ndarray]:
-    """A function from a piece of whole lines to its ids (each line then `<eos>`), as uint32."""
+    """A function from a piece of whole lines to its ids (each '\n' as `<eos>`), as uint32."""
     if isinstance(tokenizer, CharTokenizer):
         table = np.full(0x110000, UNK_ID, dtype=np.uint32)  # code point -> id
         for index, unit in enumerate(tokenizer.units):
@@ -191,6 +193,19 @@ def _encoder(tokenizer: Tokenizer) -> Callable[[str], np.ndarray]:
             return table[np.frombuffer(text.encode("utf-32-le"), dtype="<u4")]
 
         return encode_chars
+
+    if isinstance(tokenizer, WordTokenizer):
+        pattern = re.compile(WORD_PATTERN.pattern + r"|\n")  # words, and line ends as <eos>
+        index = {**tokenizer.index, "\n": EOS_ID}
+
+        def encode_words(text: str) -> np.ndarray:
+            if tokenizer.lowercase:
+                text = text.lower()
+            units = pattern.findall(text)
+            get = index.get
+            return np.fromiter((get(u, UNK_ID) for u in units), dtype=np.uint32, count=len(units))
+
+        return encode_words
 
     def encode_lines(text: str) -> np.ndarray:
         lines = text.split("\n")
@@ -225,7 +240,7 @@ def encode_files(
             count = 0
             for text in read_chunks(path, encoding, errors, on_bytes=meter):
                 ids = encode(text)
-                if isinstance(tokenizer, CharTokenizer) and not text.endswith("\n"):
+                if not isinstance(tokenizer, SubwordTokenizer) and not text.endswith("\n"):
                     ids = np.append(ids, np.uint32(EOS_ID))  # the file's last line has no newline
                 ids.astype(dtype).tofile(out)
                 count += len(ids)

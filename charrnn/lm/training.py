@@ -68,6 +68,28 @@ def prepare_tokens(
     return tokens(data.files), tokens(data.val_files) if data.val_files else None
 
 
+@dataclass
+class PreparedCorpus:
+    """What `prepare_corpus` made or found: the tokenizer, the token files, and the files they cover."""
+
+    tokenizer: Tokenizer
+    corpus: TokenFile
+    val: TokenFile | None
+    files: list[Path]
+    val_files: list[Path] | None
+
+
+def prepare_corpus(config: RunConfig, progress: Progress | None = None) -> PreparedCorpus:
+    """Build (or find) the token cache a fresh `train` with `config` would use: tokenizer and token files."""
+    config.validate()
+    data = corpus_files(config)
+    tokenizer = cached_tokenizer(
+        data.files, config.tokenizer, config.encoding, config.errors, data.cache_root, progress
+    )
+    corpus, val = prepare_tokens(config, tokenizer, data, progress)
+    return PreparedCorpus(tokenizer, corpus, val, data.files, data.val_files)
+
+
 class LanguageModelRecipe:
     """Sets a language model up for the training engine."""
 
