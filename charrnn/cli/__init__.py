@@ -43,6 +43,12 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     command = typer.main.get_command(app)
     try:
+        if "train" in args:  # --nproc N: run this same command in N processes under torchrun
+            from charrnn.core import distributed
+
+            args, nproc = distributed.pop_nproc(args)
+            if nproc is not None and nproc > 1:
+                sys.exit(distributed.launch(nproc, args))
         code = command.main(args=args, prog_name="charrnn", standalone_mode=False)
     except CharRNNError as exc:
         if debug:

@@ -92,6 +92,15 @@ def run_parameters(default_out: str, config_tables: str) -> list[inspect.Paramet
             "config", "--config", help_text=f"TOML file of settings (tables {config_tables}); flags override it."
         ),
         switch("print_config", "--print-config", "Print the full effective config as TOML and exit."),
+        parameter(
+            "nproc",
+            int | None,
+            typer.Option(
+                None,
+                "--nproc",
+                help="Train in N processes on this machine (torchrun; global batch N x --batch-size).",
+            ),
+        ),
     ]
 
 

@@ -21,12 +21,14 @@ from typing import Any, Protocol
 
 import torch
 
-from charrnn.core import rundir
+from charrnn.core import distributed, rundir
 from charrnn.core.errors import CharRNNError
 from charrnn.core.optim import grad_scaler, learning_rate, make_optimizer, update_plateau
 from charrnn.core.resume import load_resume_state, resume_changes, save_resume_state
 from charrnn.core.runtime import autocast, check_autocast, resolve_device, seed_everything, set_threads
 from charrnn.core.state import Reporter, SilentReporter, TrainResult, TrainState
+
+World = distributed.World
 
 
 class Task(Protocol):
@@ -113,16 +115,45 @@ def train(
     config.validate()
     changes = resume_changes(recipe.read_config(run_dir), config) if resume else []
     cfg = config.training
-    device = resolve_device(cfg.device)
+    world, device = distributed.join(resolve_device(cfg.device))  # one process of several under torchrun
+    try:
+        return _train(recipe, config, run_dir, resume, overwrite, reporter, should_stop, changes, world, device)
+    finally:
+        distributed.leave(world)
+
+
+def _train(
+    recipe: Recipe,
+    config: Any,
+    run_dir: Path,
+    resume: bool,
+    overwrite: bool,
+    reporter: Reporter,
+    should_stop: Callable[[], bool],
+    changes: list[str],
+    world: World,
+    device: torch.device,
+) -> TrainResult:
+    """`train` once the process (and its place among distributed processes) is set up."""
+    cfg = config.training
+    if not world.is_main:
+        reporter = SilentReporter()  # rank 0 alone reports and writes the run directory
     check_autocast(device, cfg.precision, config.model.cell)
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
     data = recipe.read_data(config, reporter)  # first: unreadable data leaves no --out behind
-    if not resume:
+    if not resume and world.is_main:
         rundir.check_run_dir(run_dir, overwrite)  # refuse an occupied --out before the slow part
-    tokenizers = recipe.read_tokenizers(run_dir) if resume else recipe.build_tokenizers(config, data)
-    prepared = recipe.prepare(config, tokenizers, data, device, reporter)
+    with distributed.main_first(world):  # rank 0 builds the token cache, the others then read it
+        tokenizers = recipe.read_tokenizers(run_dir) if resume else recipe.build_tokenizers(config, data)
+        prepared = recipe.prepare(config, tokenizers, data, device, reporter)
     task, model = prepared.task, prepared.task.model
+    if world.active:
+        if not hasattr(task, "distribute"):
+            raise CharRNNError(
+                f"Distributed training is not available for {recipe.kind} models yet; use one process."
+            )
+        task.distribute(world)
     optimizer = make_optimizer(model, cfg)
     tokenizer_hash = recipe.tokenizer_hash(tokenizers)
     state = TrainState()
@@ -136,17 +167,18 @@ def train(
         state = point.state
         task.restore_carried(point.carried)
         point.restore_rng()
-        rundir.remove_temp_files(run_dir)  # left by a save that was killed
-        rundir.truncate_metrics(run_dir, state.step)  # records after the checkpoint are logged again
-        if changes:
-            rundir.write_config(run_dir, config)  # the new stopping rules etc. hold for later resumes too
+        if world.is_main:
+            rundir.remove_temp_files(run_dir)  # left by a save that was killed
+            rundir.truncate_metrics(run_dir, state.step)  # records after the checkpoint are logged again
+            if changes:
+                rundir.write_config(run_dir, config)  # the new stopping rules etc. hold for later resumes too
     else:
-        rundir.clear_run_dir(run_dir)  # only now, when everything above has been checked
-        rundir.write_config(run_dir, config)
-        recipe.write_tokenizers(run_dir, tokenizers)
-        save_resume_state(
-            run_dir, model, optimizer, state, task.carried_tensors(), prepared.data_hash, tokenizer_hash
-        )
+        carried = task.carried_tensors()  # under torchrun, a collective: every rank takes part
+        if world.is_main:
+            rundir.clear_run_dir(run_dir)  # only now, when everything above has been checked
+            rundir.write_config(run_dir, config)
+            recipe.write_tokenizers(run_dir, tokenizers)
+            save_resume_state(run_dir, model, optimizer, state, carried, prepared.data_hash, tokenizer_hash)
 
     epochs = cfg.epoch_limit
     total_steps = None if epochs is None else epochs * task.batches_per_epoch
@@ -165,6 +197,7 @@ def train(
             "precision": cfg.precision,
             "resumed": resume,
             "changes": changes,
+            "processes": world.size,
         }
     )
     result = run_training_loop(
@@ -178,6 +211,7 @@ def train(
         data_hash=prepared.data_hash,
         tokenizer_hash=tokenizer_hash,
         total_steps=total_steps,
+        world=world,
     )
     result.level = prepared.info.get("level", "char")
     return result
@@ -195,6 +229,7 @@ def run_training_loop(
     data_hash: str,
     tokenizer_hash: str,
     total_steps: int | None,
+    world: World = World(),
 ) -> TrainResult:
     """Step until a stopping rule fires: schedule, clipping, non-finite steps, metrics, evaluation, saves."""
     model = task.model
@@ -205,7 +240,9 @@ def run_training_loop(
         if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
             reporter.message(f"step {state.step}: weights are not finite; keeping the previous checkpoint")
             return
-        save_resume_state(run_dir, model, optimizer, state, task.carried_tensors(), data_hash, tokenizer_hash)
+        carried = task.carried_tensors()  # a collective under torchrun
+        if world.is_main:
+            save_resume_state(run_dir, model, optimizer, state, carried, data_hash, tokenizer_hash)
         last_save_time = time.perf_counter()
 
     def run_evaluation(scheduled: bool = True) -> None:
@@ -215,6 +252,7 @@ def run_training_loop(
         improved = math.isfinite(val_loss) and (state.best_val_loss is None or val_loss < state.best_val_loss)
         if improved:
             state.best_val_loss = val_loss
+        if improved and world.is_main:
             rundir.save_tensors(
                 run_dir / rundir.WEIGHTS_FILE,
                 model.state_dict(),
@@ -228,7 +266,8 @@ def run_training_loop(
             "best": improved,
             "elapsed": state.elapsed,
         }
-        rundir.append_metrics(run_dir, record)
+        if world.is_main:
+            rundir.append_metrics(run_dir, record)
         reporter.evaluate(record)
         if lowered:
             reporter.message(f"validation loss stalled: learning rate scaled to x{state.lr_scale:g}")
@@ -258,10 +297,17 @@ def run_training_loop(
             if cfg.max_steps is not None and state.step >= cfg.max_steps:
                 stop_reason = "max_steps"
                 break
-            if cfg.max_time is not None and time.perf_counter() - session_start >= cfg.max_time * 60:
+            out_of_time = cfg.max_time is not None and time.perf_counter() - session_start >= cfg.max_time * 60
+            interrupted = should_stop()
+            if world.active:  # every rank stops at the same step
+                out_of_time, interrupted = (
+                    distributed.any_true(world, out_of_time),
+                    distributed.any_true(world, interrupted),
+                )
+            if out_of_time:
                 stop_reason = "max_time"
                 break
-            if should_stop():
+            if interrupted:
                 stop_reason = "interrupted"
                 break
             lr = learning_rate(cfg, state, total_steps, time_progress(state.elapsed))
@@ -270,7 +316,7 @@ def run_training_loop(
             with autocast(device, cfg.precision):
                 loss, n_tokens = task.step_loss(state)
             optimizer.zero_grad(set_to_none=True)
-            finite = scaled = bool(torch.isfinite(loss))
+            finite = scaled = distributed.all_true(world, bool(torch.isfinite(loss)))  # skip together
             if finite:
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
@@ -282,7 +328,7 @@ def run_training_loop(
             if finite:
                 scaler.step(optimizer)
                 state.bad_streak = 0
-                state.window_loss += loss.item()
+                state.window_loss += distributed.mean(world, loss).item()  # over every rank's streams
                 state.window_steps += 1
             else:
                 optimizer.zero_grad(set_to_none=True)
@@ -298,6 +344,7 @@ def run_training_loop(
             task.end_step(finite)
             if scaled:
                 scaler.update()  # no-op unless fp16: lowers the loss scale after an overflow
+            n_tokens *= world.size  # every rank reads as many
             state.tokens_seen += n_tokens
             window_tokens += n_tokens
             state.elapsed = elapsed_before + time.perf_counter() - session_start
@@ -312,7 +359,8 @@ def run_training_loop(
                     "tokens_per_second": window_tokens / max(seconds, 1e-9),
                     "elapsed": state.elapsed,
                 }
-                rundir.append_metrics(run_dir, record)
+                if world.is_main:
+                    rundir.append_metrics(run_dir, record)
                 reporter.step(record)
                 state.window_loss, state.window_steps = 0.0, 0
                 window_tokens, window_start = 0, time.perf_counter()

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from charrnn.core import distributed
 from charrnn.core.errors import CharRNNError
 from charrnn.core.recurrent import State, detach_state, state_from_tensors, state_tensors
 from charrnn.core.state import TrainState
@@ -167,6 +168,20 @@ class TruncatedBPTTTask:
         self.next_hidden: State | None = None
         self.batches_per_epoch = len(train_batches)
         self.forward = torch.compile(model) if cfg.compile else model  # compile wraps the forward pass only
+        self.world = distributed.World()
+
+    def distribute(self, world: distributed.World) -> None:
+        """Train as one of `world.size` processes: N x --batch-size streams, this rank reading its B rows."""
+        self.world = world
+        self._lay_out(world.size * self.cfg.batch_size)
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        self.forward = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+
+    def _lay_out(self, rows: int) -> None:
+        """Cut the training stream into `rows` global streams and keep this process's share."""
+        layout = StreamBatches.from_ids(self.train_batches.source, rows, self.cfg.bptt)
+        self.train_batches = layout.with_rows(distributed.my_rows(self.world, rows))
+        self.batches_per_epoch = len(self.train_batches)
 
     def start_epoch(self) -> None:
         self.hidden = None  # each epoch starts every row from a zero state
@@ -185,11 +200,22 @@ class TruncatedBPTTTask:
         return evaluate_stream(self.model, self.val_batches, self.device, self.cfg.eval_tokens)
 
     def carried_tensors(self) -> dict[str, torch.Tensor]:
-        hidden = (
-            self.hidden if self.hidden is not None else self.model.initial_state(self.cfg.batch_size, self.device)
-        )
-        return {f"hidden.{i}": t for i, t in enumerate(state_tensors(hidden))}
+        """The hidden state of every global stream, (layers, streams, hidden): all ranks' rows, gathered."""
+        hidden = self.hidden
+        if hidden is None:
+            hidden = self.model.initial_state(len(self.train_batches.local_rows), self.device)
+        return {
+            f"hidden.{i}": distributed.gather_rows(self.world, t, 1) for i, t in enumerate(state_tensors(hidden))
+        }
 
     def restore_carried(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Take this rank's rows of the saved state; a run saved with other processes keeps its global streams."""
         found = [tensors[f"hidden.{i}"] for i in range(2) if f"hidden.{i}" in tensors]
-        self.hidden = state_from_tensors(found) if found else None
+        if not found:
+            self.hidden = None
+            return
+        rows = found[0].shape[1]
+        if rows != self.train_batches.batch_size:
+            self._lay_out(rows)  # e.g. 2 processes x B streams resumed by one process: it reads all 2B
+        mine = self.train_batches.local_rows
+        self.hidden = state_from_tensors([t[:, mine.start : mine.stop].contiguous() for t in found])

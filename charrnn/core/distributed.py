@@ -1,0 +1,156 @@
+"""Data-parallel training on torch.distributed: one process per core or GPU, launched by torchrun.
+
+    torchrun --nproc-per-node 2 -m charrnn train corpus.txt ...      (or: charrnn train --nproc 2 ...)
+
+    rank 0: streams [0, B)    rank 1: streams [B, 2B)     the truncated-BPTT layout has N x B rows
+       |  forward/backward on its rows  |                 (global batch = N x --batch-size)
+       '------ DistributedDataParallel all-reduces (averages) the gradients ------'
+                 every rank takes the same optimiser step with the same weights
+
+Rank 0 alone writes the run directory (checkpoints, metrics, best weights) and reports progress;
+its writes are atomic, so a rank lost mid-run never leaves a half-written checkpoint. Decisions that
+must agree (skip a non-finite step, stop) are all-reduced. Carried state is saved for all N x B
+streams, so a run resumes on any number of processes that divides the global batch. gloo on CPU,
+NCCL on CUDA; torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR) says the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from charrnn.core.errors import CharRNNError
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the training processes (rank 0 of 1 when not distributed)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.size > 1
+
+
+def launched() -> bool:
+    """Whether this process was started by torchrun (or another launcher setting WORLD_SIZE) with several ranks."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def join(device: torch.device) -> tuple[World, torch.device]:
+    """Join the process group torchrun set up (gloo on CPU, NCCL on CUDA); this process's device."""
+    if not launched():
+        return World(), device
+    world = World(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+    elif device.type != "cpu":
+        raise CharRNNError(f"Distributed training runs on CPU (gloo) or CUDA (NCCL), not {device.type}.")
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return world, device
+
+
+def leave(world: World) -> None:
+    """Leave the process group (after the last collective)."""
+    if world.active and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def main_first(world: World) -> Iterator[None]:
+    """Run the block on rank 0 first (e.g. building the token cache), then on the others (which find it built)."""
+    if world.active and not world.is_main:
+        dist.barrier()
+    yield
+    if world.active and world.is_main:
+        dist.barrier()
+
+
+def all_true(world: World, flag: bool) -> bool:
+    """Whether `flag` holds on every rank."""
+    if not world.active:
+        return flag
+    value = torch.tensor([0 if flag else 1], dtype=torch.int32, device=_collective_device())
+    dist.all_reduce(value)
+    return int(value.item()) == 0
+
+
+def any_true(world: World, flag: bool) -> bool:
+    """Whether `flag` holds on some rank."""
+    return not all_true(world, not flag)
+
+
+def mean(world: World, value: torch.Tensor) -> torch.Tensor:
+    """The mean of a scalar over the ranks (the loss every rank reports)."""
+    if not world.active:
+        return value
+    total = value.detach().float().reshape(1).clone()
+    dist.all_reduce(total)
+    return total[0] / world.size
+
+
+def gather_rows(world: World, tensor: torch.Tensor, dim: int) -> torch.Tensor:
+    """Every rank's `tensor` joined along `dim` in rank order (each rank's rows of the global streams)."""
+    if not world.active:
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(world.size)]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts, dim=dim)
+
+
+def my_rows(world: World, rows: int) -> range:
+    """This rank's share of `rows` global streams; `rows` must divide evenly."""
+    if rows % world.size:
+        raise CharRNNError(
+            f"The run has {rows} parallel streams, which {world.size} processes cannot share evenly; "
+            f"use a number of processes that divides {rows}."
+        )
+    share = rows // world.size
+    return range(world.rank * share, (world.rank + 1) * share)
+
+
+def _collective_device() -> torch.device:
+    return (
+        torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    )
+
+
+def pop_nproc(args: list[str]) -> tuple[list[str], int | None]:
+    """`args` without `--nproc N` / `--nproc=N`, and N (None when absent)."""
+    rest, nproc = [], None
+    items = iter(args)
+    for arg in items:
+        if arg == "--nproc" or arg.startswith("--nproc="):
+            value = arg.split("=", 1)[1] if "=" in arg else next(items, "")
+            try:
+                nproc = int(value)
+            except ValueError:
+                raise CharRNNError(f"--nproc must be a whole number of processes, got {value!r}.") from None
+            if not 1 <= nproc <= 1024:
+                raise CharRNNError(f"--nproc must be between 1 and 1024, got {nproc}.")
+        else:
+            rest.append(arg)
+    return rest, nproc
+
+
+def launch(nproc: int, args: list[str]) -> int:
+    """Run `charrnn ARGS` in `nproc` processes on this machine under torchrun; its exit code."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+    command += ["-m", "charrnn", *args]
+    return subprocess.call(command)
