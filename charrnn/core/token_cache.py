@@ -166,9 +166,8 @@ def build_vocabulary(
             if config.lowercase:
                 text = text.lower()
             if config.level == "char":
-                points = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
-                values, numbers = np.unique(points, return_counts=True)
-                counts.update({chr(v): int(n) for v, n in zip(values.tolist(), numbers.tolist(), strict=True)})
+                numbers = np.bincount(np.frombuffer(text.encode("utf-32-le"), dtype="<u4"))
+                counts.update({chr(v): int(numbers[v]) for v in np.flatnonzero(numbers).tolist()})
             else:
                 counts.update(WordTokenizer(list(SPECIALS)).split(text))
                 if len(counts) > MAX_DISTINCT:
