@@ -109,3 +109,38 @@ def test_nproc_flag_is_parsed_out_with_one_line_errors() -> None:
     assert pop_nproc(["train", "--nproc=2"]) == (["train"], 2)
     with pytest.raises(CharRNNError, match="whole number"):
         pop_nproc(["train", "--nproc", "two"])
+
+
+def test_seq2seq_trains_in_two_processes_and_resumes_in_one(tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs.tsv"
+    lines = (REPO_ROOT / "corpora" / "multi30k-de-en-small.tsv").read_text(encoding="utf-8").splitlines()
+    pairs.write_text("\n".join(lines[:300]) + "\n", encoding="utf-8")
+    run = tmp_path / "s2s"
+    args = [
+        "seq2seq",
+        "train",
+        str(pairs),
+        "--out",
+        str(run),
+        "--nproc",
+        "2",
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "4",
+    ]
+    tiny = ["--hidden", "16", "--embed", "8", "--threads", "1", "--eval-every", "2", "--save-every", "2"]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "CI": "true"}
+    done = subprocess.run(
+        [sys.executable, "-m", "charrnn", *args, *tiny, "--log-every", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = charrnn.train(resume=run, max_steps=6)  # one process keeps the global batches of 2 x 4 pairs
+    assert result.steps == 6 and sorted(train_losses(run)) == [1, 2, 3, 4, 5, 6]
+    translated = run_cli(["seq2seq", "translate", str(run), "ein Hund"])
+    assert translated.code == 0, translated.stderr

@@ -74,11 +74,12 @@ def leave(world: World) -> None:
 
 @contextlib.contextmanager
 def main_first(world: World) -> Iterator[None]:
-    """Run the block on rank 0 first (e.g. building the token cache), then on the others (which find it built)."""
-    if world.active and not world.is_main:
+    """Run the block on each machine's first process (e.g. building the token cache), then on the others."""
+    first = world.local_rank == 0
+    if world.active and not first:
         dist.barrier()
     yield
-    if world.active and world.is_main:
+    if world.active and first:
         dist.barrier()
 
 
