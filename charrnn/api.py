@@ -171,6 +171,15 @@ def _resumed(spec: ModelKind, run_dir: Path, explicit: dict[str, Any]) -> tuple[
     return saved, apply_resume_settings(saved, explicit)
 
 
+def restarted_run(out: Path) -> bool:
+    """Whether torchrun restarted this training command (after a lost rank) and `out` holds its checkpoint."""
+    import os
+
+    return (
+        os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") not in ("", "0") and (out / rundir.RESUME_FILE).is_file()
+    )
+
+
 def train(
     data: PathLike | list[PathLike] | None = None,
     *,
@@ -200,6 +209,8 @@ def train(
     from charrnn.lm.training import LanguageModelRecipe
     from charrnn.seq2seq.training import Seq2SeqRecipe
 
+    if resume is None and out is not None and restarted_run(Path(out)):
+        resume, data = out, None  # torchrun --max-restarts started this command again after a lost rank
     run_config, _ = effective_config(data, kind=kind, resume=resume, config=config, **options)
     recipe = LanguageModelRecipe() if run_config.kind == "lm" else Seq2SeqRecipe()
     run_dir = Path(resume or out or KINDS[run_config.kind].run_name(run_config))

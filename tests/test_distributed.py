@@ -144,3 +144,17 @@ def test_seq2seq_trains_in_two_processes_and_resumes_in_one(tmp_path: Path) -> N
     assert result.steps == 6 and sorted(train_losses(run)) == [1, 2, 3, 4, 5, 6]
     translated = run_cli(["seq2seq", "translate", str(run), "ein Hund"])
     assert translated.code == 0, translated.stderr
+
+
+def test_a_command_restarted_by_torchrun_resumes_its_run(corpus_file: Path, tmp_path: Path, monkeypatch) -> None:
+    settings = {"batch_size": 2, "bptt": 8, "embed": 8, "hidden": 8, "layers": 1, "threads": 1, "eval_every": 2}
+    charrnn.train(corpus_file, out=tmp_path / "run", max_steps=2, save_every=2, **settings)
+    with pytest.raises(CharRNNError, match="overwrite"):  # a second start of the same command is refused...
+        charrnn.train(corpus_file, out=tmp_path / "run", max_steps=4, **settings)
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")  # ...unless torchrun restarted it after a failure
+    result = charrnn.train(corpus_file, out=tmp_path / "run", max_steps=4, **settings)
+    assert result.steps == 4
+    assert [r["step"] for r in read_metrics(tmp_path / "run") if "val_loss" in r] == [
+        2,
+        4,
+    ]  # continued, not restarted
