@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 
 import typer
@@ -48,6 +50,8 @@ def main(argv: list[str] | None = None) -> None:
 
             args, nproc = distributed.pop_nproc(args)
             if nproc is not None and nproc > 1:
+                with contextlib.redirect_stdout(io.StringIO()):  # check flags and data here: one line, not N
+                    command.main(args=[*args, "--print-config"], prog_name="charrnn", standalone_mode=False)
                 sys.exit(distributed.launch(nproc, args))
         code = command.main(args=args, prog_name="charrnn", standalone_mode=False)
     except CharRNNError as exc:

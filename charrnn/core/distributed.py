@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -151,7 +149,17 @@ def pop_nproc(args: list[str]) -> tuple[list[str], int | None]:
 
 
 def launch(nproc: int, args: list[str]) -> int:
-    """Run `charrnn ARGS` in `nproc` processes on this machine under torchrun; its exit code."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
-    command += ["-m", "charrnn", *args]
-    return subprocess.call(command)
+    """Run `charrnn ARGS` in `nproc` processes on this machine under torchrun (in this process); 0 when all succeed.
+
+    The processes print their own one-line errors; a failure ends in one more line, not torchrun's traceback.
+    """
+    from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    try:
+        torchrun.main(["--standalone", f"--nproc-per-node={nproc}", "-m", "charrnn", *args])
+    except ChildFailedError as exc:
+        codes = [failure.exitcode for failure in exc.failures.values()]
+        code = next((c for c in codes if c > 0), 1)
+        raise CharRNNError(f"training in {nproc} processes failed (the first error is above).", code) from None
+    return 0
