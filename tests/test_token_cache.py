@@ -78,6 +78,20 @@ def test_streamed_vocabulary_and_token_file_equal_the_in_memory_tokenizer(
     ]
 
 
+def test_word_level_in_two_worker_processes_gives_the_same_vocabulary_and_ids(
+    two_files, tmp_path: Path, small_chunks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, joined = two_files
+    monkeypatch.setattr(token_cache, "_workers", lambda level, n_bytes: 2)
+    files = corpus_module.expand_corpus([folder])
+    config = TokenizerConfig(level="word", lowercase=True)
+    reference = build_tokenizer(joined, config)
+    built = token_cache.cached_tokenizer(files, config, "utf-8", "strict", tmp_path / "cache")
+    assert built.units == reference.units  # type: ignore[attr-defined]
+    tokens = token_cache.cached_tokens(files, built, "h", "utf-8", "strict", tmp_path / "cache")
+    np.testing.assert_array_equal(np.asarray(tokens.ids()), reference.encode_corpus(joined))
+
+
 def test_subword_trains_on_a_bounded_sample(two_files, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder, joined = two_files
     files = corpus_module.expand_corpus([folder])

@@ -24,13 +24,16 @@ taken evenly across the corpus.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import json
+import multiprocessing
 import os
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +64,40 @@ SIGNATURE_BYTES = 1 << 20  # the first and last MB of each file are hashed into 
 MAX_DISTINCT = 4_000_000  # word-level counting keeps at most this many distinct units
 SAMPLE_BYTES = 64 << 20  # sentencepiece trains on at most about this much text
 
+PARALLEL_BYTES = 32 << 20  # word-level corpora at least this big are counted and encoded by several processes
+MAX_WORKERS = 8
+WORDS_AND_LINE_ENDS = re.compile(WORD_PATTERN.pattern + r"|\n")  # words, and line ends (as <eos>)
+
 Progress = Callable[[str, int, int], None]  # (phase, bytes done, bytes in all)
+
+
+def _workers(level: str, n_bytes: int) -> int:
+    """How many processes count and encode a corpus: several for a large word-level one, else 1."""
+    if level != "word" or n_bytes < PARALLEL_BYTES:
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1, MAX_WORKERS))
+
+
+def _in_order(function: Callable[[str], Any], pieces: Iterator[str], workers: int) -> Iterator[Any]:
+    """`function` of each piece, in order; with several workers, `2 x workers` pieces at a time in a pool."""
+    if workers <= 1:
+        yield from map(function, pieces)
+        return
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with multiprocessing.get_context(method).Pool(workers) as pool:
+        while batch := list(itertools.islice(pieces, 2 * workers)):  # bounded: never the whole corpus at once
+            yield from pool.map(function, batch)
+
+
+def _count_words(lowercase: bool, text: str) -> Counter[str]:
+    return Counter(WordTokenizer(list(SPECIALS)).split(text.lower() if lowercase else text))
+
+
+def _encode_words(index: dict[str, int], lowercase: bool, text: str) -> np.ndarray:
+    """Ids of the words of `text`, each '\n' as `<eos>`, as uint32."""
+    units = WORDS_AND_LINE_ENDS.findall(text.lower() if lowercase else text)
+    get = index.get
+    return np.fromiter((get(u, UNK_ID) for u in units), dtype=np.uint32, count=len(units))
 
 
 def default_cache_root(corpus: list[Path]) -> Path:
@@ -161,17 +197,19 @@ def build_vocabulary(
                 index += 1
         return SubwordTokenizer.train_on_lines(sample, config)
     counts: Counter[str] = Counter()
-    for path in files:
+    if config.level == "word":
+        pieces = (text for path in files for text in read_chunks(path, encoding, errors, on_bytes=meter))
+        count = functools.partial(_count_words, config.lowercase)
+        for found in _in_order(count, pieces, _workers("word", meter.total)):
+            counts.update(found)
+            if len(counts) > MAX_DISTINCT:
+                counts = Counter(dict(counts.most_common(MAX_DISTINCT // 2)))
+    for path in files if config.level == "char" else []:
         for text in read_chunks(path, encoding, errors, on_bytes=meter):
             if config.lowercase:
                 text = text.lower()
-            if config.level == "char":
-                numbers = np.bincount(np.frombuffer(text.encode("utf-32-le"), dtype="<u4"))
-                counts.update({chr(v): int(numbers[v]) for v in np.flatnonzero(numbers).tolist()})
-            else:
-                counts.update(WordTokenizer(list(SPECIALS)).split(text))
-                if len(counts) > MAX_DISTINCT:
-                    counts = Counter(dict(counts.most_common(MAX_DISTINCT // 2)))
+            numbers = np.bincount(np.frombuffer(text.encode("utf-32-le"), dtype="<u4"))
+            counts.update({chr(v): int(numbers[v]) for v in np.flatnonzero(numbers).tolist()})
     counts.pop("\n", None)
     cls: type[VocabTokenizer] = CharTokenizer if config.level == "char" else WordTokenizer
     return cls.from_counts(counts, config)
@@ -193,18 +231,8 @@ def _encoder(tokenizer: Tokenizer) -> Callable[[str], np.ndarray]:
 
         return encode_chars
 
-    if isinstance(tokenizer, WordTokenizer):
-        pattern = re.compile(WORD_PATTERN.pattern + r"|\n")  # words, and line ends as <eos>
-        index = {**tokenizer.index, "\n": EOS_ID}
-
-        def encode_words(text: str) -> np.ndarray:
-            if tokenizer.lowercase:
-                text = text.lower()
-            units = pattern.findall(text)
-            get = index.get
-            return np.fromiter((get(u, UNK_ID) for u in units), dtype=np.uint32, count=len(units))
-
-        return encode_words
+    if isinstance(tokenizer, WordTokenizer):  # a module-level function: worker processes can run it
+        return functools.partial(_encode_words, {**tokenizer.index, "\n": EOS_ID}, tokenizer.lowercase)
 
     def encode_lines(text: str) -> np.ndarray:
         lines = text.split("\n")
@@ -234,12 +262,19 @@ def encode_files(
     per_file = []
     temp = folder / f"{TOKENS_FILE}.{os.getpid()}.tmp"
     started = time.perf_counter()
+    workers = _workers(tokenizer.level, meter.total)
     with temp.open("wb") as out:
         for path in files:
             count = 0
-            for text in read_chunks(path, encoding, errors, on_bytes=meter):
-                ids = encode(text)
-                if not isinstance(tokenizer, SubwordTokenizer) and not text.endswith("\n"):
+            ends: list[bool] = []  # whether each piece ends with a line break
+
+            def pieces(path: Path = path, ends: list[bool] = ends) -> Iterator[str]:
+                for text in read_chunks(path, encoding, errors, on_bytes=meter):
+                    ends.append(text.endswith("\n"))
+                    yield text
+
+            for number, ids in enumerate(_in_order(encode, pieces(), workers)):
+                if not isinstance(tokenizer, SubwordTokenizer) and not ends[number]:
                     ids = np.append(ids, np.uint32(EOS_ID))  # the file's last line has no newline
                 ids.astype(dtype).tofile(out)
                 count += len(ids)
