@@ -17,6 +17,7 @@ NCCL on CUDA; torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR)
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -81,27 +82,25 @@ def main_first(world: World) -> Iterator[None]:
         dist.barrier()
 
 
-def all_true(world: World, flag: bool) -> bool:
-    """Whether `flag` holds on every rank."""
+def any_of(world: World, *flags: bool) -> tuple[bool, ...]:
+    """Each flag OR-ed over the ranks, in one all-reduce (so that every rank stops at the same step)."""
     if not world.active:
-        return flag
-    value = torch.tensor([0 if flag else 1], dtype=torch.int32, device=_collective_device())
-    dist.all_reduce(value)
-    return int(value.item()) == 0
+        return flags
+    values = torch.tensor([float(f) for f in flags], device=_collective_device())
+    dist.all_reduce(values)
+    return tuple(bool(v > 0) for v in values.tolist())
 
 
-def any_true(world: World, flag: bool) -> bool:
-    """Whether `flag` holds on some rank."""
-    return not all_true(world, not flag)
-
-
-def mean(world: World, value: torch.Tensor) -> torch.Tensor:
-    """The mean of a scalar over the ranks (the loss every rank reports)."""
+def agree_on_loss(world: World, loss: torch.Tensor) -> tuple[bool, float]:
+    """(whether the loss is finite on every rank, its mean over the ranks), in one all-reduce."""
+    value = float(loss.detach())
+    finite = math.isfinite(value)
     if not world.active:
-        return value
-    total = value.detach().float().reshape(1).clone()
-    dist.all_reduce(total)
-    return total[0] / world.size
+        return finite, value
+    both = torch.tensor([value if finite else 0.0, 0.0 if finite else 1.0], device=_collective_device())
+    dist.all_reduce(both)
+    total, bad = both.tolist()
+    return bad == 0, total / world.size
 
 
 def gather_rows(world: World, tensor: torch.Tensor, dim: int) -> torch.Tensor:

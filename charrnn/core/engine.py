@@ -299,11 +299,9 @@ def run_training_loop(
                 break
             out_of_time = cfg.max_time is not None and time.perf_counter() - session_start >= cfg.max_time * 60
             interrupted = should_stop()
-            if world.active:  # every rank stops at the same step
-                out_of_time, interrupted = (
-                    distributed.any_true(world, out_of_time),
-                    distributed.any_true(world, interrupted),
-                )
+            out_of_time, interrupted = distributed.any_of(
+                world, out_of_time, interrupted
+            )  # all ranks stop together
             if out_of_time:
                 stop_reason = "max_time"
                 break
@@ -316,7 +314,8 @@ def run_training_loop(
             with autocast(device, cfg.precision):
                 loss, n_tokens = task.step_loss(state)
             optimizer.zero_grad(set_to_none=True)
-            finite = scaled = distributed.all_true(world, bool(torch.isfinite(loss)))  # skip together
+            finite, step_loss = distributed.agree_on_loss(world, loss)  # skip together; mean over all ranks
+            scaled = finite
             if finite:
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
@@ -328,7 +327,7 @@ def run_training_loop(
             if finite:
                 scaler.step(optimizer)
                 state.bad_streak = 0
-                state.window_loss += distributed.mean(world, loss).item()  # over every rank's streams
+                state.window_loss += step_loss
                 state.window_steps += 1
             else:
                 optimizer.zero_grad(set_to_none=True)
