@@ -90,7 +90,7 @@ def model_kind(kind: str) -> ModelKind:
 
 
 def effective_config(
-    data: PathLike | None = None,
+    data: PathLike | list[PathLike] | None = None,
     *,
     kind: str | None = None,
     resume: PathLike | None = None,
@@ -106,7 +106,7 @@ def effective_config(
     spec = model_kind(kind)
     defaults = spec.config_class()
     if data is not None:
-        options = {**options, spec.data_field: data}
+        options = {**options, **_data_options(kind, data, options.get("cache_dir"))}
     explicit: dict[str, Any] = {}
     if config is not None:
         explicit.update(toml_to_paths(defaults, read_toml(config), f"--config {config}"))
@@ -126,6 +126,26 @@ def effective_config(
     return run_config, []
 
 
+def _data_options(kind: str, data: PathLike | list[PathLike], cache_dir: PathLike | None) -> dict[str, Any]:
+    """The options the positional DATA sets: a language model's corpus may be several files or folders, or "-".
+
+    Standard input is copied into the cache folder (`.charrnn-cache/` here, or --cache-dir) under a
+    name made from its content, so that the run can be resumed from that file.
+    """
+    from charrnn.core.corpus import spool_stdin
+    from charrnn.core.token_cache import CACHE_DIR_NAME
+
+    items = list(data) if isinstance(data, list | tuple) else [data]
+    if not items:
+        return {}
+    items = [spool_stdin(Path(cache_dir or CACHE_DIR_NAME)) if str(item) == "-" else item for item in items]
+    if kind != "lm":
+        if len(items) > 1:
+            raise CharRNNError("seq2seq train takes one file of pairs; join them first.")
+        return {model_kind(kind).data_field: items[0]}
+    return {"corpus": items[0], "more_corpora": [str(Path(item).resolve()) for item in items[1:]]}
+
+
 def _resumed(spec: ModelKind, run_dir: Path, explicit: dict[str, Any]) -> tuple[Any, list[str]]:
     """The saved config of `run_dir` with the settings given again applied (the resume rule)."""
     saved = spec.read_config(run_dir)
@@ -142,7 +162,7 @@ def _resumed(spec: ModelKind, run_dir: Path, explicit: dict[str, Any]) -> tuple[
             "(start it again with the same --out and --overwrite)."
         )
     missing = [
-        getattr(saved, f) for f in spec.data_fields if getattr(saved, f) and not Path(getattr(saved, f)).is_file()
+        getattr(saved, f) for f in spec.data_fields if getattr(saved, f) and not Path(getattr(saved, f)).exists()
     ]
     if missing:
         raise CharRNNError(
@@ -151,8 +171,17 @@ def _resumed(spec: ModelKind, run_dir: Path, explicit: dict[str, Any]) -> tuple[
     return saved, apply_resume_settings(saved, explicit)
 
 
+def restarted_run(out: Path) -> bool:
+    """Whether torchrun restarted this training command (after a lost rank) and `out` holds its checkpoint."""
+    import os
+
+    return (
+        os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") not in ("", "0") and (out / rundir.RESUME_FILE).is_file()
+    )
+
+
 def train(
-    data: PathLike | None = None,
+    data: PathLike | list[PathLike] | None = None,
     *,
     kind: str | None = None,
     out: PathLike | None = None,
@@ -165,8 +194,8 @@ def train(
 ) -> TrainResult:
     """Train a model and write its run directory; returns what the training achieved.
 
-    kind: "lm" (default) trains a language model on the text file `data` (default: the bundled
-        Tiny Shakespeare); "seq2seq" an encoder–decoder on the TSV of pairs `data` (or the
+    kind: "lm" (default) trains a language model on `data`: a text file, a folder of them, a list of
+        files and folders, or "-" for standard input (default: the bundled Tiny Shakespeare); "seq2seq" an encoder–decoder on the TSV of pairs `data` (or the
         options source_file/target_file; default: the bundled Multi30k de-en slice).
     out: the run directory (default checkpoints/<data>-<level>, or -<attention> for seq2seq).
     resume: continue this run instead: its saved config is the base, and only options that may
@@ -180,6 +209,8 @@ def train(
     from charrnn.lm.training import LanguageModelRecipe
     from charrnn.seq2seq.training import Seq2SeqRecipe
 
+    if resume is None and out is not None and restarted_run(Path(out)):
+        resume, data = out, None  # torchrun --max-restarts started this command again after a lost rank
     run_config, _ = effective_config(data, kind=kind, resume=resume, config=config, **options)
     recipe = LanguageModelRecipe() if run_config.kind == "lm" else Seq2SeqRecipe()
     run_dir = Path(resume or out or KINDS[run_config.kind].run_name(run_config))

@@ -55,7 +55,10 @@ def test_missing_corpus(tmp_path: Path) -> None:
 
 
 def test_directory_instead_of_a_file(tmp_path: Path, trained: Path) -> None:
-    only_line(run_cli(["train", str(tmp_path), "--out", str(tmp_path / "r"), *TRAIN]), "is a directory")
+    # a folder is a corpus (its *.txt files); one without any says how to pick its files
+    only_line(
+        run_cli(["train", str(tmp_path), "--out", str(tmp_path / "r"), *TRAIN]), "no files matching", "--glob"
+    )
     only_line(run_cli(["score-sentence", str(trained), "--file", str(tmp_path)]), "is a directory")
     only_line(run_cli(["sample", str(trained / rundir.CONFIG_FILE)]), "is a file", "run directory")
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 from typing import Any
 
 import typer
 
 from charrnn import __version__
-from charrnn.cli import export, inspect, lm, serve
+from charrnn.cli import export, inspect, lm, prepare, serve
 from charrnn.cli.seq2seq import seq2seq_app
 from charrnn.cli.streams import guarded_streams
 from charrnn.core.errors import CharRNNError
@@ -40,6 +42,7 @@ def _root(
 lm.register(app)
 inspect.register(app)
 export.register(app)
+prepare.register(app)
 app.add_typer(seq2seq_app, name="seq2seq")
 serve.register(app)
 
@@ -82,6 +85,14 @@ def main(argv: list[str] | None = None) -> None:
         args = ["--help"]
     try:
         with guarded_streams():
+            if "train" in args:  # --nproc N: run this same command in N processes under torchrun
+                from charrnn.core import distributed
+
+                args, nproc = distributed.pop_nproc(args)
+                if nproc is not None and nproc > 1:
+                    with contextlib.redirect_stdout(io.StringIO()):  # check flags and data here: one line, not N
+                        command.main(args=[*args, "--print-config"], prog_name="charrnn", standalone_mode=False)
+                    sys.exit(distributed.launch(nproc, args))
             code = command.main(args=args, prog_name="charrnn", standalone_mode=False)
     except CharRNNError as exc:
         if debug:

@@ -220,6 +220,8 @@ def train_from_cli(
             data, out=arguments["out"], overwrite=arguments["overwrite"], reporter=reporter, should_stop=stop,
             **common, **options,
         )  # fmt: skip
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, rank 0 alone reports
     command = "charrnn train" if kind == "lm" else "charrnn seq2seq train"
     report_training(
         result,

@@ -20,11 +20,15 @@ from charrnn.core.errors import CharRNNError
 
 def register(app: typer.Typer) -> None:
     """Add the language-model commands to `app`."""
-    corpus = typer.Argument(None, help="UTF-8 text file to train on (default: bundled Tiny Shakespeare).")
+    corpus = typer.Argument(
+        None,
+        help="UTF-8 text file(s) or folder(s) (their *.txt files; see --glob), or - for stdin "
+        "(default: bundled Tiny Shakespeare).",
+    )
     add_train_command(
         app,
         "lm",
-        parameter("corpus", Path | None, corpus),
+        parameter("corpus", list[Path] | None, corpus),
         summary="Train a language model on CORPUS by truncated BPTT and save it to a run directory.",
         default_out="checkpoints/<corpus>-<level>",
         tables="tokenizer, model, training",

@@ -94,6 +94,15 @@ def run_parameters(default_out: str, config_tables: str) -> list[inspect.Paramet
         switch("print_config", "--print-config", "Print the full effective config as TOML and exit."),
         switch("quiet", "--quiet", "No progress or summary on stderr; notes, warnings and errors only."),
         switch("as_json", "--json", "Print the training results (steps, losses, speed, time) as JSON on stdout."),
+        parameter(
+            "nproc",
+            int | None,
+            typer.Option(
+                None,
+                "--nproc",
+                help="Train in N processes on this machine (torchrun; global batch N x --batch-size).",
+            ),
+        ),
     ]
 
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import torch
 
-from charrnn.core import rundir, runwriter
+from charrnn.core import distributed, rundir, runwriter
 from charrnn.core.checkpoints import keep_checkpoint
 from charrnn.core.errors import CharRNNError
 from charrnn.core.optim import grad_scaler, learning_rate, make_optimizer, update_plateau
@@ -29,6 +29,8 @@ from charrnn.core.precision import PrecisionChoice, ProbeShape, resolve_precisio
 from charrnn.core.resume import load_resume_state, resume_changes, save_resume_state
 from charrnn.core.runtime import autocast, check_autocast, resolve_device, seed_everything, set_threads
 from charrnn.core.state import Reporter, SilentReporter, TrainResult, TrainState
+
+World = distributed.World
 
 
 class Task(Protocol):
@@ -107,37 +109,61 @@ def train(
     """Train (or resume) the model that `recipe` sets up from `config`, writing the run to `run_dir`.
 
     On resume `config` must be the run's saved config, changed only where a setting may change
-    mid-run (`charrnn.core.resume`): anything else is refused before training starts.
+    mid-run (`charrnn.core.resume`): anything else is refused before training starts. Under
+    torchrun each process calls this; rank 0 alone holds the run's lock and writes its files.
     """
     config.validate()
-    with runwriter.hold(run_dir, create=not resume) as writer:  # one writer per run directory
-        return _train(recipe, config, writer, resume, overwrite, reporter, should_stop)
+    reporter = reporter or SilentReporter()
+    should_stop = should_stop or (lambda: False)
+    world, device = distributed.join(resolve_device(config.training.device))  # one of several under torchrun
+    try:
+        if not world.is_main:
+            return _train(
+                recipe, config, Path(run_dir), None, resume, overwrite, reporter, should_stop, world, device
+            )
+        with runwriter.hold(run_dir, create=not resume) as writer:  # one writer per run directory
+            return _train(
+                recipe, config, writer.run_dir, writer, resume, overwrite, reporter, should_stop, world, device
+            )
+    finally:
+        distributed.leave(world)
 
 
 def _train(
     recipe: Recipe,
     config: Any,
-    writer: runwriter.RunWriter,
+    run_dir: Path,
+    writer: runwriter.RunWriter | None,
     resume: bool,
     overwrite: bool,
-    reporter: Reporter | None,
-    should_stop: Callable[[], bool] | None,
+    reporter: Reporter,
+    should_stop: Callable[[], bool],
+    world: World,
+    device: torch.device,
 ) -> TrainResult:
-    reporter = reporter or SilentReporter()
-    should_stop = should_stop or (lambda: False)
-    run_dir = writer.run_dir
+    """`train` once the process (and its place among distributed processes) is set up."""
     saved = recipe.read_config(run_dir) if resume else None
     changes = resume_changes(saved, config) if resume else []
     cfg = config.training
-    device = resolve_device(cfg.device)
+    if not world.is_main:
+        reporter = SilentReporter()  # rank 0 alone reports and writes the run directory
     check_autocast(device, cfg.precision, config.model.cell)
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
     data = recipe.read_data(config, reporter)  # first: unreadable data leaves no --out behind
-    replacing = False if resume else rundir.check_run_dir(run_dir, overwrite)  # before the slow part
-    tokenizers = recipe.read_tokenizers(run_dir) if resume else recipe.build_tokenizers(config, data)
-    prepared = recipe.prepare(config, tokenizers, data, device, reporter)
+    replacing = False
+    if not resume and world.is_main:
+        replacing = rundir.check_run_dir(run_dir, overwrite)  # refuse an occupied --out before the slow part
+    with distributed.main_first(world):  # rank 0 builds the token cache, the others then read it
+        tokenizers = recipe.read_tokenizers(run_dir) if resume else recipe.build_tokenizers(config, data)
+        prepared = recipe.prepare(config, tokenizers, data, device, reporter)
     task, model = prepared.task, prepared.task.model
+    if world.active:
+        if not hasattr(task, "distribute"):
+            raise CharRNNError(
+                f"Distributed training is not available for {recipe.kind} models yet; use one process."
+            )
+        task.distribute(world)
     precision = choose_precision(config, saved, device)
     cfg.resolved_precision = precision.precision
     optimizer = make_optimizer(model, cfg)
@@ -153,17 +179,18 @@ def _train(
         state = point.state
         task.restore_carried(point.carried)
         point.restore_rng()
-        rundir.remove_temp_files(run_dir)  # left by a save that was killed
-        rundir.truncate_metrics(run_dir, state.step)  # records after the checkpoint are logged again
-        if changes:
-            rundir.write_config(run_dir, config)  # the new stopping rules etc. hold for later resumes too
+        if world.is_main:
+            rundir.remove_temp_files(run_dir)  # left by a save that was killed
+            rundir.truncate_metrics(run_dir, state.step)  # records after the checkpoint are logged again
+            if changes:
+                rundir.write_config(run_dir, config)  # the new stopping rules etc. hold for later resumes too
     else:
-        with writer.new_run(replacing) as first:  # --overwrite: the old run stays until these are written
-            rundir.write_config(first, config)
-            recipe.write_tokenizers(first, tokenizers)
-            save_resume_state(
-                first, model, optimizer, state, task.carried_tensors(), prepared.data_hash, tokenizer_hash
-            )
+        carried = task.carried_tensors()  # under torchrun, a collective: every rank takes part
+        if writer is not None:  # rank 0; --overwrite: the old run stays until these are written
+            with writer.new_run(replacing) as first:
+                rundir.write_config(first, config)
+                recipe.write_tokenizers(first, tokenizers)
+                save_resume_state(first, model, optimizer, state, carried, prepared.data_hash, tokenizer_hash)
 
     epochs = cfg.epoch_limit
     total_steps = None if epochs is None else epochs * task.batches_per_epoch
@@ -183,6 +210,7 @@ def _train(
             "precision_reason": precision.reason,
             "resumed": resume,
             "changes": changes,
+            "processes": world.size,
         }
     )
     result = run_training_loop(
@@ -196,6 +224,7 @@ def _train(
         data_hash=prepared.data_hash,
         tokenizer_hash=tokenizer_hash,
         total_steps=total_steps,
+        world=world,
     )
     result.level = prepared.info.get("level", "char")
     return result
@@ -236,6 +265,7 @@ def run_training_loop(
     data_hash: str,
     tokenizer_hash: str,
     total_steps: int | None,
+    world: World = World(),
 ) -> TrainResult:
     """Step until a stopping rule fires: schedule, clipping, non-finite steps, metrics, evaluation, saves."""
     model = task.model
@@ -246,9 +276,11 @@ def run_training_loop(
         if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
             reporter.message(f"step {state.step}: weights are not finite; keeping the previous checkpoint")
             return
-        save_resume_state(run_dir, model, optimizer, state, task.carried_tensors(), data_hash, tokenizer_hash)
-        if cfg.keep_checkpoints:
-            keep_checkpoint(run_dir, state.step, state.last_val_loss, cfg.keep_checkpoints)
+        carried = task.carried_tensors()  # a collective under torchrun
+        if world.is_main:
+            save_resume_state(run_dir, model, optimizer, state, carried, data_hash, tokenizer_hash)
+            if cfg.keep_checkpoints:
+                keep_checkpoint(run_dir, state.step, state.last_val_loss, cfg.keep_checkpoints)
         last_save_time = time.perf_counter()
 
     def run_evaluation(scheduled: bool = True) -> None:
@@ -258,6 +290,7 @@ def run_training_loop(
         improved = math.isfinite(val_loss) and (state.best_val_loss is None or val_loss < state.best_val_loss)
         if improved:
             state.best_val_loss = val_loss
+        if improved and world.is_main:
             rundir.save_tensors(
                 run_dir / rundir.WEIGHTS_FILE,
                 model.state_dict(),
@@ -271,7 +304,8 @@ def run_training_loop(
             "best": improved,
             "elapsed": state.elapsed,
         }
-        rundir.append_metrics(run_dir, record)
+        if world.is_main:
+            rundir.append_metrics(run_dir, record)
         reporter.evaluate(record)
         if lowered:
             reporter.message(f"validation loss stalled: learning rate scaled to x{state.lr_scale:g}")
@@ -301,10 +335,15 @@ def run_training_loop(
             if cfg.max_steps is not None and state.step >= cfg.max_steps:
                 stop_reason = "max_steps"
                 break
-            if cfg.max_time is not None and time.perf_counter() - session_start >= cfg.max_time * 60:
+            out_of_time = cfg.max_time is not None and time.perf_counter() - session_start >= cfg.max_time * 60
+            interrupted = should_stop()
+            out_of_time, interrupted = distributed.any_of(
+                world, out_of_time, interrupted
+            )  # all ranks stop together
+            if out_of_time:
                 stop_reason = "max_time"
                 break
-            if should_stop():
+            if interrupted:
                 stop_reason = "interrupted"
                 break
             lr = learning_rate(cfg, state, total_steps, time_progress(state.elapsed))
@@ -313,7 +352,8 @@ def run_training_loop(
             with autocast(device, cfg.resolved_precision):
                 loss, n_tokens = task.step_loss(state)
             optimizer.zero_grad(set_to_none=True)
-            finite = scaled = bool(torch.isfinite(loss))
+            finite, step_loss = distributed.agree_on_loss(world, loss)  # skip together; mean over all ranks
+            scaled = finite
             if finite:
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
@@ -325,7 +365,7 @@ def run_training_loop(
             if finite:
                 scaler.step(optimizer)
                 state.bad_streak = 0
-                state.window_loss += loss.item()
+                state.window_loss += step_loss
                 state.window_steps += 1
             else:
                 optimizer.zero_grad(set_to_none=True)
@@ -341,6 +381,7 @@ def run_training_loop(
             task.end_step(finite)
             if scaled:
                 scaler.update()  # no-op unless fp16: lowers the loss scale after an overflow
+            n_tokens *= world.size  # every rank reads as many
             state.tokens_seen += n_tokens
             window_tokens += n_tokens
             state.elapsed = elapsed_before + time.perf_counter() - session_start
@@ -355,7 +396,8 @@ def run_training_loop(
                     "tokens_per_second": window_tokens / max(seconds, 1e-9),
                     "elapsed": state.elapsed,
                 }
-                rundir.append_metrics(run_dir, record)
+                if world.is_main:
+                    rundir.append_metrics(run_dir, record)
                 reporter.step(record)
                 state.window_loss, state.window_steps = 0.0, 0
                 window_tokens, window_start = 0, time.perf_counter()

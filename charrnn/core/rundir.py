@@ -286,8 +286,15 @@ def migrate_config(data: dict[str, Any]) -> dict[str, Any]:
     """A config.json of any readable format version, as the current version.
 
     1 -> 2: seq2seq's training settings lose `bptt` and `eval_tokens`, which it never used.
+    A language model without `training.val_split` was made when validation was the corpus's tail.
     """
     data = dict(data)
+    if (
+        data.get("kind", "lm") == "lm"
+        and isinstance(data.get("training"), dict)
+        and "val_split" not in data["training"]
+    ):
+        data["training"] = {**data["training"], "val_split": "tail"}
     if data.get("format_version") == 1:
         if data.get("kind") == "seq2seq" and isinstance(data.get("training"), dict):
             data["training"] = {k: v for k, v in data["training"].items() if k not in ("bptt", "eval_tokens")}

@@ -150,6 +150,12 @@ class VocabTokenizer(Tokenizer):
         probe = cls(list(SPECIALS), config.lowercase)
         for line in split_lines(text):
             counts.update(probe.split(line.lower() if config.lowercase else line))
+        return cls.from_counts(counts, config)
+
+    @classmethod
+    def from_counts(cls, counts: Counter[str], config: TokenizerConfig) -> VocabTokenizer:
+        """The vocabulary of the most frequent units in `counts` allowed by the config (ties by unit)."""
+        counts = Counter(counts)
         for special in SPECIALS:
             counts.pop(special, None)
         kept = [u for u, c in sorted(counts.items(), key=lambda uc: (-uc[1], uc[0])) if c >= config.min_count]
@@ -237,11 +243,16 @@ class SubwordTokenizer(Tokenizer):
     @classmethod
     def build(cls, text: str, config: TokenizerConfig) -> SubwordTokenizer:
         """Train a sentencepiece model on the lines of `text`."""
+        return cls.train_on_lines(split_lines(text), config)
+
+    @classmethod
+    def train_on_lines(cls, sample: Iterable[str], config: TokenizerConfig) -> SubwordTokenizer:
+        """Train a sentencepiece model on the non-blank lines of `sample`."""
         import sentencepiece as spm
 
         if config.vocab_size is None:
             raise CharRNNError("--level subword needs --vocab-size (e.g. --vocab-size 4000).")
-        lines = [line.lower() if config.lowercase else line for line in split_lines(text) if line.strip()]
+        lines = [line.lower() if config.lowercase else line for line in sample if line.strip()]
         if not lines:
             raise CharRNNError("The corpus has no non-empty lines to train a subword model on.")
         proto = io.BytesIO()

@@ -62,9 +62,15 @@ class LMTrainConfig(TrainConfig):
         200_000, 'Validation tokens per evaluation at most ("none" in a config file: all).', resumable=True
     )
 
+    val_split: str = option(
+        "blocks",
+        "Without --val: blocks (every k-th block across the corpus, k = 1/--val-fraction) or tail (the last part).",
+    )
+
     def validate(self) -> None:
         super().validate()
         at_least("bptt", self.bptt, 1)
+        choice("validation split", self.val_split, ("blocks", "tail"))
         if self.eval_tokens is not None:
             at_least("eval_tokens", self.eval_tokens, 1)
 
@@ -76,7 +82,14 @@ class RunConfig(RunConfigBase):
     tokenizer: TokenizerConfig = option(factory=TokenizerConfig)
     model: ModelConfig = option(factory=ModelConfig)
     training: LMTrainConfig = option(factory=LMTrainConfig)
-    corpus: str = option("", "The training text.", cli=False, path=True)
+    corpus: str = option("", "The training text: a file or a folder.", cli=False, path=True)
+    more_corpora: list[str] = option(
+        factory=list, help="More training files or folders after the first.", cli=False
+    )
+    glob: str = option("*.txt", "Files read from a corpus folder (recursively).")
+    cache_dir: str | None = option(
+        None, "Token cache folder (default: .charrnn-cache beside the corpus).", resumable=True, path=True
+    )
     val_corpus: str | None = option(
         None, "Separate validation text instead of --val-fraction.", flag="--val", path=True
     )

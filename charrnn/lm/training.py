@@ -1,7 +1,8 @@
 """Training a language model: the engine (`charrnn.core.engine`) with the truncated-BPTT task.
 
-This module only sets the language model up for the engine: read the corpus, build or read the
-tokenizer, encode and split the text, lay it out for truncated BPTT, build the model.
+This module only sets the language model up for the engine: find the corpus files, build or read the
+tokenizer, encode the text into a memory-mapped token cache (`charrnn.core.token_cache`), split it
+(`charrnn.lm.heldout`), lay it out for truncated BPTT, build the model.
 """
 
 from __future__ import annotations
@@ -11,23 +12,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from charrnn.core import engine, memory, rundir
+from charrnn.core.corpus import check_encoding, expand_corpus, has_text
 from charrnn.core.errors import CharRNNError
 from charrnn.core.state import Reporter, TrainResult
-from charrnn.core.text import read_corpus
-from charrnn.core.tokenizers import Tokenizer, build_tokenizer
+from charrnn.core.token_cache import Progress, TokenFile, cached_tokenizer, cached_tokens, default_cache_root
+from charrnn.core.tokenizers import Tokenizer
 from charrnn.lm.config import RunConfig
+from charrnn.lm.heldout import TokenView, split_blocks, split_tail
 from charrnn.lm.model import LanguageModel
 from charrnn.lm.run import read_config
-from charrnn.lm.truncated_bptt import (
-    StreamBatches,
-    TruncatedBPTTTask,
-    encode_ids,
-    split_train_val,
-    validation_batch_size,
-)
+from charrnn.lm.truncated_bptt import StreamBatches, TruncatedBPTTTask, validation_batch_size
 
 
 def fingerprint(ids: torch.Tensor) -> str:
@@ -36,11 +34,60 @@ def fingerprint(ids: torch.Tensor) -> str:
 
 
 @dataclass
-class CorpusText:
-    """The raw training text and, with --val, the validation text."""
+class CorpusFiles:
+    """The training files (a corpus folder expanded, in order), the --val files, and the token cache folder."""
 
-    text: str
-    val_text: str | None
+    files: list[Path]
+    val_files: list[Path] | None
+    cache_root: Path
+
+
+def corpus_files(config: RunConfig) -> CorpusFiles:
+    """The files `config` names, checked to exist, and where their token caches live."""
+    check_encoding(config.encoding, config.errors)
+    given = [config.corpus, *config.more_corpora]
+    files = expand_corpus(given, config.glob)
+    val_files = expand_corpus([config.val_corpus], config.glob) if config.val_corpus else None
+    if not has_text(files):
+        raise CharRNNError(f"{given[0]} is empty; a corpus needs some text to learn from.")
+    root = Path(config.cache_dir) if config.cache_dir else default_cache_root([Path(p) for p in given])
+    return CorpusFiles(files, val_files, root)
+
+
+def prepare_tokens(
+    config: RunConfig, tokenizer: Tokenizer, data: CorpusFiles, progress: Progress | None = None
+) -> tuple[TokenFile, TokenFile | None]:
+    """The token files of the corpus and of --val under `tokenizer`, from the cache or written now."""
+    tokenizer_hash = rundir.tokenizer_fingerprint(tokenizer)
+
+    def tokens(files: list[Path]) -> TokenFile:
+        return cached_tokens(
+            files, tokenizer, tokenizer_hash, config.encoding, config.errors, data.cache_root, progress
+        )
+
+    return tokens(data.files), tokens(data.val_files) if data.val_files else None
+
+
+@dataclass
+class PreparedCorpus:
+    """What `prepare_corpus` made or found: the tokenizer, the token files, and the files they cover."""
+
+    tokenizer: Tokenizer
+    corpus: TokenFile
+    val: TokenFile | None
+    files: list[Path]
+    val_files: list[Path] | None
+
+
+def prepare_corpus(config: RunConfig, progress: Progress | None = None) -> PreparedCorpus:
+    """Build (or find) the token cache a fresh `train` with `config` would use: tokenizer and token files."""
+    config.validate()
+    data = corpus_files(config)
+    tokenizer = cached_tokenizer(
+        data.files, config.tokenizer, config.encoding, config.errors, data.cache_root, progress
+    )
+    corpus, val = prepare_tokens(config, tokenizer, data, progress)
+    return PreparedCorpus(tokenizer, corpus, val, data.files, data.val_files)
 
 
 class LanguageModelRecipe:
@@ -48,16 +95,19 @@ class LanguageModelRecipe:
 
     kind = "lm"
 
+    def __init__(self, progress: Progress | None = None) -> None:
+        self.progress = progress  # called while a token cache is built: (phase, bytes done, bytes in all)
+
     def read_config(self, run_dir: Path) -> RunConfig:
         return read_config(run_dir)
 
-    def read_data(self, config: RunConfig, reporter: Reporter) -> CorpusText:
-        text = read_corpus(config.corpus, config.encoding, config.errors)
-        val_text = read_corpus(config.val_corpus, config.encoding, config.errors) if config.val_corpus else None
-        return CorpusText(text, val_text)
+    def read_data(self, config: RunConfig, reporter: Reporter) -> CorpusFiles:
+        return corpus_files(config)
 
-    def build_tokenizers(self, config: RunConfig, data: CorpusText) -> Tokenizer:
-        tokenizer = build_tokenizer(data.text, config.tokenizer)
+    def build_tokenizers(self, config: RunConfig, data: CorpusFiles) -> Tokenizer:
+        tokenizer = cached_tokenizer(
+            data.files, config.tokenizer, config.encoding, config.errors, data.cache_root, self.progress
+        )
         config.model.vocab_size = tokenizer.vocab_size
         return tokenizer
 
@@ -71,17 +121,31 @@ class LanguageModelRecipe:
         return rundir.tokenizer_fingerprint(tokenizers)
 
     def prepare(
-        self, config: RunConfig, tokenizer: Tokenizer, data: CorpusText, device: torch.device, reporter: Reporter
+        self, config: RunConfig, tokenizer: Tokenizer, data: CorpusFiles, device: torch.device, reporter: Reporter
     ) -> engine.Prepared:
         cfg = config.training
-        ids = encode_ids(tokenizer, data.text)
-        if data.val_text is not None:
-            train_ids, val_ids = ids, encode_ids(tokenizer, data.val_text)
+        corpus, val_file = prepare_tokens(config, tokenizer, data, self.progress)
+        for prepared in (corpus, val_file):
+            if prepared is not None and not prepared.reused:
+                seconds = max(prepared.header["seconds"], 1e-9)
+                reporter.message(
+                    f"token cache {prepared.folder}: {prepared.n_tokens:,} tokens, "
+                    f"{prepared.size_bytes / 1e6:.1f} MB, {prepared.header['bytes'] / 1e6 / seconds:.1f} MB/s"
+                )
+        ids = corpus.ids()
+        if val_file is not None:
+            train_view, val_view = TokenView.of(ids), TokenView.of(val_file.ids())
+            data_hash = _hash(corpus.key, val_file.key)
+        elif cfg.val_split == "tail":
+            train_view, val_view = split_tail(ids, cfg.val_fraction)
         else:
-            train_ids, val_ids = split_train_val(ids, cfg.val_fraction)
-        train_batches = StreamBatches.from_ids(train_ids, cfg.batch_size, cfg.bptt)
-        val_batch = validation_batch_size(len(val_ids), cfg.batch_size, cfg.bptt)
-        val_batches = StreamBatches.from_ids(val_ids, val_batch, cfg.bptt, full_chunk=False)
+            train_view, val_view, block = split_blocks(ids, cfg.val_fraction, cfg.bptt)
+            data_hash = _hash(corpus.key, "blocks", cfg.val_fraction, block)
+        if cfg.val_split == "tail":  # runs made before token caches hashed every id, in order
+            data_hash = _concat_fingerprint(train_view, val_view)
+        train_batches = StreamBatches.from_ids(train_view, cfg.batch_size, cfg.bptt)
+        val_batch = validation_batch_size(len(val_view), cfg.batch_size, cfg.bptt)
+        val_batches = StreamBatches.from_ids(val_view, val_batch, cfg.bptt, full_chunk=False)
         if tokenizer.vocab_size != config.model.vocab_size:
             raise CharRNNError(
                 f"The tokenizer has {tokenizer.vocab_size} entries but config.json says {config.model.vocab_size}; "
@@ -104,7 +168,21 @@ class LanguageModelRecipe:
             "train_tokens": train_batches.n_tokens,
             "val_tokens": val_batches.n_tokens,
         }
-        return engine.Prepared(task, fingerprint(torch.cat([train_ids, val_ids])), info)
+        return engine.Prepared(task, data_hash, info)
+
+
+def _hash(*parts: object) -> str:
+    return hashlib.sha256(repr(parts).encode("utf-8")).hexdigest()[:16]
+
+
+def _concat_fingerprint(train: TokenView, val: TokenView) -> str:
+    """`fingerprint` of the training ids followed by the validation ids, read in slices."""
+    digest = hashlib.sha256()
+    step = 1 << 22
+    for view in (train, val):
+        for start in range(0, len(view), step):
+            digest.update(view.read(start, min(start + step, len(view))).astype(np.int32).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def train_language_model(config: RunConfig, run_dir: str | Path, **session: Any) -> TrainResult:

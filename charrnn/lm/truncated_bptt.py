@@ -29,13 +29,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from charrnn.core import distributed
 from charrnn.core.errors import CharRNNError
 from charrnn.core.recurrent import State, detach_state, state_from_tensors, state_tensors
 from charrnn.core.state import TrainState
 from charrnn.core.tokenizers import Tokenizer
 from charrnn.lm.config import LMTrainConfig
+from charrnn.lm.heldout import TokenView
 from charrnn.lm.model import LanguageModel
 
 
@@ -56,47 +59,75 @@ def split_train_val(ids: torch.Tensor, val_fraction: float) -> tuple[torch.Tenso
 class StreamBatches:
     """A token stream cut into `batch_size` parallel streams and `bptt`-long chunks (see the module docstring).
 
-    `streams[b]` is a contiguous slice of the corpus; chunk `i` reads columns
+    Row `b` is stream positions `[b*length, (b+1)*length)`; chunk `i` reads columns
     `[i*bptt, (i+1)*bptt)` as input and the next column over as target, so the hidden
-    state at the end of chunk `i` is the right start for chunk `i+1` in every row.
+    state at the end of chunk `i` is the right start for chunk `i+1` in every row. Each chunk
+    is read from `source` (usually a memory map) when asked for: the corpus is never copied.
+    `rows` are the rows this process reads (all of them, except under distributed training).
     """
 
-    streams: torch.Tensor  # (batch, length) int32
+    source: TokenView
+    batch_size: int  # rows of the whole layout (every process's rows together)
+    length: int  # columns per row
     bptt: int
+    rows: range | None = None
 
     @classmethod
-    def from_ids(cls, ids: torch.Tensor, batch_size: int, bptt: int, full_chunk: bool = True) -> StreamBatches:
+    def from_ids(
+        cls, ids: torch.Tensor | np.ndarray | TokenView, batch_size: int, bptt: int, full_chunk: bool = True
+    ) -> StreamBatches:
         """Lay `ids` out; with `full_chunk`, insist on at least one whole batch of one chunk."""
-        length = len(ids) // batch_size
+        if isinstance(ids, torch.Tensor):
+            ids = ids.numpy()
+        source = ids if isinstance(ids, TokenView) else TokenView.of(np.asarray(ids))
+        length = len(source) // batch_size
         needed = bptt + 1 if full_chunk else 2
         if length < needed:
             what = "training" if full_chunk else "validation"
             raise CharRNNError(
-                f"The {what} text has {len(ids)} tokens, fewer than one batch of one chunk "
+                f"The {what} text has {len(source)} tokens, fewer than one batch of one chunk "
                 f"(--batch-size {batch_size} x (--bptt {needed - 1} + 1) = {batch_size * needed}); "
                 "lower --batch-size or --bptt, or use a longer corpus."
             )
-        streams = ids[: length * batch_size].view(batch_size, length)
-        return cls(streams=streams, bptt=bptt)
+        return cls(source=source, batch_size=batch_size, length=length, bptt=bptt)
+
+    def with_rows(self, rows: range) -> StreamBatches:
+        """The same layout, reading only `rows` (one process's share of the streams)."""
+        return StreamBatches(self.source, self.batch_size, self.length, self.bptt, rows)
+
+    @property
+    def local_rows(self) -> range:
+        return self.rows if self.rows is not None else range(self.batch_size)
 
     def __len__(self) -> int:
         """Number of chunks in one pass."""
-        steps = self.streams.shape[1] - 1
+        steps = self.length - 1
         return (steps + self.bptt - 1) // self.bptt
 
     @property
     def n_tokens(self) -> int:
-        """Number of predicted tokens in one pass."""
-        return self.streams.shape[0] * (self.streams.shape[1] - 1)
+        """Number of predicted tokens in one pass (over the rows this process reads)."""
+        return len(self.local_rows) * (self.length - 1)
+
+    def window(self, start: int, stop: int) -> np.ndarray:
+        """Columns [start, stop) of this process's rows, (rows, stop - start) int64."""
+        rows = self.local_rows
+        if self.source.contiguous and len(self.source):
+            base = int(self.source.starts[0])
+            grid = self.source.ids[base : base + self.batch_size * self.length].reshape(
+                self.batch_size, self.length
+            )
+            return np.asarray(grid[rows.start : rows.stop : rows.step, start:stop], dtype=np.int64)
+        return np.stack([self.source.read(r * self.length + start, r * self.length + stop) for r in rows])
 
     def chunk(self, index: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs and targets of chunk `index`, both (batch, time) int64 on `device`."""
         start = index * self.bptt
-        end = min(start + self.bptt, self.streams.shape[1] - 1)
-        window = self.streams[:, start : end + 1]
+        end = min(start + self.bptt, self.length - 1)
+        window = torch.from_numpy(self.window(start, end + 1))
         if torch.device(device).type == "cuda":
             window = window.pin_memory().to(device, non_blocking=True)
-        window = window.to(device=device, dtype=torch.long)
+        window = window.to(device=device)
         return window[:, :-1], window[:, 1:]
 
 
@@ -112,7 +143,7 @@ def evaluate_stream(
     """Mean negative log-likelihood per token over (a prefix of) `batches`, state carried across chunks."""
     was_training = model.training
     model.eval()
-    state = model.initial_state(batches.streams.shape[0], device)
+    state = model.initial_state(len(batches.local_rows), device)
     total, count = 0.0, 0
     for index in range(len(batches)):
         x, y = batches.chunk(index, device)
@@ -142,6 +173,20 @@ class TruncatedBPTTTask:
         self.next_hidden: State | None = None
         self.batches_per_epoch = len(train_batches)
         self.forward = torch.compile(model) if cfg.compile else model  # compile wraps the forward pass only
+        self.world = distributed.World()
+
+    def distribute(self, world: distributed.World) -> None:
+        """Train as one of `world.size` processes: N x --batch-size streams, this rank reading its B rows."""
+        self.world = world
+        self._lay_out(world.size * self.cfg.batch_size)
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        self.forward = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+
+    def _lay_out(self, rows: int) -> None:
+        """Cut the training stream into `rows` global streams and keep this process's share."""
+        layout = StreamBatches.from_ids(self.train_batches.source, rows, self.cfg.bptt)
+        self.train_batches = layout.with_rows(distributed.my_rows(self.world, rows))
+        self.batches_per_epoch = len(self.train_batches)
 
     def start_epoch(self) -> None:
         self.hidden = None  # each epoch starts every row from a zero state
@@ -160,11 +205,22 @@ class TruncatedBPTTTask:
         return evaluate_stream(self.model, self.val_batches, self.device, self.cfg.eval_tokens)
 
     def carried_tensors(self) -> dict[str, torch.Tensor]:
-        hidden = (
-            self.hidden if self.hidden is not None else self.model.initial_state(self.cfg.batch_size, self.device)
-        )
-        return {f"hidden.{i}": t for i, t in enumerate(state_tensors(hidden))}
+        """The hidden state of every global stream, (layers, streams, hidden): all ranks' rows, gathered."""
+        hidden = self.hidden
+        if hidden is None:
+            hidden = self.model.initial_state(len(self.train_batches.local_rows), self.device)
+        return {
+            f"hidden.{i}": distributed.gather_rows(self.world, t, 1) for i, t in enumerate(state_tensors(hidden))
+        }
 
     def restore_carried(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Take this rank's rows of the saved state; a run saved with other processes keeps its global streams."""
         found = [tensors[f"hidden.{i}"] for i in range(2) if f"hidden.{i}" in tensors]
-        self.hidden = state_from_tensors(found) if found else None
+        if not found:
+            self.hidden = None
+            return
+        rows = found[0].shape[1]
+        if rows != self.train_batches.batch_size:
+            self._lay_out(rows)  # e.g. 2 processes x B streams resumed by one process: it reads all 2B
+        mine = self.train_batches.local_rows
+        self.hidden = state_from_tensors([t[:, mine.start : mine.stop].contiguous() for t in found])

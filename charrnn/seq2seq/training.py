@@ -14,14 +14,14 @@ from typing import Any
 
 import torch
 
-from charrnn.core import engine, memory, rundir
+from charrnn.core import distributed, engine, memory, rundir
 from charrnn.core.errors import CharRNNError
 from charrnn.core.state import Reporter, TrainResult, TrainState
 from charrnn.core.tokenizers import Tokenizer, build_tokenizer
 from charrnn.lm.training import fingerprint
 from charrnn.seq2seq.config import Seq2SeqRunConfig, Seq2SeqTrainConfig
 from charrnn.seq2seq.model import Seq2Seq
-from charrnn.seq2seq.pairs import EncodedPairs, PairBatches, PairCorpus, encode_pairs, read_pairs
+from charrnn.seq2seq.pairs import EncodedPairs, PairBatches, PairCorpus, encode_pairs, make_batch, read_pairs
 from charrnn.seq2seq.run import (
     SOURCE_DIR,
     TARGET_DIR,
@@ -180,14 +180,31 @@ class Seq2SeqTask:
         self.model, self.batches, self.val_pairs, self.cfg, self.device = model, batches, val_pairs, cfg, device
         self.batches_per_epoch = len(batches)
         self.forward = torch.compile(model) if cfg.compile else model  # compile wraps the forward pass only
+        self.world = distributed.World()
+
+    def distribute(self, world: distributed.World) -> None:
+        """Train as one of `world.size` processes: batches of N x --batch-size pairs, this rank taking every N-th."""
+        self.world = world
+        self._lay_out(world.size * self.cfg.batch_size)
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        self.forward = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+
+    def _lay_out(self, global_batch: int) -> None:
+        self.batches = PairBatches(self.batches.pairs, global_batch, self.batches.seed)
+        self.batches_per_epoch = len(self.batches)
 
     def start_epoch(self) -> None:
         pass
 
     def step_loss(self, state: TrainState) -> tuple[torch.Tensor, int]:
-        batch = self.batches.batch(state.epoch, state.chunk).to(self.device)
+        rows = self.batches.order(state.epoch)[state.chunk]
+        mine = rows[self.world.rank :: self.world.size]
+        pairs = self.batches.pairs
+        pick = mine or rows[:1]  # a last batch smaller than the world: this rank adds a zero gradient
+        batch = make_batch([pairs.sources[i] for i in pick], [pairs.targets[i] for i in pick]).to(self.device)
         logits, _ = self.forward(batch.src, batch.src_lengths, batch.tgt_in, self.cfg.teacher_forcing)
-        return self.model.loss(logits, batch.tgt_out, self.cfg.label_smoothing), batch.n_target_tokens
+        loss = self.model.loss(logits, batch.tgt_out, self.cfg.label_smoothing)
+        return (loss if mine else loss * 0.0), batch.n_target_tokens if mine else 0
 
     def end_step(self, finite: bool) -> None:
         pass
@@ -196,7 +213,13 @@ class Seq2SeqTask:
         return evaluate_loss(self.model, self.val_pairs, self.device, self.cfg.batch_size)
 
     def carried_tensors(self) -> dict[str, torch.Tensor]:
-        return {}
+        """Nothing, or (once several processes are involved) the global batch size the data position refers to."""
+        if self.batches.batch_size == self.cfg.batch_size and not self.world.active:
+            return {}
+        return {"global_batch": torch.tensor([self.batches.batch_size])}
 
     def restore_carried(self, tensors: dict[str, torch.Tensor]) -> None:
-        pass
+        """Keep the saved run's global batches, whatever the number of processes now."""
+        saved = int(tensors["global_batch"][0]) if "global_batch" in tensors else self.cfg.batch_size
+        if saved != self.batches.batch_size:
+            self._lay_out(saved)

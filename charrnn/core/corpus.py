@@ -1,0 +1,138 @@
+"""Corpus arguments and streaming reads: files, folders and stdin, read in bounded chunks of whole lines.
+
+A corpus is a list of text files read in sorted order, each one a sequence of lines (the tokens of
+every line are followed by `<eos>`, so files join at `<eos>` boundaries). A folder stands for the
+files under it that match a glob (recursively); `-` for standard input, spooled to a file first.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from charrnn.core.errors import CharRNNError
+
+CHUNK_BYTES = 4 << 20  # bytes read at a time: memory stays bounded whatever the file size
+DEFAULT_GLOB = "*.txt"
+
+
+def expand_corpus(paths: list[str | Path], glob: str = DEFAULT_GLOB) -> list[Path]:
+    """The files named by `paths` (a folder: its files matching `glob`, recursively), sorted within each folder."""
+    files: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if not path.exists():
+            raise CharRNNError(f"{path}: no such file.")
+        if path.is_dir():
+            found = sorted(p for p in path.rglob(glob) if p.is_file() and ".charrnn-cache" not in p.parts)
+            if not found:
+                raise CharRNNError(f"{path} holds no files matching {glob!r}; pass --glob (e.g. --glob '*.md').")
+            files.extend(found)
+        else:
+            files.append(path)
+    if not files:
+        raise CharRNNError("No corpus given; pass a text file, a folder or - for standard input.")
+    return files
+
+
+def check_encoding(encoding: str, errors: str) -> None:
+    """Refuse an unknown --encoding or --errors value."""
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise CharRNNError(f"Unknown --encoding {encoding!r} (try utf-8, latin-1, cp1252).") from None
+    if errors not in ("strict", "replace", "ignore"):
+        raise CharRNNError(f"--errors must be strict, replace or ignore, got {errors!r}.")
+
+
+def read_chunks(
+    path: Path,
+    encoding: str = "utf-8",
+    errors: str = "strict",
+    chunk_bytes: int = CHUNK_BYTES,
+    on_bytes: Callable[[int], None] | None = None,
+) -> Iterator[str]:
+    """The text of `path` in pieces of whole lines ('\\r\\n' read as '\\n'), about `chunk_bytes` at a time.
+
+    Joined, the pieces equal the decoded file; each but the last ends with '\\n'. A byte that does not
+    decode is reported with its file, offset and line. `on_bytes(n)` is called after each read.
+    """
+    if path.is_dir():
+        raise CharRNNError(f"{path} is a directory; give the path of a text file.")
+    check_encoding(encoding, errors)
+    decoder = codecs.getincrementaldecoder(encoding)(errors)
+    offset, newlines, carry = 0, 0, ""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise CharRNNError(f"{path}: cannot read ({exc.strerror}).") from None
+    with handle:
+        while True:
+            try:
+                raw = handle.read(chunk_bytes)
+            except OSError as exc:
+                raise CharRNNError(f"{path}: cannot read ({exc.strerror}).") from None
+            if offset == 0 and b"\x00" in raw[:8192] and not encoding.lower().replace("-", "").startswith("utf16"):
+                raise CharRNNError(f"{path} looks like a binary file (it contains NUL bytes), not text.")
+            try:
+                text = decoder.decode(raw, final=not raw)
+            except UnicodeDecodeError as exc:
+                pending = len(decoder.getstate()[0])
+                at = max(offset - pending + exc.start, 0)
+                line = newlines + raw.count(b"\n", 0, max(exc.start, 0)) + 1
+                bad = exc.object[exc.start] if exc.start < len(exc.object) else 0
+                raise CharRNNError(
+                    f"{path} is not valid {encoding}: byte 0x{bad:02x} at offset {at} (line {line}); "
+                    "pass --encoding (e.g. latin-1) or --errors replace."
+                ) from None
+            offset += len(raw)
+            newlines += raw.count(b"\n")
+            if on_bytes is not None:
+                on_bytes(len(raw))
+            text = carry + text
+            if not raw:
+                if text:
+                    yield text.replace("\r\n", "\n")
+                return
+            cut = text.rfind("\n") + 1  # a '\r\n' split across two reads stays together in `carry`
+            carry = text[cut:]
+            if cut:
+                yield text[:cut].replace("\r\n", "\n")
+
+
+def has_text(files: list[Path]) -> bool:
+    """Whether any of `files` holds a byte other than ASCII whitespace (stops at the first such byte)."""
+    blank = b" \t\r\n\x0b\x0c"
+    for path in files:
+        with path.open("rb") as handle:
+            while block := handle.read(1 << 16):
+                if block.strip(blank):
+                    return True
+    return False
+
+
+def total_bytes(files: list[Path]) -> int:
+    """The summed size of `files` in bytes."""
+    return sum(f.stat().st_size for f in files)
+
+
+def spool_stdin(folder: Path) -> Path:
+    """Copy standard input into `folder`/stdin-<hash>.txt (named by its content) and return that path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    temp = folder / f"stdin.{os.getpid()}.tmp"
+    source = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else None
+    with temp.open("wb") as out:
+        while True:
+            block = source.read(CHUNK_BYTES) if source is not None else sys.stdin.read(CHUNK_BYTES).encode("utf-8")
+            if not block:
+                break
+            digest.update(block)
+            out.write(block)
+    target = folder / f"stdin-{digest.hexdigest()[:16]}.txt"
+    os.replace(temp, target)
+    return target
