@@ -69,6 +69,8 @@ class RichReporter:
         )
         if info.get("precision_reason") not in (None, "asked for"):
             self.console.print(f"precision {info.get('precision')} ({info['precision_reason']})", highlight=False)
+        for note in info.get("notes", []):
+            self.console.print(note, highlight=False, style="dim")
         if info.get("changes"):
             self.console.print(
                 f"resuming at step {info['start_step']}; " + "; ".join(info["changes"]), highlight=False

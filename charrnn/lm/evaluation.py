@@ -53,7 +53,7 @@ def stream_log_probs(model: LanguageModel, batches: StreamBatches) -> tuple[torc
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    state = model.initial_state(batches.streams.shape[0], device)
+    state = model.initial_state(len(batches.local_rows), device)
     targets, logps = [], []
     for index in range(len(batches)):
         x, y = batches.chunk(index, device)  # (batch, time)

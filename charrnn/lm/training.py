@@ -125,10 +125,11 @@ class LanguageModelRecipe:
     ) -> engine.Prepared:
         cfg = config.training
         corpus, val_file = prepare_tokens(config, tokenizer, data, self.progress)
+        notes = []  # shown under the training header (not with --quiet)
         for prepared in (corpus, val_file):
             if prepared is not None and not prepared.reused:
                 seconds = max(prepared.header["seconds"], 1e-9)
-                reporter.message(
+                notes.append(
                     f"token cache {prepared.folder}: {prepared.n_tokens:,} tokens, "
                     f"{prepared.size_bytes / 1e6:.1f} MB, {prepared.header['bytes'] / 1e6 / seconds:.1f} MB/s"
                 )
@@ -167,6 +168,7 @@ class LanguageModelRecipe:
             "vocab_size": tokenizer.vocab_size,
             "train_tokens": train_batches.n_tokens,
             "val_tokens": val_batches.n_tokens,
+            "notes": notes,
         }
         return engine.Prepared(task, data_hash, info)
 
