@@ -29,7 +29,9 @@ def snapshot(directory: Path) -> dict[str, bytes]:
 
 def siblings(directory: Path) -> list[str]:
     """Names beside `directory` that an --overwrite transaction may leave (it must not)."""
-    return sorted(p.name for p in directory.parent.iterdir() if ".charrnn-new" in p.name or ".charrnn-old" in p.name)
+    return sorted(
+        p.name for p in directory.parent.iterdir() if ".charrnn-new" in p.name or ".charrnn-old" in p.name
+    )
 
 
 @pytest.fixture(scope="module")

@@ -298,3 +298,16 @@ def attention_table(source_tokens: list[str], target_tokens: list[str], weights:
             cells.append(Text(f"{round(w * 100):d}", style=f"{colour} on rgb({level},{level},255)"))
         table.add_row(repr(token)[1:-1], *cells)
     return table
+
+
+def load_run(run_dir: Any, device: str, threads: int | None, kind: str) -> Any:
+    """The run in RUN_DIR for a command of `kind` ("lm" or "seq2seq"), with a note about its weights on stderr."""
+    from charrnn.core.runtime import set_inference_threads
+    from charrnn.lm.run import LanguageModelRun
+    from charrnn.seq2seq.run import TranslationRun
+
+    set_inference_threads(threads)
+    run = (LanguageModelRun if kind == "lm" else TranslationRun).load(run_dir, device)
+    if run.note:
+        err_console().print(f"[yellow]note: {run.note}[/]", highlight=False)
+    return run

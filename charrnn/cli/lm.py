@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from charrnn.cli.display import err_console
+from charrnn.cli.display import err_console, load_run
 from charrnn.cli.inspect import OOV_HELP, OOV_LOGPROB_HELP
 from charrnn.cli.options import add_train_command, parameter
 from charrnn.core.errors import CharRNNError
@@ -44,15 +44,8 @@ SCORING_PRECISION_HELP = "fp32 (exact, the default) or bf16 (faster where the ha
 
 
 def _load_lm(run_dir: Path, device: str, threads: int | None):
-    """The language model in RUN_DIR, with the note about its weights (if any) on stderr."""
-    from charrnn.core.runtime import set_inference_threads
-    from charrnn.lm.run import LanguageModelRun
-
-    set_inference_threads(threads)
-    run = LanguageModelRun.load(run_dir, device)
-    if run.note:
-        err_console().print(f"[yellow]note: {run.note}[/]", highlight=False)
-    return run
+    """The language model in RUN_DIR (see `charrnn.cli.display.load_run`)."""
+    return load_run(run_dir, device, threads, "lm")
 
 
 def sample(

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from charrnn.cli.display import attention_table, err_console, summary_table
+from charrnn.cli.display import attention_table, err_console, load_run, summary_table
 from charrnn.cli.lm import SCORING_PRECISION_HELP, THREADS_HELP, read_sentences
 from charrnn.cli.options import add_train_command, parameter
 from charrnn.core.errors import CharRNNError
@@ -38,15 +38,8 @@ add_train_command(
 
 
 def _load_translation(run_dir: Path, device: str, threads: int | None):
-    """The seq2seq model in RUN_DIR, with the note about its weights (if any) on stderr."""
-    from charrnn.core.runtime import set_inference_threads
-    from charrnn.seq2seq.run import TranslationRun
-
-    set_inference_threads(threads)
-    run = TranslationRun.load(run_dir, device)
-    if run.note:
-        err_console().print(f"[yellow]note: {run.note}[/]", highlight=False)
-    return run
+    """The seq2seq model in RUN_DIR (see `charrnn.cli.display.load_run`)."""
+    return load_run(run_dir, device, threads, "seq2seq")
 
 
 @seq2seq_app.command("translate")

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from charrnn.core.errors import CharRNNError
+from charrnn.core.text import check_encoding
 
 CHUNK_BYTES = 4 << 20  # bytes read at a time: memory stays bounded whatever the file size
 DEFAULT_GLOB = "*.txt"
@@ -37,16 +38,6 @@ def expand_corpus(paths: list[str | Path], glob: str = DEFAULT_GLOB) -> list[Pat
     if not files:
         raise CharRNNError("No corpus given; pass a text file, a folder or - for standard input.")
     return files
-
-
-def check_encoding(encoding: str, errors: str) -> None:
-    """Refuse an unknown --encoding or --errors value."""
-    try:
-        codecs.lookup(encoding)
-    except LookupError:
-        raise CharRNNError(f"Unknown --encoding {encoding!r} (try utf-8, latin-1, cp1252).") from None
-    if errors not in ("strict", "replace", "ignore"):
-        raise CharRNNError(f"--errors must be strict, replace or ignore, got {errors!r}.")
 
 
 def read_chunks(

@@ -45,6 +45,30 @@ class World:
         return self.size > 1
 
 
+class DataParallelTask:
+    """What a training task needs to run as one of several processes (mixed into both models' tasks).
+
+    The task keeps `model`, `cfg` and `device` and defines `_lay_out(global_batch)`, which takes this
+    process's share of a global batch of `world.size` x --batch-size.
+    """
+
+    model: torch.nn.Module
+    cfg: object
+    device: torch.device
+
+    def _setup_forward(self) -> None:
+        """The forward pass: the model itself, or torch.compile'd; one process until `distribute`."""
+        self.forward = torch.compile(self.model) if self.cfg.compile else self.model  # type: ignore[attr-defined]
+        self.world = World()
+
+    def distribute(self, world: World) -> None:
+        """Train as one of `world.size` processes: lay the global batch out, all-reduce gradients (DDP)."""
+        self.world = world
+        self._lay_out(world.size * self.cfg.batch_size)  # type: ignore[attr-defined]
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        self.forward = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+
+
 def launched() -> bool:
     """Whether this process was started by torchrun (or another launcher setting WORLD_SIZE) with several ranks."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1

@@ -9,6 +9,16 @@ from pathlib import Path
 from charrnn.core.errors import CharRNNError
 
 
+def check_encoding(encoding: str, errors: str) -> None:
+    """Refuse an unknown --encoding or --errors value."""
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise CharRNNError(f"Unknown --encoding {encoding!r} (try utf-8, latin-1, cp1252).") from None
+    if errors not in ("strict", "replace", "ignore"):
+        raise CharRNNError(f"--errors must be strict, replace or ignore, got {errors!r}.")
+
+
 def read_text(path: str | Path, encoding: str = "utf-8", errors: str = "strict") -> str:
     """Read a text file, normalising line endings, with a one-line error for every bad case."""
     path = Path(path)
@@ -16,12 +26,7 @@ def read_text(path: str | Path, encoding: str = "utf-8", errors: str = "strict")
         raise CharRNNError(f"{path}: no such file.")
     if path.is_dir():
         raise CharRNNError(f"{path} is a directory; give the path of a text file.")
-    try:
-        codecs.lookup(encoding)
-    except LookupError:
-        raise CharRNNError(f"Unknown --encoding {encoding!r} (try utf-8, latin-1, cp1252).") from None
-    if errors not in ("strict", "replace", "ignore"):
-        raise CharRNNError(f"--errors must be strict, replace or ignore, got {errors!r}.")
+    check_encoding(encoding, errors)
     binary_ok = encoding.lower().replace("-", "").startswith("utf16")
     raw = read_bounded(path, text_limit(), binary_ok)
     try:

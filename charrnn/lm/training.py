@@ -16,9 +16,10 @@ import numpy as np
 import torch
 
 from charrnn.core import engine, memory, rundir
-from charrnn.core.corpus import check_encoding, expand_corpus, has_text
+from charrnn.core.corpus import expand_corpus, has_text
 from charrnn.core.errors import CharRNNError
 from charrnn.core.state import Reporter, TrainResult
+from charrnn.core.text import check_encoding
 from charrnn.core.token_cache import Progress, TokenFile, cached_tokenizer, cached_tokens, default_cache_root
 from charrnn.core.tokenizers import Tokenizer
 from charrnn.lm.config import RunConfig

@@ -156,7 +156,7 @@ def evaluate_stream(
     return total / max(count, 1)
 
 
-class TruncatedBPTTTask:
+class TruncatedBPTTTask(distributed.DataParallelTask):
     """The language model's training task for the engine: chunk after chunk, hidden state carried and detached."""
 
     def __init__(
@@ -172,18 +172,10 @@ class TruncatedBPTTTask:
         self.hidden: State | None = None
         self.next_hidden: State | None = None
         self.batches_per_epoch = len(train_batches)
-        self.forward = torch.compile(model) if cfg.compile else model  # compile wraps the forward pass only
-        self.world = distributed.World()
-
-    def distribute(self, world: distributed.World) -> None:
-        """Train as one of `world.size` processes: N x --batch-size streams, this rank reading its B rows."""
-        self.world = world
-        self._lay_out(world.size * self.cfg.batch_size)
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        self.forward = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self._setup_forward()
 
     def _lay_out(self, rows: int) -> None:
-        """Cut the training stream into `rows` global streams and keep this process's share."""
+        """Cut the training stream into `rows` global streams and keep this process's B rows."""
         layout = StreamBatches.from_ids(self.train_batches.source, rows, self.cfg.bptt)
         self.train_batches = layout.with_rows(distributed.my_rows(self.world, rows))
         self.batches_per_epoch = len(self.train_batches)

@@ -166,7 +166,7 @@ def train_seq2seq(config: Seq2SeqRunConfig, run_dir: str | Path, **session: Any)
     return engine.train(Seq2SeqRecipe(), config, run_dir, **session)
 
 
-class Seq2SeqTask:
+class Seq2SeqTask(distributed.DataParallelTask):
     """Teacher-forced batches of sentence pairs; nothing carries from one batch to the next."""
 
     def __init__(
@@ -179,17 +179,10 @@ class Seq2SeqTask:
     ) -> None:
         self.model, self.batches, self.val_pairs, self.cfg, self.device = model, batches, val_pairs, cfg, device
         self.batches_per_epoch = len(batches)
-        self.forward = torch.compile(model) if cfg.compile else model  # compile wraps the forward pass only
-        self.world = distributed.World()
-
-    def distribute(self, world: distributed.World) -> None:
-        """Train as one of `world.size` processes: batches of N x --batch-size pairs, this rank taking every N-th."""
-        self.world = world
-        self._lay_out(world.size * self.cfg.batch_size)
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        self.forward = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self._setup_forward()
 
     def _lay_out(self, global_batch: int) -> None:
+        """Batches of `global_batch` pairs; under several processes this rank takes every N-th pair."""
         self.batches = PairBatches(self.batches.pairs, global_batch, self.batches.seed)
         self.batches_per_epoch = len(self.batches)
 
