@@ -88,6 +88,22 @@ def test_speed_probe_leaves_the_random_streams_alone() -> None:
     assert ratio > 0 and torch.equal(torch.rand(3), expected)
 
 
+def test_auto_with_every_probe_leaves_the_random_streams_alone(monkeypatch) -> None:
+    # A CPU that claims bf16 makes auto build a kernel-check layer and a speed-probe model; neither may
+    # consume the seeded stream, or a run under auto would start from other weights than under fp32.
+    monkeypatch.setattr(precision, "read_cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    monkeypatch.setattr(precision, "bf16_kernel_runs", lambda cell, device: torch.nn.LSTM(2, 2) is not None)
+    precision.auto_precision.cache_clear()
+    try:
+        torch.manual_seed(5)
+        expected = torch.rand(3)
+        torch.manual_seed(5)
+        precision.resolve_precision("auto", torch.device("cpu"), ProbeShape("gru", 8, 16, 1, 20, 4, 8))
+        assert torch.equal(torch.rand(3), expected)
+    finally:
+        precision.auto_precision.cache_clear()
+
+
 class Recorder:
     """A reporter that keeps the start info."""
 

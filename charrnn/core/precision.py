@@ -110,9 +110,8 @@ def measure_speedup(shape: ProbeShape, device: torch.device, rounds: int = 4) ->
     """bf16 / fp32 tokens per second of a forward + backward pass of the run's shapes (median of rounds)."""
     from torch import nn
 
-    forked = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=forked):  # the probe must not move the run's random streams
-        torch.manual_seed(0)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)  # the same probe inputs every time
         rnn = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[shape.cell](
             shape.embed, shape.hidden, shape.layers, batch_first=True
         ).to(device)
@@ -143,14 +142,16 @@ def measure_speedup(shape: ProbeShape, device: torch.device, rounds: int = 4) ->
 def auto_precision(device_type: str, shape: ProbeShape) -> PrecisionChoice:
     """What auto picks on this machine for these shapes: detected once per process."""
     device = torch.device(device_type)
-    return decide(
-        device_type,
-        cuda_bf16=device_type == "cuda" and torch.cuda.is_bf16_supported(),
-        cpu_flags=read_cpu_flags() if device_type == "cpu" else frozenset(),
-        kernel_runs=lambda: bf16_kernel_runs(shape.cell, device),
-        speedup=lambda: measure_speedup(shape, device),
-        cell=shape.cell,
-    )
+    forked = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=forked):  # the probes build layers: they must not move the run's seeds
+        return decide(
+            device_type,
+            cuda_bf16=device_type == "cuda" and torch.cuda.is_bf16_supported(),
+            cpu_flags=read_cpu_flags() if device_type == "cpu" else frozenset(),
+            kernel_runs=lambda: bf16_kernel_runs(shape.cell, device),
+            speedup=lambda: measure_speedup(shape, device),
+            cell=shape.cell,
+        )
 
 
 def resolve_precision(precision: str, device: torch.device, shape: ProbeShape) -> PrecisionChoice:
