@@ -84,7 +84,7 @@ def test_generation_commands_take_threads_default_one(trained_run: Path, capsys,
         assert code == 0, err
         assert torch.get_num_threads() == 2
         code, _, err = run_cli([name, str(trained_run), *rest, "--threads", "0"], capsys)
-        assert code == 2 and err.strip() == "charrnn: error: --threads must be between 1 and 1024, got 0."
+        assert code == 1 and err.strip() == "charrnn: error: --threads must be between 1 and 1024, got 0."
     finally:
         torch.set_num_threads(1)
 
@@ -141,7 +141,7 @@ def test_console_script_reports_errors_without_traceback(tmp_path: Path) -> None
         cwd=tmp_path,
         timeout=120,
     )
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert result.stderr.strip() == f"charrnn: error: {tmp_path / 'absent.txt'}: no such file."
 
 
@@ -150,4 +150,4 @@ def test_non_utf8_stdin_is_one_line_error(trained_run: Path, capsys, monkeypatch
 
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"caf\xe9 au lait\n")))
     code, _, err = run_cli(["score-sentence", str(trained_run)], capsys)
-    assert code == 2 and err.count("\n") == 1 and "not valid UTF-8" in err and "offset 3" in err
+    assert code == 1 and err.count("\n") == 1 and "not valid UTF-8" in err and "offset 3" in err

@@ -33,6 +33,23 @@ def test_help_has_no_type_placeholders_for_flags_or_braces(command: list[str], c
     assert "<bool>" not in out and "{" not in out.split("Usage:")[1].splitlines()[0]
 
 
+def test_exit_codes_tell_usage_user_and_internal_errors_apart(monkeypatch, capsys) -> None:
+    code, _, err = run_cli(["sample", str(LM_RUN), "--no-such-flag"], capsys)  # does not parse: usage
+    assert code == 2 and err.count("\n") == 1 and err.rstrip().endswith("(see --help)")
+    code, _, err = run_cli(["sample", str(LM_RUN), "--length", "many"], capsys)  # wrong type: usage
+    assert code == 2 and err.count("\n") == 1 and "--length" in err
+    code, _, err = run_cli(["sample", str(LM_RUN.parent / "absent")], capsys)  # parses, refused: user error
+    assert code == 1 and err.startswith("charrnn: error:") and err.count("\n") == 1
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr("charrnn.cli.display.load_run", broken)
+    monkeypatch.setattr("charrnn.cli.lm.load_run", broken, raising=False)
+    code, _, err = run_cli(["sample", str(LM_RUN)], capsys)  # a bug in charrnn: internal error
+    assert code == 70 and err.startswith("charrnn: internal error: ZeroDivisionError: a bug")
+
+
 def test_per_token_shows_spaces_and_line_ends() -> None:
     assert [show_token(t) for t in (" ", "a", "<eos>", "\t")] == ["␠", "a", "⏎", "\\t"]
 
@@ -61,9 +78,9 @@ def test_score_sentence_on_a_terminal_reads_typed_lines(monkeypatch, capsys) -> 
 def test_wrong_kind_of_run_is_named_in_words(tmp_path: Path, capsys) -> None:
     seq2seq_run = REPO_ROOT / "tests" / "data" / "old_runs" / "seq2seq-char" / "run"
     code, _, err = run_cli(["sample", str(seq2seq_run)], capsys)
-    assert code == 2 and "holds a seq2seq run" in err
+    assert code == 1 and "holds a seq2seq run" in err
     code, _, err = run_cli(["seq2seq", "translate", str(LM_RUN), "Hallo"], capsys)
-    assert code == 2 and "holds a language-model run" in err
+    assert code == 1 and "holds a language-model run" in err
 
 
 def test_progress_bar_shows_last_and_best_validation() -> None:
@@ -96,7 +113,7 @@ def test_a_failed_first_check_leaves_no_empty_run_directory(tmp_path: Path, caps
     (tmp_path / "short.txt").write_text("Too short to train on.\n", encoding="utf-8")
     out = tmp_path / "new" / "run"
     code, _, err = run_cli(["train", str(tmp_path / "short.txt"), "--out", str(out), "--batch-size", "32"], capsys)
-    assert code == 2 and "fewer than one batch" in err
+    assert code == 1 and "fewer than one batch" in err
     assert not out.exists()
     existing = tmp_path / "existing"
     existing.mkdir()
@@ -124,7 +141,7 @@ def test_errors_name_the_path_as_typed_not_the_symlink_target(tmp_path: Path, mo
     (tmp_path / "data").symlink_to(tmp_path / "real")
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli(["train", "data/empty.txt", "--out", "run"], capsys)
-    assert code == 2 and "data/empty.txt is empty" in err and "real" not in err
+    assert code == 1 and "data/empty.txt is empty" in err and "real" not in err
 
 
 def test_train_quiet_prints_nothing_on_success(tmp_path: Path, corpus_file: Path, capsys) -> None:

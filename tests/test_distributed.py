@@ -113,7 +113,7 @@ def test_nproc_flag_is_parsed_out_with_one_line_errors() -> None:
 
 def test_bad_flags_with_nproc_are_refused_before_any_process_starts(corpus_file: Path) -> None:
     result = run_cli(["train", str(corpus_file), "--nproc", "2", "--bptt", "0"])
-    assert result.code == 2 and result.stderr.strip() == "charrnn: error: --bptt must be at least 1, got 0."
+    assert result.code == 1 and result.stderr.strip() == "charrnn: error: --bptt must be at least 1, got 0."
 
 
 def test_seq2seq_trains_in_two_processes_and_resumes_in_one(tmp_path: Path) -> None:

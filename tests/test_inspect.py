@@ -54,4 +54,4 @@ def test_runs_lists_each_run_best_first_and_reports_damaged_folders(tmp_path: Pa
     lines = [line for line in out.splitlines() if line.lstrip().startswith(("lm-", "seq2seq-"))]
     assert [line.split()[0] for line in lines] == ["seq2seq-char/run", "lm-char/run"]  # 3.52 before 3.87
     code, _, err = run_cli(["runs", str(tmp_path / "nowhere")], capsys)
-    assert code == 2 and "nowhere is not a directory" in err
+    assert code == 1 and "nowhere is not a directory" in err

@@ -74,7 +74,7 @@ def test_eval_command_prints_json_for_a_file(char_run: Path, tmp_path: Path, cap
     assert data["tokens"] == len("Speak, speak.\nYou are all resolved?\n") - 1
     assert data["perplexity"] == pytest.approx(math.exp(data["nats_per_token"]))
     code, out, err = run_cli(["eval", str(char_run), str(tmp_path / "missing.txt")], capsys)
-    assert code == 2 and err.count("\n") == 1 and "missing.txt" in err
+    assert code == 1 and err.count("\n") == 1 and "missing.txt" in err
 
 
 def test_oov_policies_follow_their_definitions(word_run: Path) -> None:

@@ -39,7 +39,7 @@ def run(trained: Path, tmp_path: Path) -> Path:
 
 def one_line(result, *fragments: str) -> str:
     lines = result.stderr.strip().splitlines()
-    assert result.code == 2, result
+    assert result.code == 1, result
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
     assert lines[-1].startswith("charrnn: error: "), result.stderr
     for fragment in fragments:
@@ -136,7 +136,7 @@ def test_a_model_bigger_than_memory_is_refused_with_how_much_it_needs(run: Path)
 def test_full_or_closed_stdout_and_closed_stdin_are_one_line(trained: Path, tmp_path: Path) -> None:
     with open("/dev/full", "w") as full:
         result = cli(["sample", str(trained), "--length", "5"], tmp_path, stdout=full)
-    assert result.returncode == 2 and result.stderr.strip() == (
+    assert result.returncode == 1 and result.stderr.strip() == (
         "charrnn: error: cannot write output: No space left on device; check where standard output goes "
         "(a full disk?)."
     )
@@ -154,7 +154,7 @@ def test_full_or_closed_stdout_and_closed_stdin_are_one_line(trained: Path, tmp_
                 main(args)
         finally:
             sys.stdin, sys.stdout = saved
-        assert exit_info.value.code == 2 and "internal error" not in err.getvalue()
+        assert exit_info.value.code == 1 and "internal error" not in err.getvalue()
         expected = (
             "cannot write output: standard output is closed" if stream == "stdout" else "No sentence to score"
         )

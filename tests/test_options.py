@@ -153,7 +153,7 @@ def test_bad_config_file_gives_one_line_naming_the_key(
     settings = tmp_path / "bad.toml"
     settings.write_text(toml)
     code, _, err = run_cli(["train", str(corpus_file), "--config", str(settings), "--print-config"], capsys)
-    assert code == 2
+    assert code == 1
     assert err.startswith("charrnn: error:") and named in err and len(err.strip().splitlines()) == 1
 
 

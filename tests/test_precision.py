@@ -200,4 +200,4 @@ def test_scoring_is_fp32_unless_bf16_is_asked_for(tmp_path: Path, capsys) -> Non
         run.score(sentences, precision="fp16")
     with pytest.raises(SystemExit) as info:
         main(["score-sentence", str(tmp_path / "run"), "the dog", "--precision", "fp16"])
-    assert info.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+    assert info.value.code == 1 and capsys.readouterr().err.count("\n") == 1

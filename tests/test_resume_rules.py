@@ -89,7 +89,7 @@ def test_flags_that_cannot_change_mid_run_are_refused(
     charrnn.train(corpus_file, out=run, max_steps=4, **TINY)
     before = (run / "resume.safetensors").read_bytes()
     code, _, err = cli(["train", "--resume", run, *flags, "--max-steps", "8"], capsys)
-    assert code == 2 and err.startswith(f"charrnn: error: {named} cannot change when resuming")
+    assert code == 1 and err.startswith(f"charrnn: error: {named} cannot change when resuming")
     assert len(err.strip().splitlines()) == 1
     assert (run / "resume.safetensors").read_bytes() == before and saved_training(run)["max_steps"] == 4
 
@@ -107,7 +107,7 @@ def test_other_corpus_on_resume_is_refused(tmp_path: Path, corpus_file: Path, ca
     other = tmp_path / "poems.txt"
     other.write_text("roses are red\nviolets are blue\n" * 200)
     code, _, err = cli(["train", other, "--resume", run, "--max-steps", "8"], capsys)
-    assert code == 2 and "poems.txt is not the data this run was trained on" in err
+    assert code == 1 and "poems.txt is not the data this run was trained on" in err
     with pytest.raises(CharRNNError, match="not the data this run was trained on"):
         charrnn.train(other, resume=run)
 

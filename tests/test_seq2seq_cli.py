@@ -177,7 +177,7 @@ def test_parallel_files_and_per_side_levels(pair_files, tmp_path: Path, capsys) 
     config = json.loads((out / "config.json").read_text())
     assert config["source_tokenizer"]["level"] == "char" and config["target_tokenizer"]["level"] == "word"
     code, _, err = run(capsys, "seq2seq", "translate", out, "Hallo", "--show-attention")
-    assert code == 2 and "no attention to show" in err
+    assert code == 1 and "no attention to show" in err
 
 
 def test_default_run_uses_the_bundled_slice(tmp_path: Path, capsys, monkeypatch) -> None:
@@ -193,7 +193,7 @@ def test_bad_input_is_one_line_with_line_numbers(tmp_path: Path, capsys) -> None
     bad = tmp_path / "bad.tsv"
     bad.write_text("Hund\tdog\nKatze cat\nMaus\tmouse\textra\n", encoding="utf-8")
     code, out, err = run(capsys, "seq2seq", "train", bad, "--out", tmp_path / "r", *TINY)
-    assert code == 2 and err.count("\n") == 1 and "line 2, 3" in err and "--skip-malformed" in err
+    assert code == 1 and err.count("\n") == 1 and "line 2, 3" in err and "--skip-malformed" in err
 
     empty = tmp_path / "empty_sides.tsv"
     empty.write_text(
@@ -203,19 +203,19 @@ def test_bad_input_is_one_line_with_line_numbers(tmp_path: Path, capsys) -> None
     assert code == 0 and "skipped 2 pair(s) with an empty source or target" in err
 
     code, _, err = run(capsys, "seq2seq", "translate", tmp_path / "nowhere", "x")
-    assert code == 2 and "does not exist" in err
+    assert code == 1 and "does not exist" in err
     lm = tmp_path / "lm"
     lm.mkdir()
     (lm / "config.json").write_text(json.dumps({"kind": "lm", "format_version": 1}))
     code, _, err = run(capsys, "seq2seq", "eval", lm, bad)
-    assert code == 2 and "not a seq2seq model" in err
+    assert code == 1 and "not a seq2seq model" in err
     code, _, err = run(capsys, "seq2seq", "train", bad, "--attention", "luong", "--out", tmp_path / "x")
-    assert code == 2 and "Unknown attention 'luong'" in err
+    assert code == 1 and "Unknown attention 'luong'" in err
 
 
 def test_language_model_commands_refuse_a_seq2seq_run(run_dir: Path, capsys) -> None:
     code, _, err = run(capsys, "sample", run_dir, "--length", "5")
-    assert code == 2 and err.count("\n") == 1 and "holds a seq2seq run" in err
+    assert code == 1 and err.count("\n") == 1 and "holds a seq2seq run" in err
 
 
 def test_a_swapped_tokenizer_is_caught(run_dir: Path, tmp_path: Path, capsys) -> None:
@@ -232,7 +232,7 @@ def test_a_swapped_tokenizer_is_caught(run_dir: Path, tmp_path: Path, capsys) ->
     with pytest.raises(CharRNNError, match="not the ones"):
         TranslationRun.load(copy)
     code, _, err = run(capsys, "seq2seq", "train", "--resume", copy, "--max-steps", "50")
-    assert code == 2 and "not the ones" in err and err.count("\n") == 1
+    assert code == 1 and "not the ones" in err and err.count("\n") == 1
 
 
 def test_subword_sides(pair_files, tmp_path: Path, capsys) -> None:
@@ -249,7 +249,7 @@ def test_precision_option_is_checked_and_saved(pair_files, tmp_path: Path, capsy
     code, _, err = run(
         capsys, "seq2seq", "train", pair_files["train"], "--precision", "fp64", "--out", tmp_path / "x"
     )
-    assert code == 2 and err.count("\n") == 1 and "Unknown precision 'fp64'" in err
+    assert code == 1 and err.count("\n") == 1 and "Unknown precision 'fp64'" in err
     out = tmp_path / "bf16"
     code, _, err = run(
         capsys,
@@ -291,7 +291,7 @@ def test_overwrite_is_a_transaction_for_seq2seq_runs_too(pair_files, tmp_path: P
         if p.is_file() and p.name != ".charrnn.lock"
     }
     code, _, err = run(capsys, *common, "--overwrite", "--max-steps", "2", "--source-level", "subword")
-    assert code == 2 and "vocab-size" in err and "internal error" not in err  # subword without a size
+    assert code == 1 and "vocab-size" in err and "internal error" not in err  # subword without a size
     after = {
         str(p.relative_to(out)): p.read_bytes()
         for p in out.rglob("*")

@@ -15,6 +15,10 @@ from charrnn.cli.seq2seq import seq2seq_app
 from charrnn.cli.streams import guarded_streams
 from charrnn.core.errors import CharRNNError
 
+# Exit codes: 0 success, 1 a user error (CharRNNError), 2 a usage error (the command line did not parse),
+# 70 an internal error (a bug; EX_SOFTWARE in sysexits.h), 130 interrupted, 143 terminated.
+EXIT_INTERNAL_ERROR = 70
+
 app = typer.Typer(
     add_completion=True,
     no_args_is_help=True,
@@ -121,5 +125,5 @@ def main(argv: list[str] | None = None) -> None:
             f"charrnn: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
             file=sys.stderr,
         )
-        sys.exit(1)
+        sys.exit(EXIT_INTERNAL_ERROR)
     sys.exit(code if isinstance(code, int) else 0)

@@ -4,10 +4,10 @@
 class CharRNNError(Exception):
     """A user-facing error: the message says what went wrong and what to do.
 
-    The CLI prints it as one line and exits with `exit_code`; the library raises it
-    instead of printing or exiting.
+    The CLI prints it as one line and exits with `exit_code` (1, a user error); the library
+    raises it instead of printing or exiting.
     """
 
-    def __init__(self, message: str, exit_code: int = 2) -> None:
+    def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
