@@ -3,8 +3,9 @@
     python bench/threads.py                     # 20 s per measurement, 3 rounds
     python bench/threads.py --quick --out /tmp/threads.json
 
-Two workloads on charrnn's default char model shape (2x256 LSTM, embed 128, 65 symbols):
+Two workloads on charrnn's default char model shape (`ModelConfig()`'s cell sizes, 65 symbols, fp32):
   train    forward + backward + AdamW step, batch 32, bptt 128 (tokens/s)
+  train-bf16  the same under bf16 autocast (on a CPU with bf16 instructions)
   sample   one stream, one token at a time (tokens/s): what `charrnn sample` does
 Thread settings, each in a fresh process (OpenMP reads its environment when torch loads):
   1 thread; 2 threads; 2 threads with OMP_WAIT_POLICY=PASSIVE (waiting threads sleep instead of
@@ -34,7 +35,7 @@ SETTINGS = {  # name: (threads, extra environment)
     "2 threads": (2, {}),
     "2 threads, OMP_WAIT_POLICY=PASSIVE": (2, {"OMP_WAIT_POLICY": "PASSIVE"}),
 }
-WORKLOADS = ("train", "sample")
+WORKLOADS = ("train", "train-bf16", "sample")
 
 
 def worker(workload: str, threads: int, seconds: float) -> float:
@@ -44,15 +45,23 @@ def worker(workload: str, threads: int, seconds: float) -> float:
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    embed, rnn, head = nn.Embedding(65, 128), nn.LSTM(128, 256, 2, batch_first=True), nn.Linear(256, 65)
+    from charrnn.lm.config import ModelConfig  # after torch: OpenMP has read this process's wait policy
+
+    shape = ModelConfig()  # the defaults of `charrnn train`
+    embed = nn.Embedding(65, shape.embed)
+    rnn = nn.LSTM(shape.embed, shape.hidden, shape.layers, batch_first=True)
+    head = nn.Linear(shape.hidden, 65)
     params = [*embed.parameters(), *rnn.parameters(), *head.parameters()]
-    if workload == "train":
+    if workload.startswith("train"):
         optimizer = torch.optim.AdamW(params, lr=1e-3)
         x = torch.randint(0, 65, (32, 128))
+        bf16 = workload == "train-bf16"  # bf16 autocast, as `--precision bf16` (needs avx512_bf16 or AMX)
 
         def step() -> int:
-            out, _ = rnn(embed(x))
-            loss = nn.functional.cross_entropy(head(out).reshape(-1, 65), x.reshape(-1))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out, _ = rnn(embed(x))
+                logits = head(out)
+            loss = nn.functional.cross_entropy(logits.float().reshape(-1, 65), x.reshape(-1))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

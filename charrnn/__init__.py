@@ -11,8 +11,12 @@ __version__ = "0.2.0"
 import os  # noqa: E402
 import sys  # noqa: E402
 
-if "torch" not in sys.modules:  # OpenMP reads this once, when torch loads: waiting threads sleep, not spin,
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # so a busy machine does not stall them (README "Threads")
+from charrnn.core import openmp  # noqa: E402  (imports no torch)
+
+if "torch" not in sys.modules:  # OpenMP reads its wait policy once, when torch loads (README "Threads")
+    _policy = openmp.wait_policy(os.environ, openmp.busy_at_start())
+    if _policy is not None:  # a busy machine: waiting threads sleep instead of spinning
+        os.environ["OMP_WAIT_POLICY"] = _policy
 
 from charrnn.api import load, train  # noqa: E402
 from charrnn.core.errors import CharRNNError  # noqa: E402

@@ -96,6 +96,21 @@ def test_progress_bar_shows_last_and_best_validation() -> None:
     assert reporter.val_text == "2.7137 (best 2.6839)"
 
 
+@pytest.mark.parametrize(("total", "shown"), [(None, "step 7  ep"), (30, "step 7/30  ep")])
+def test_plain_progress_lines_show_a_step_count_only_when_there_is_one(total, shown) -> None:
+    from rich.console import Console
+
+    from charrnn.cli.display import RichReporter
+
+    out = io.StringIO()
+    reporter = RichReporter(Console(file=out, force_terminal=False, width=200))  # no terminal: plain lines
+    reporter.start({"total_steps": total, "level": "char"})
+    reporter.step({"step": 7, "epoch": 0.1, "train_loss": 2.5, "tokens_per_second": 1000.0})
+    reporter.close()
+    step_line = next(line for line in out.getvalue().splitlines() if line.startswith("step "))
+    assert step_line.startswith(shown) and "None" not in step_line
+
+
 class Messages:
     """A reporter that keeps the messages."""
 

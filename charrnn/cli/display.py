@@ -111,7 +111,9 @@ class RichReporter:
             self.progress.update(self.task, completed=record["step"], status=status)
         elif now - self.last_plain >= self.plain_every:
             self.last_plain = now
-            self.console.print(f"step {record['step']}/{self.info.get('total_steps')}  {status}", highlight=False)
+            total = self.info.get("total_steps")  # None under --max-time alone: no step count to show
+            done = f"{record['step']}/{total}" if total else str(record["step"])
+            self.console.print(f"step {done}  {status}", highlight=False)
 
     def evaluate(self, record: dict[str, Any]) -> None:
         if self.quiet:

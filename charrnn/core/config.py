@@ -97,7 +97,9 @@ class TrainConfig:
     log_every: int = option(10, "Log the mean training loss every N steps.", resumable=True)
     seed: int = option(1234, "Random seed (a CPU run with a step budget repeats exactly).")
     device: str = option("auto", "auto, cpu, cuda or mps.", resumable=True)
-    threads: int | None = option(None, "CPU threads (default: all cores, at most 8).", resumable=True)
+    threads: int | None = option(
+        None, "CPU threads (default: the cores not busy with other work at start, at most 8).", resumable=True
+    )
     max_bad_steps: int = option(
         5, "Consecutive non-finite steps before rolling back to the last checkpoint.", resumable=True
     )

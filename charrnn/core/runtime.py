@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 
 import torch
 
+from charrnn.core import openmp
 from charrnn.core.errors import CharRNNError
 
 
@@ -31,9 +31,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def set_threads(threads: int | None) -> None:
-    """Use `threads` CPU threads (default: all cores torch sees, at most 8)."""
+    """Use `threads` CPU threads (default: the cores not busy with other work when charrnn started, at most 8)."""
     if threads is None:
-        threads = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
+        threads = openmp.default_threads(openmp.usable_cores(), openmp.busy_at_start())
     torch.set_num_threads(max(int(threads), 1))
 
 

@@ -22,9 +22,9 @@ class ModelConfig:
     vocab_size: int = option(0, "Vocabulary size, from the tokenizer.", derived=True)
     cell: str = option("lstm", "Recurrent cell: lstm, gru or rnn (tanh).")
     embed: int = option(128, "Embedding size.")
-    hidden: int = option(256, "Hidden units per layer.")
+    hidden: int = option(384, "Hidden units per layer.")
     layers: int = option(2, "Stacked recurrent layers.")
-    dropout: float = option(0.2, "Dropout on embeddings, between layers and before the softmax.", resumable=False)
+    dropout: float = option(0.25, "Dropout on embeddings, between layers and before the softmax.", resumable=False)
     tie_weights: bool = option(False, "Share the embedding with the output projection (needs --embed = --hidden).")
     softmax: str = option("full", "full, or adaptive (fast for large vocabularies; scores stay exact).")
     adaptive_cutoffs: list[int] = option(
