@@ -201,3 +201,25 @@ def test_scoring_is_fp32_unless_bf16_is_asked_for(tmp_path: Path, capsys) -> Non
     with pytest.raises(SystemExit) as info:
         main(["score-sentence", str(tmp_path / "run"), "the dog", "--precision", "fp16"])
     assert info.value.code == 1 and capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_adaptive_softmax_takes_bf16_hidden_states_under_autocast(cell: str) -> None:
+    # Under bf16 autocast the adaptive head runs in fp32 whatever the cell returns (fp32 or bf16 states).
+    from charrnn.lm.config import ModelConfig
+    from charrnn.lm.model import LanguageModel
+
+    torch.manual_seed(0)
+    config = ModelConfig(cell=cell, embed=16, hidden=16, layers=1, vocab_size=400, softmax="adaptive")
+    model = LanguageModel(config).eval()
+    hidden = torch.randn(2, 5, 16)
+    targets = torch.randint(3, 400, (2, 5))
+    model.requires_grad_(False)
+    exact = model.loss(hidden, targets)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        from_fp32 = model.loss(hidden, targets)
+        from_bf16 = model.loss(hidden.bfloat16(), targets)
+        log_probs = model.log_probs(hidden.bfloat16())
+    assert from_fp32.dtype == from_bf16.dtype == log_probs.dtype == torch.float32
+    assert torch.equal(from_fp32, exact)  # the head itself is exact fp32
+    assert from_bf16.item() == pytest.approx(exact.item(), rel=0.02)  # only the states were rounded

@@ -23,6 +23,12 @@ def default_adaptive_cutoffs(vocab_size: int) -> list[int]:
     return [c for c in (first, second) if c < vocab_size - 1] or [max(vocab_size // 2, 1)]
 
 
+def _fp32(tensor: torch.Tensor) -> torch.autocast:
+    """Autocast off: the adaptive softmax runs in fp32 under bf16 training. Under CPU autocast its
+    tail clusters' log-softmax would stay bf16 and could not be written into its fp32 output."""
+    return torch.autocast(device_type=tensor.device.type, enabled=False)
+
+
 class LanguageModel(nn.Module):
     """RecurrentCore -> dropout -> softmax over the vocabulary (full or adaptive)."""
 
@@ -66,7 +72,8 @@ class LanguageModel(nn.Module):
     def log_probs(self, hidden: torch.Tensor) -> torch.Tensor:
         """Exact log-probabilities over the vocabulary, (..., vocab), for any softmax kind."""
         if isinstance(self.head, nn.AdaptiveLogSoftmaxWithLoss):
-            flat = self.head.log_prob(hidden.reshape(-1, hidden.shape[-1]))
+            with _fp32(hidden):
+                flat = self.head.log_prob(hidden.reshape(-1, hidden.shape[-1]).float())
             return flat.view(*hidden.shape[:-1], -1)
         return F.log_softmax(self.head(hidden).float(), dim=-1)
 
@@ -81,7 +88,8 @@ class LanguageModel(nn.Module):
             keep = flat_targets != PAD_ID
             if not bool(keep.all()):
                 flat_hidden, flat_targets = flat_hidden[keep], flat_targets[keep]
-            return self.head(flat_hidden, flat_targets).loss
+            with _fp32(flat_hidden):
+                return self.head(flat_hidden.float(), flat_targets).loss
         logits = self.head(flat_hidden)
         return F.cross_entropy(logits.float(), flat_targets, ignore_index=PAD_ID)
 
