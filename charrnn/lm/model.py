@@ -7,6 +7,8 @@ distribution into a frequent-token head and rarer-token clusters; its log-probab
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,9 +25,11 @@ def default_adaptive_cutoffs(vocab_size: int) -> list[int]:
     return [c for c in (first, second) if c < vocab_size - 1] or [max(vocab_size // 2, 1)]
 
 
-def _fp32(tensor: torch.Tensor) -> torch.autocast:
+def _fp32(tensor: torch.Tensor) -> contextlib.AbstractContextManager:
     """Autocast off: the adaptive softmax runs in fp32 under bf16 training. Under CPU autocast its
     tail clusters' log-softmax would stay bf16 and could not be written into its fp32 output."""
+    if tensor.device.type not in ("cpu", "cuda"):  # charrnn autocasts only these
+        return contextlib.nullcontext()
     return torch.autocast(device_type=tensor.device.type, enabled=False)
 
 
