@@ -260,7 +260,10 @@ def test_cli_serve_errors_are_one_line(
     assert "pip install 'charrnn[serve]'" in capsys.readouterr().err
 
 
-def test_charrnn_serve_listens_on_localhost_and_stops_on_sigterm(runs: dict, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("stop", "codes"), [(signal.SIGTERM, (143, -signal.SIGTERM)), (signal.SIGINT, (130,))])
+def test_charrnn_serve_listens_on_localhost_and_stops_on_a_signal(
+    runs: dict, tmp_path: Path, stop: signal.Signals, codes: tuple[int, ...]
+) -> None:
     from tests.reliability_support import start_cli
 
     with socket.socket() as probe:  # a port that was free a moment ago
@@ -279,9 +282,10 @@ def test_charrnn_serve_listens_on_localhost_and_stops_on_sigterm(runs: dict, tmp
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/style.css") as css:
             assert b"#tooltip" in css.read()  # the page's files ship with the package
     finally:
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(stop)
         _, err = process.communicate(timeout=30)
     assert f"http://127.0.0.1:{port}/" in err and "Traceback" not in err
+    assert process.returncode in codes  # as any interrupted command: 130 for Ctrl-C, 143 for SIGTERM
 
 
 def test_score_follows_the_oov_policy(url: str, runs: dict) -> None:
