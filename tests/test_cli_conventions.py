@@ -44,8 +44,7 @@ def test_exit_codes_tell_usage_user_and_internal_errors_apart(monkeypatch, capsy
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr("charrnn.cli.display.load_run", broken)
-    monkeypatch.setattr("charrnn.cli.lm.load_run", broken, raising=False)
+    monkeypatch.setattr("charrnn.cli.lm.load_run", broken)
     code, _, err = run_cli(["sample", str(LM_RUN)], capsys)  # a bug in charrnn: internal error
     assert code == 70 and err.startswith("charrnn: internal error: ZeroDivisionError: a bug")
 

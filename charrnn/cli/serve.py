@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -35,15 +34,6 @@ def serve(
     except ImportError:
         raise CharRNNError(INSTALL_HINT) from None
 
-    class _StopRecordingServer(uvicorn.Server):
-        """uvicorn's server, remembering which signal stopped it."""
-
-        stopped_by: int | None = None
-
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            self.stopped_by = int(sig)
-            super().handle_exit(sig, frame)
-
     import charrnn
 
     if not 1 <= port <= 65535:
@@ -58,12 +48,11 @@ def serve(
         runs[name] = run
     app = create_app(runs, Limits(max_length=max_length, max_text=max_text))
     err_console().print(f"Serving {', '.join(runs)} at http://{host}:{port}/ (Ctrl-C to stop)", highlight=False)
-    server = _StopRecordingServer(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    # uvicorn's server (>= 0.29) shuts down cleanly on a signal and then raises it again: SIGTERM ends
+    # the process as SIGTERM does (143), Ctrl-C arrives here as KeyboardInterrupt (`uvicorn.run` would
+    # swallow it and exit 0).
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     try:
         server.run()
-    except KeyboardInterrupt:  # uvicorn shuts down on Ctrl-C, then raises it again
+    except KeyboardInterrupt:
         raise typer.Exit(130) from None
-    if (
-        server.stopped_by is not None
-    ):  # a uvicorn that does not raise the signal again  # shut down cleanly; exit as an interrupted command does
-        raise typer.Exit(128 + server.stopped_by)  # 130 for Ctrl-C, 143 for SIGTERM
