@@ -5,8 +5,10 @@
     python bench/beam.py --quick          # a smoke run: 100 sentences, a 1-minute model
 
 Decodes the Multi30k test set (test_2016_flickr.de, 1,000 sentences) at `--beam` both ways, in
-alternating rounds so both see the same machine load, checks that both find the same best
-translation for every sentence, and reports sentences/s and the speed-up. Without `--run`, the
+alternating rounds so both see the same machine load, at each thread count of `--threads`
+(default 1 and 2), checks that both find the same best translation for every sentence, and reports
+sentences/s, the speed-up and the share of the time spent inside the model's decoder step (the
+arithmetic; the rest is the search's own bookkeeping). Without `--run`, the
 model is trained on the test pairs themselves (speed depends on how long the translations are,
 so the model must have learned where sentences end; its quality does not matter here).
 """
@@ -55,7 +57,9 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=None, help="decode only the first N test sentences")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of each way")
     parser.add_argument("--train-minutes", type=float, default=5.0, help="training budget when no --run")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--threads", default="1,2", help="comma-separated thread counts; every way runs at each (default 1,2)"
+    )
     parser.add_argument("--quick", action="store_true", help="100 sentences, a 1-minute model, one round")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "beam.json")
     args = parser.parse_args()
@@ -67,7 +71,7 @@ def main() -> None:
     if not (args.data / "test_2016_flickr.de").is_file():
         sys.exit(f"Multi30k not found in {args.data} (expects test_2016_flickr.de/.en); pass --data.")
 
-    set_threads(args.threads)
+    thread_counts = [int(t) for t in str(args.threads).split(",") if t.strip()]
     with tempfile.TemporaryDirectory() as scratch:
         run_dir = args.run
         if run_dir is None:
@@ -75,37 +79,46 @@ def main() -> None:
             print(f"training a small model for {args.train_minutes:g} min (no --run given)", flush=True)
             train_small_model(args.data, run_dir, args.train_minutes)
         run = charrnn.load(run_dir)
-    set_threads(args.threads)  # training set its own thread count
     lines = (args.data / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()[: args.sentences]
     sources = [encode_source(run.source_tokenizer, line.strip()) for line in lines if line.strip()]
     settings = TranslateSettings(beam=args.beam, batch_size=args.batch_size)
+    decoder = DecoderClock(run.model)
 
-    seconds: dict[str, list[float]] = {"one_by_one": [], "batched": []}
+    cases = [(way, threads) for threads in thread_counts for way in ("one_by_one", "batched")]
+    seconds: dict[str, list[float]] = {f"{way}@{t}": [] for way, t in cases}
+    decoder_seconds: dict[str, list[float]] = {key: [] for key in seconds}
     found: dict[str, list] = {}
     for _ in range(args.rounds):
-        for way in ("one_by_one", "batched"):
+        for way, threads in cases:
+            key = f"{way}@{threads}"
+            set_threads(threads)
+            decoder.seconds = 0.0
             started = time.perf_counter()
             if way == "one_by_one":
                 hyps = [beam_search(run.model, source, settings)[0] for source in sources]
             else:
                 hyps = [h[0] for h in batched_beam_search(run.model, sources, settings)]
-            seconds[way].append(time.perf_counter() - started)
+            seconds[key].append(time.perf_counter() - started)
+            decoder_seconds[key].append(decoder.seconds)
             found[way] = hyps
-            print(f"{way}: {len(sources) / seconds[way][-1]:,.1f} sentences/s", flush=True)
+            print(f"{way}, {threads} thread(s): {len(sources) / seconds[key][-1]:,.1f} sentences/s", flush=True)
 
     same = sum(
         a.ids == b.ids and abs(a.logprob - b.logprob) < 1e-4
         for a, b in zip(found["one_by_one"], found["batched"], strict=True)
     )
-    rate = {way: len(sources) / median(times) for way, times in seconds.items()}
-    rows = [
-        ["one sentence at a time", median(seconds["one_by_one"]), rate["one_by_one"], 1.0],
-        ["batched", median(seconds["batched"]), rate["batched"], rate["batched"] / rate["one_by_one"]],
-    ]
+    rate = {key: len(sources) / median(times) for key, times in seconds.items()}
+    base = f"one_by_one@{thread_counts[0]}"
+    rows = []
+    for way, threads in cases:
+        key = f"{way}@{threads}"
+        share = median(decoder_seconds[key]) / median(seconds[key])
+        name = "one sentence at a time" if way == "one_by_one" else f"batched ({args.batch_size} sentences)"
+        rows.append([name, threads, median(seconds[key]), rate[key], rate[key] / rate[base], f"{share:.0%}"])
     print_table(
-        f"beam {args.beam}, {len(sources)} sentences, {args.threads} thread(s); same best hypothesis: "
-        f"{same}/{len(sources)}",
-        ["search", "seconds (median)", "sentences/s", "speed-up"],
+        f"beam {args.beam}, {len(sources)} sentences; same best hypothesis: {same}/{len(sources)}; "
+        f"speed-up against one at a time on {thread_counts[0]} thread(s)",
+        ["search", "threads", "seconds (median)", "sentences/s", "speed-up", "in the decoder step"],
         rows,
     )
     payload = {
@@ -115,15 +128,32 @@ def main() -> None:
         "beam": args.beam,
         "batch_size": args.batch_size,
         "sentences": len(sources),
-        "threads": args.threads,
+        "threads": thread_counts,
         "seconds": seconds,
+        "decoder_step_seconds": decoder_seconds,
         "sentences_per_second": rate,
-        "speedup": rate["batched"] / rate["one_by_one"],
+        "speedup_vs": base,
+        "speedup": {key: value / rate[base] for key, value in rate.items()},
         "same_best_hypothesis": same,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
+
+
+class DecoderClock:
+    """Wraps a model's `decode_step` to add up the seconds spent in it (the model's own arithmetic)."""
+
+    def __init__(self, model) -> None:
+        self.seconds, self.step = 0.0, model.decode_step
+        model.decode_step = self
+
+    def __call__(self, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return self.step(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - started
 
 
 if __name__ == "__main__":

@@ -50,11 +50,16 @@ def memory_gib() -> float | None:
 
 
 def git_commit() -> str | None:
+    """The checked-out commit, with "+changes" when tracked files differ from it (the run measured those)."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-        return out.stdout.strip() or None
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
+        )
     except OSError:
         return None
+    commit = out.stdout.strip()
+    return (commit + ("+changes" if changed.stdout.strip() else "")) or None
 
 
 _START_COMMIT: str | None = None

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn.core.config import TokenizerConfig
+from charrnn.core.config import TokenizerConfig, TrainConfig
 from charrnn.core.errors import CharRNNError
 from charrnn.core.optim import learning_rate
 from charrnn.core.rundir import read_metrics
@@ -48,7 +48,7 @@ def test_cosine_follows_the_time_budget_when_it_runs_out_first() -> None:
 
 def test_time_budget_run_decays_the_rate_and_logs_elapsed(tmp_path: Path) -> None:
     config = _config(tmp_path, schedule="cosine", max_time=0.05, eval_every=5, lr=1e-2, min_lr=0.0)
-    assert config.training.min_lr_fraction == 0.1  # the default: cosine ends at a tenth of the peak
+    assert config.training.min_lr_fraction == 0.02  # the LM default: cosine ends at 2% of the peak
     result = train_language_model(config, tmp_path / "run")
     assert result.stop_reason == "max_time"
     records = read_metrics(tmp_path / "run")
@@ -132,7 +132,11 @@ def test_scoring_is_the_same_in_any_batch_size() -> None:
 
 def test_cosine_ends_at_a_fraction_of_the_peak() -> None:
     cfg = LMTrainConfig(schedule="cosine", lr=6e-3, min_lr=1e-5)
-    assert learning_rate(cfg, TrainState(step=100), total_steps=100) == pytest.approx(6e-4)
+    assert learning_rate(cfg, TrainState(step=100), total_steps=100) == pytest.approx(1.2e-4)  # 2% (LM default)
+    cfg = TrainConfig(schedule="cosine", lr=6e-3, min_lr=1e-5)
+    assert learning_rate(cfg, TrainState(step=100), total_steps=100) == pytest.approx(6e-4)  # 10% (engine default)
+    cfg = LMTrainConfig(schedule="cosine", lr=6e-3, min_lr=5e-4)
+    assert learning_rate(cfg, TrainState(step=100), total_steps=100) == pytest.approx(5e-4)  # --min-lr floors it
 
 
 def test_adam_optimizers_use_the_fused_kernel_on_cpu() -> None:

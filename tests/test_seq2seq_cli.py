@@ -69,6 +69,30 @@ def test_train_writes_a_run_directory(run_dir: Path) -> None:
     assert any("val_loss" in r for r in records) and any("tokens_per_second" in r for r in records)
 
 
+def test_translate_threads_default_follows_the_decoder_rows(run_dir: Path, capsys, monkeypatch, tmp_path) -> None:
+    from charrnn.core import openmp
+    from charrnn.core.runtime import MANY_ROWS
+
+    monkeypatch.setattr(openmp, "default_threads", lambda cores, busy: 3)  # "the free cores", visibly not 1
+    many = tmp_path / "many.de"
+    many.write_text("Ein Hund rennt.\n" * MANY_ROWS, encoding="utf-8")
+    try:
+        for args, threads in (
+            (["Ein Hund."], 1),  # one sentence, greedy: one decoder row per step
+            (["Ein Hund.", "--beam", "5"], 1),  # five rows
+            (["--file", many], 3),  # MANY_ROWS sentences decoded as one batch
+            (["--file", many, "--threads", "2"], 2),  # asked for
+        ):
+            torch.set_num_threads(7)
+            code, _, err = run(capsys, "seq2seq", "translate", run_dir, *args)
+            assert code == 0, err
+            assert torch.get_num_threads() == threads, args
+        code, _, err = run(capsys, "seq2seq", "eval", run_dir, "--src", many, "--tgt", many)
+        assert code == 0 and torch.get_num_threads() == 3, err
+    finally:
+        torch.set_num_threads(1)
+
+
 def test_translate_arguments_stdin_json_and_attention(run_dir: Path, capsys, monkeypatch) -> None:
     code, out, err = run(capsys, "seq2seq", "translate", run_dir, "Ein Mann schläft.", "Zwei Hunde spielen.")
     assert code == 0 and len(out.splitlines()) == 2, err
@@ -91,12 +115,12 @@ def test_translate_arguments_stdin_json_and_attention(run_dir: Path, capsys, mon
 def test_translate_and_eval_take_threads_default_one(run_dir: Path, pair_files, capsys, command: str) -> None:
     import torch
 
-    data = "Ein Hund." if command == "translate" else pair_files["val"]
+    data = ["Ein Hund."] if command == "translate" else [pair_files["val"], "--limit", "1"]  # one sentence
     try:
         torch.set_num_threads(3)
-        code, _, err = run(capsys, "seq2seq", command, run_dir, data)
+        code, _, err = run(capsys, "seq2seq", command, run_dir, *data)
         assert code == 0 and torch.get_num_threads() == 1, err
-        code, _, err = run(capsys, "seq2seq", command, run_dir, data, "--threads", "2")
+        code, _, err = run(capsys, "seq2seq", command, run_dir, *data, "--threads", "2")
         assert code == 0 and torch.get_num_threads() == 2, err
     finally:
         torch.set_num_threads(1)

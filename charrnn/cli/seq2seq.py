@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from charrnn.cli.display import attention_table, err_console, load_run, summary_table
-from charrnn.cli.lm import SCORING_PRECISION_HELP, THREADS_HELP, read_sentences
+from charrnn.cli.lm import SCORING_PRECISION_HELP, read_sentences
 from charrnn.cli.options import add_train_command, parameter
 from charrnn.core.errors import CharRNNError
 
@@ -37,6 +37,11 @@ add_train_command(
 )
 
 
+DECODING_THREADS_HELP = (
+    "CPU threads (default: 1 for a few sentences; the free cores when many are decoded as one batch)."
+)
+
+
 def _load_translation(run_dir: Path, device: str, threads: int | None):
     """The seq2seq model in RUN_DIR (see `charrnn.cli.display.load_run`)."""
     return load_run(run_dir, device, threads, "seq2seq")
@@ -55,14 +60,16 @@ def translate_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array (text, tokens, scores, attention)."),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
-    threads: int | None = typer.Option(None, help=THREADS_HELP),
+    threads: int | None = typer.Option(None, help=DECODING_THREADS_HELP),
 ) -> None:
     """Translate sentences with a trained model: one output line per input line."""
-    from charrnn.seq2seq.decoding import TranslateSettings
+    from charrnn.core.runtime import set_inference_threads
+    from charrnn.seq2seq.decoding import TranslateSettings, decoder_rows
 
     TranslateSettings(beam=beam, max_length=max_length, length_penalty=length_penalty).validate()
     lines = [line.strip() for line in read_sentences(texts, file, "translate")]
     run = _load_translation(run_dir, device, threads)
+    set_inference_threads(threads, rows=decoder_rows(len(lines), beam))
     if show_attention and run.config.model.attention == "none":
         raise CharRNNError(f"{run_dir} was trained with --attention none; it has no attention to show.")
     results = run.translate(
@@ -98,12 +105,13 @@ def eval_command(
     as_json: bool = typer.Option(False, "--json", help="Print the figures (and per-sentence detail) as JSON."),
     skip_malformed: bool = typer.Option(False, "--skip-malformed", help="Skip malformed TSV lines."),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
-    threads: int | None = typer.Option(None, help=THREADS_HELP),
+    threads: int | None = typer.Option(None, help=DECODING_THREADS_HELP),
     precision: str = typer.Option("fp32", help=SCORING_PRECISION_HELP),
 ) -> None:
     """Corpus BLEU (sacrebleu, detokenised, cased), exact match and log P(reference | source) per sentence."""
     from charrnn.core.rundir import atomic_write
-    from charrnn.seq2seq.decoding import TranslateSettings
+    from charrnn.core.runtime import set_inference_threads
+    from charrnn.seq2seq.decoding import TranslateSettings, decoder_rows
     from charrnn.seq2seq.pairs import read_pairs
 
     TranslateSettings(beam=beam, max_length=max_length, length_penalty=length_penalty).validate()
@@ -116,6 +124,7 @@ def eval_command(
     if corpus.malformed_lines:
         err_console().print(f"[yellow]skipped {len(corpus.malformed_lines)} malformed line(s)[/]")
     sources, references = corpus.sources[:limit], corpus.targets[:limit]
+    set_inference_threads(threads, rows=decoder_rows(len(sources), beam))
     result = run.evaluate(
         sources, references, beam, max_length=max_length, length_penalty=length_penalty, precision=precision
     )

@@ -38,12 +38,22 @@ def set_threads(threads: int | None) -> None:
 
 
 GENERATION_THREADS = 1  # sampling, scoring, translating: small matrices, so more threads mostly wait
+# Decoding this many rows at once (sentences x beams) makes matrices large enough for every free
+# core to pay (bench/README.md, "Threads for batched decoding").
+MANY_ROWS = 8
 
 
-def set_inference_threads(threads: int | None) -> None:
-    """Use `threads` CPU threads for sampling, scoring or translating (default: `GENERATION_THREADS`)."""
+def set_inference_threads(threads: int | None, rows: int = 1) -> None:
+    """Use `threads` CPU threads for sampling, scoring or translating.
+
+    The default depends on `rows`, the decoder rows one step computes: `GENERATION_THREADS` for a
+    few, the training default (the free cores) from `MANY_ROWS` on.
+    """
     if threads is not None and not 1 <= threads <= 1024:
         raise CharRNNError(f"--threads must be between 1 and 1024, got {threads}.")
+    if threads is None and rows >= MANY_ROWS:
+        set_threads(None)
+        return
     torch.set_num_threads(GENERATION_THREADS if threads is None else threads)
 
 
