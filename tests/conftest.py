@@ -43,6 +43,7 @@ def tiny_config(corpus: Path | str, level: str = "char", **training) -> RunConfi
         "seed": 7,
         "eval_tokens": None,
         "schedule": "plateau",  # tests pin it: the default (cosine) depends on the step budget
+        "warmup_steps": 0,  # and the default warmup (100 steps) would scale every step of a tiny run
     }
     train.update(training)
     return RunConfig(

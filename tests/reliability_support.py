@@ -44,6 +44,7 @@ def tiny_config(corpus: Path | str, **training) -> RunConfig:
         "seed": 11,
         "eval_tokens": None,
         "device": "cpu",
+        "warmup_steps": 0,  # the default warmup (100 steps) would scale every step of a tiny run
     }
     settings.update(training)
     return RunConfig(

@@ -35,7 +35,7 @@ def _config(tmp_path: Path, **training) -> RunConfig:
 
 
 def test_cosine_follows_the_time_budget_when_it_runs_out_first() -> None:
-    cfg = LMTrainConfig(schedule="cosine", lr=1.0, min_lr=0.0, min_lr_fraction=0.0)
+    cfg = LMTrainConfig(schedule="cosine", lr=1.0, min_lr=0.0, min_lr_fraction=0.0, warmup_steps=0)
     state = TrainState(step=0)
     assert learning_rate(cfg, state, total_steps=1000) == pytest.approx(1.0)
     assert learning_rate(cfg, state, total_steps=1000, time_progress=0.5) == pytest.approx(0.5)

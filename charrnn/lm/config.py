@@ -60,8 +60,10 @@ class LMTrainConfig(TrainConfig):
     bptt: int = option(128, "Tokens per truncated-BPTT chunk.")
     # A language model sees its small corpus many times within minutes: stronger weight decay and a
     # lower end of the cosine than the engine's defaults (10-minute Tiny Shakespeare run: 1.435 with
-    # 0.01 and 0.1, 1.405 with these; bench/README.md).
+    # 0.01 and 0.1, 1.405 with these), and a short warmup, without which the first hundred steps at
+    # the peak rate sometimes stall on a plateau for minutes (bench/README.md).
     weight_decay: float = option(0.1, "AdamW weight decay.", resumable=True)
+    warmup_steps: int = option(100, "Linear learning-rate warmup steps.", resumable=True)
     min_lr_fraction: float = option(0.02, "cosine ends at max(--min-lr, this fraction of --lr).", resumable=True)
     eval_tokens: int | None = option(
         200_000, 'Validation tokens per evaluation at most ("none" in a config file: all).', resumable=True
