@@ -47,7 +47,7 @@ def test_cosine_follows_the_time_budget_when_it_runs_out_first() -> None:
 
 
 def test_time_budget_run_decays_the_rate_and_logs_elapsed(tmp_path: Path) -> None:
-    config = _config(tmp_path, schedule="cosine", max_time=0.05, eval_every=5, lr=1e-2, min_lr=0.0)
+    config = _config(tmp_path, schedule="cosine", max_time=0.05, eval_every=5, lr=1e-2, min_lr=0.0, warmup_steps=0)
     assert config.training.min_lr_fraction == 0.02  # the LM default: cosine ends at 2% of the peak
     result = train_language_model(config, tmp_path / "run")
     assert result.stop_reason == "max_time"

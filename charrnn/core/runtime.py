@@ -39,7 +39,7 @@ def set_threads(threads: int | None) -> None:
 
 GENERATION_THREADS = 1  # sampling, scoring, translating: small matrices, so more threads mostly wait
 # Decoding this many rows at once (sentences x beams) makes matrices large enough for every free
-# core to pay (bench/README.md, "Threads for batched decoding").
+# core to pay (bench/README.md, "Beam search, one sentence at a time against batched").
 MANY_ROWS = 8
 
 
