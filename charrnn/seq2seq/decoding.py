@@ -57,9 +57,9 @@ class TranslateSettings:
         return self.max_length if self.max_length is not None else 2 * source_length + 10
 
 
-def decoder_rows(sentences: int, beam: int, batch_size: int | None = None) -> int:
+def decoder_rows(sentences: int, beam: int) -> int:
     """Rows the decoder computes per step when translating `sentences` sentences at this beam width."""
-    return min(sentences, batch_size or TranslateSettings.batch_size) * beam
+    return min(sentences, TranslateSettings.batch_size) * beam
 
 
 @dataclass
