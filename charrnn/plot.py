@@ -13,6 +13,7 @@ from pathlib import Path
 from charrnn.core import rundir
 from charrnn.core.errors import CharRNNError
 from charrnn.core.runinfo import run_facts
+from charrnn.kinds import CONFIG_CLASSES
 
 INSTALL_HINT = "plotting needs matplotlib: pip install 'charrnn[plot]' (or pip install matplotlib)"
 FIGURE_SIZE = (9.0, 5.5)  # inches; at DPI this is the PNG's size in pixels
@@ -59,7 +60,7 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, x: str = "step") -> P
     except ImportError:
         raise CharRNNError(INSTALL_HINT) from None
     paths = [Path(p) for p in run_dirs]
-    levels = [run_facts(p)["level"] for p in paths]  # also checks each is a run directory
+    levels = [run_facts(p, CONFIG_CLASSES)["level"] for p in paths]  # also checks each is a run directory
     metrics = [rundir.read_metrics(p) for p in paths]
     elapsed = [r["elapsed"] for rs in metrics for r in rs if isinstance(r.get("elapsed"), int | float)]
     unit, seconds = time_unit(max(elapsed, default=0.0))

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import typer
 
-from charrnn.api import effective_config, model_kind
+from charrnn.api import effective_config
 from charrnn.cli import app, main
 from charrnn.core.errors import CharRNNError
 from charrnn.core.options import get_path
+from charrnn.kinds import model_kind
 from charrnn.lm.config import RunConfig
 from charrnn.seq2seq.config import Seq2SeqRunConfig
 

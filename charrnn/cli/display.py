@@ -210,7 +210,7 @@ def train_from_cli(
     """What both training commands do: print the effective config, or train with progress and a summary."""
     import sys
 
-    from charrnn import api
+    from charrnn import api, kinds
     from charrnn.core.options import to_toml
 
     common = {"kind": kind, "resume": arguments["resume"], "config": arguments["config"]}
@@ -226,13 +226,13 @@ def train_from_cli(
         )  # fmt: skip
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 alone reports
-    command = "charrnn train" if kind == "lm" else "charrnn seq2seq train"
+    spec = kinds.model_kind(kind)
     report_training(
         result,
         stop,
-        title="training summary" if kind == "lm" else "seq2seq training summary",
+        title=spec.summary_title,
         speed_unit=speed_unit,
-        resume_command=f"{command} --resume {result.run_dir}",
+        resume_command=f"charrnn {spec.train_command} --resume {result.run_dir}",
         next_step=next_step.format(run=result.run_dir),
         quiet=quiet,
         as_json=bool(arguments.get("as_json")),
@@ -303,13 +303,12 @@ def attention_table(source_tokens: list[str], target_tokens: list[str], weights:
 
 
 def load_run(run_dir: Any, device: str, threads: int | None, kind: str) -> Any:
-    """The run in RUN_DIR for a command of `kind` ("lm" or "seq2seq"), with a note about its weights on stderr."""
+    """The run in RUN_DIR for a command of `kind` ("lm", "seq2seq", ...), with a note about its weights on stderr."""
+    from charrnn import kinds
     from charrnn.core.runtime import set_inference_threads
-    from charrnn.lm.run import LanguageModelRun
-    from charrnn.seq2seq.run import TranslationRun
 
     set_inference_threads(threads)
-    run = (LanguageModelRun if kind == "lm" else TranslationRun).load(run_dir, device)
+    run = kinds.load(run_dir, device, expected=kind)
     if run.note:
         err_console().print(f"[yellow]note: {run.note}[/]", highlight=False)
     return run

@@ -51,7 +51,9 @@ def info_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
         " / ".join(_number(v) for v in vocab) + " (source / target)" if isinstance(vocab, list) else _number(vocab)
     )
     level = facts["level"] or ""
-    kind = "language model" if facts["kind"] == "lm" else "seq2seq (translation)"
+    from charrnn.kinds import KINDS
+
+    kind = KINDS[facts["kind"]].title
     seconds = facts["seconds_trained"]
     return [
         ("run", facts["run_dir"]),
@@ -85,8 +87,9 @@ def info(
 ) -> None:
     """Describe a run: level, vocabulary, size, training progress, best validation loss, versions."""
     from charrnn.core.runinfo import run_facts
+    from charrnn.kinds import CONFIG_CLASSES
 
-    facts = run_facts(run_dir)
+    facts = run_facts(run_dir, CONFIG_CLASSES)
     if as_json:
         print(json.dumps(facts, ensure_ascii=False, indent=1))
         return
@@ -102,8 +105,9 @@ def runs(
 ) -> None:
     """List the runs under DIRECTORY, one line each, best validation loss first."""
     from charrnn.core.runinfo import list_runs
+    from charrnn.kinds import CONFIG_CLASSES
 
-    facts, problems = list_runs(directory, sort)
+    facts, problems = list_runs(directory, CONFIG_CLASSES, sort)
     for problem in problems:
         err_console().print(f"[yellow]skipped: {problem}[/]", highlight=False)
     if as_json:

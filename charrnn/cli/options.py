@@ -127,11 +127,11 @@ def add_train_command(
 
     `report` holds `speed_unit` and `next_step` for the summary after training.
     """
-    from charrnn import api
+    from charrnn import kinds
     from charrnn.cli.display import train_from_cli
 
     def body(arguments: dict[str, Any], given: dict[str, Any]) -> None:
         train_from_cli(arguments[data.name], arguments, given, kind=kind, **report)
 
     fixed = [data, *run_parameters(default_out, tables)]
-    add_config_command(app, "train", api.model_kind(kind).options(), fixed, body, summary + "\n\n" + RESUME_RULE)
+    add_config_command(app, "train", kinds.model_kind(kind).options(), fixed, body, summary + "\n\n" + RESUME_RULE)

@@ -188,6 +188,16 @@ class RunConfigBase:
         """Build the config from config.json data, refusing unknown keys and wrong types."""
         return dataclass_from_dict(cls, data, "config")
 
+    @classmethod
+    def migrate(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """config.json data of any readable format version, as this version reads it (a kind's own changes)."""
+        return data
+
+    @classmethod
+    def describe(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """From raw config.json data, what `charrnn info` shows of this kind: level, vocab_size, corpus."""
+        raise NotImplementedError
+
 
 def at_least(name: str, value: int, low: int) -> None:
     """Refuse `value` below `low`, naming the flag."""

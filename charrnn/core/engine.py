@@ -22,11 +22,12 @@ from typing import Any, Protocol
 import torch
 
 from charrnn.core import distributed, rundir, runwriter
+from charrnn.core import resume as resume_run
 from charrnn.core.checkpoints import keep_checkpoint
 from charrnn.core.errors import CharRNNError
 from charrnn.core.optim import grad_scaler, learning_rate, make_optimizer, update_plateau
 from charrnn.core.precision import PrecisionChoice, ProbeShape, resolve_precision
-from charrnn.core.resume import load_resume_state, resume_changes, save_resume_state
+from charrnn.core.resume import load_resume_state, save_resume_state
 from charrnn.core.runtime import autocast, check_autocast, resolve_device, seed_everything, set_threads
 from charrnn.core.state import Reporter, SilentReporter, TrainResult, TrainState
 
@@ -142,8 +143,9 @@ def _train(
     device: torch.device,
 ) -> TrainResult:
     """`train` once the process (and its place among distributed processes) is set up."""
-    saved = recipe.read_config(run_dir) if resume else None
-    changes = resume_changes(saved, config) if resume else []
+    resumed = resume_run.start(run_dir, recipe.read_config(run_dir), config) if resume else None
+    if resumed is not None:
+        config = resumed.config  # the saved config, with the settings given again
     cfg = config.training
     if not world.is_main:
         reporter = SilentReporter()  # rank 0 alone reports and writes the run directory
@@ -164,27 +166,16 @@ def _train(
                 f"Distributed training is not available for {recipe.kind} models yet; use one process."
             )
         task.distribute(world)
-    precision = choose_precision(config, saved, device)
+    precision = choose_precision(config, resumed is not None, device)
     cfg.resolved_precision = precision.precision
     optimizer = make_optimizer(model, cfg)
     tokenizer_hash = recipe.tokenizer_hash(tokenizers)
-    state = TrainState()
-    if resume:
-        point = load_resume_state(run_dir, model, optimizer, device, tokenizer_hash)
-        if point.data_hash != prepared.data_hash:
-            raise CharRNNError(
-                "The training data changed since this run started (its encoded text or pairs differ); "
-                "resume needs the same data."
-            )
-        state = point.state
-        task.restore_carried(point.carried)
-        point.restore_rng()
-        if world.is_main:
-            rundir.remove_temp_files(run_dir)  # left by a save that was killed
-            rundir.truncate_metrics(run_dir, state.step)  # records after the checkpoint are logged again
-            if changes:
-                rundir.write_config(run_dir, config)  # the new stopping rules etc. hold for later resumes too
+    if resumed is not None:
+        state = resumed.restore(
+            model, optimizer, task, device, prepared.data_hash, tokenizer_hash, writes=world.is_main
+        )
     else:
+        state = TrainState()
         carried = task.carried_tensors()  # under torchrun, a collective: every rank takes part
         if writer is not None:  # rank 0; --overwrite: the old run stays until these are written
             with writer.new_run(replacing) as first:
@@ -209,7 +200,7 @@ def _train(
             "precision": cfg.resolved_precision,
             "precision_reason": precision.reason,
             "resumed": resume,
-            "changes": changes,
+            "changes": resumed.changes if resumed is not None else [],
             "processes": world.size,
         }
     )
@@ -230,23 +221,18 @@ def _train(
     return result
 
 
-def choose_precision(config: Any, saved: Any, device: torch.device) -> PrecisionChoice:
+def choose_precision(config: Any, resuming: bool, device: torch.device) -> PrecisionChoice:
     """The precision this session trains in: a resumed auto run keeps what auto chose when it started."""
     cfg = config.training
-    if (
-        saved is not None
-        and saved.training.precision == cfg.precision == "auto"
-        and saved.training.resolved_precision
-    ):
-        return PrecisionChoice(saved.training.resolved_precision, "auto: as chosen when the run started")
+    if resuming and cfg.precision == "auto" and cfg.resolved_precision:
+        return PrecisionChoice(cfg.resolved_precision, "auto: as chosen when the run started")
     model = config.model
-    vocab = getattr(model, "vocab_size", None) or getattr(model, "target_vocab_size", None) or 256
     shape = ProbeShape(
         model.cell,
         model.embed,
         model.hidden,
         model.layers,
-        vocab,
+        model.output_size or 256,
         min(cfg.batch_size, 64),
         min(getattr(cfg, "bptt", 32), 64),
     )

@@ -9,10 +9,12 @@ resume.safetensors holds
 and JSON metadata: the `TrainState` counters, a hash of the data and of the tokenizer(s), versions.
 Format 1 (before the task.* prefix) stored the LM's hidden state as hidden.*; it is read as task.hidden.*.
 
-The rule for settings on resume: the saved config is the base. A setting given again that may change
-mid-run (stopping rules, learning rate and schedule, evaluation/save cadence, device, threads,
-precision) overrides the saved one and is recorded in config.json; one that cannot (tokenizer, model
-shape, data layout, seed) and differs is refused, naming it.
+Resuming starts in one place, `start` (used by the API, the CLI and the engine); the `Resumed` it
+returns puts the training state back. The rule for settings on resume: the saved config is the base.
+A setting given again that may change mid-run (stopping rules, learning rate and schedule,
+evaluation/save cadence, device, threads, precision) overrides the saved one and is recorded in
+config.json; one that cannot (tokenizer, model shape, data layout, seed) and differs is refused,
+naming it.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ from charrnn.core.rundir import (
     RESUME_FILE,
     check_weights,
     load_tensors,
+    remove_temp_files,
     save_tensors,
+    truncate_metrics,
+    write_config,
 )
 from charrnn.core.state import TrainState
 
@@ -166,7 +171,90 @@ def load_resume_state(
         raise CharRNNError(f"{path} is incomplete or damaged ({exc}); cannot resume.") from None
 
 
-def apply_resume_settings(saved: Any, explicit: dict[str, Any]) -> list[str]:
+class Resumed:
+    """A run about to be resumed: its saved config with the settings given again applied, and what changed.
+
+    Made by `start`, the one entry point for resuming (the API and the CLI call it to build the
+    config, the engine again before training); `restore` then puts the training state back.
+    """
+
+    def __init__(self, run_dir: Path, config: Any, changes: list[str]) -> None:
+        self.run_dir, self.config, self.changes = run_dir, config, changes
+
+    def restore(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        task: Any,
+        device: torch.device,
+        data_hash: str,
+        tokenizer_hash: str,
+        writes: bool,
+    ) -> TrainState:
+        """Load weights, optimiser, counters, the task's carried tensors and the RNGs; returns the counters.
+
+        Refuses data that changed since the run started. With `writes` (the process that owns the
+        run directory) also removes what a killed save left, drops metrics logged after the
+        checkpoint (they are logged again), and records changed settings in config.json.
+        """
+        point = load_resume_state(self.run_dir, model, optimizer, device, tokenizer_hash)
+        if point.data_hash != data_hash:
+            raise CharRNNError(
+                "The training data changed since this run started (its encoded text or pairs differ); "
+                "resume needs the same data."
+            )
+        task.restore_carried(point.carried)
+        point.restore_rng()
+        if writes:
+            remove_temp_files(self.run_dir)  # left by a save that was killed
+            truncate_metrics(self.run_dir, point.state.step)  # records after the checkpoint are logged again
+            if self.changes:
+                write_config(self.run_dir, self.config)  # the new stopping rules etc. hold for later resumes too
+        return point.state
+
+
+def start(run_dir: str | Path, saved: Any, given: Any) -> Resumed:
+    """Check that the run in `run_dir` can resume, and apply the settings given again to its `saved` config.
+
+    `given` is either the settings given again, by dotted path (the API and the CLI: what the user
+    typed), or a whole config (a direct `engine.train(..., resume=True)`: each setting that differs
+    from the saved one counts as given). Data files given again must be the run's own; a setting
+    that cannot change mid-run and differs is refused, naming its flag.
+    """
+    run_dir = Path(run_dir)
+    if not isinstance(given, dict):
+        paths = [path for spec in option_specs(saved, ("level", "vocab_size")).values() for path in spec.paths]
+        given = {p: get_path(given, p) for p in dict.fromkeys(paths) if get_path(given, p) != get_path(saved, p)}
+    given = dict(given)
+    data_fields = type(saved).DATA_FIELDS
+    for field in data_fields:
+        again, own = given.pop(field, None), getattr(saved, field)
+        if again is not None and (not own or Path(again).resolve() != Path(own).resolve()):
+            raise CharRNNError(
+                f"{again} is not the data this run was trained on ({own}); resume without it, "
+                "or start a new run with another --out."
+            )
+    if not (run_dir / RESUME_FILE).is_file():
+        raise CharRNNError(
+            f"{run_dir} has no {RESUME_FILE}; it cannot be resumed "
+            "(start it again with the same --out and --overwrite)."
+        )
+    missing = [getattr(saved, f) for f in data_fields if getattr(saved, f) and not Path(getattr(saved, f)).exists()]
+    if missing:
+        raise CharRNNError(
+            f"The data this run was trained on, {missing[0]}, is missing; resume needs the same data there."
+        )
+    return Resumed(run_dir, saved, _apply_settings(saved, given))
+
+
+def restarted(out: Path) -> bool:
+    """Whether torchrun restarted this training command (after a lost rank) and `out` holds its checkpoint."""
+    import os
+
+    return os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") not in ("", "0") and (out / RESUME_FILE).is_file()
+
+
+def _apply_settings(saved: Any, explicit: dict[str, Any]) -> list[str]:
     """Apply settings given again on resume to the saved config; returns the changes ("max_steps 400 -> 800").
 
     Raises a one-line error for a setting that cannot change mid-run and differs from the saved one.
@@ -187,10 +275,3 @@ def apply_resume_settings(saved: Any, explicit: dict[str, Any]) -> list[str]:
         set_path(saved, path, value)
         changes.append(f"{name} {old} -> {value}")
     return changes
-
-
-def resume_changes(saved: Any, config: Any) -> list[str]:
-    """Compare the config a resume will use with the run's saved one: the allowed changes, or a refusal."""
-    paths = [path for spec in option_specs(saved, ("level", "vocab_size")).values() for path in spec.paths]
-    changed = {p: get_path(config, p) for p in dict.fromkeys(paths) if get_path(config, p) != get_path(saved, p)}
-    return apply_resume_settings(saved, changed)

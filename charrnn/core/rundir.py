@@ -11,7 +11,7 @@ A run directory holds:
 Nothing here is ever unpickled: weights are safetensors, the rest JSON.
 
 Format versions: 1 (charrnn before the core/lm/seq2seq layout) and 2 (now). Version 1 runs are
-migrated in memory when read (`migrate_config`, and `charrnn.core.resume` for resume files).
+migrated in memory when read (each config class's `migrate`, and `charrnn.core.resume` for resume files).
 """
 
 from __future__ import annotations
@@ -239,16 +239,11 @@ def write_tokenizer(directory: Path, tokenizer: Tokenizer) -> None:
         atomic_write(directory / name, data)
 
 
-KIND_NAMES = {"lm": "a language model", "seq2seq": "a seq2seq model"}
-RUN_NAMES = {"lm": "language-model", "seq2seq": "seq2seq"}
-KIND_HINTS = {
-    "lm": "use `charrnn sample`/`score-sentence` for language models",
-    "seq2seq": "use `charrnn seq2seq ...` for seq2seq models",
-}
-
-
 def run_kind(run_dir: Path, command: str = "train") -> str:
-    """The kind of run ("lm" or "seq2seq") in `run_dir`, with one-line errors for what is not a run."""
+    """The kind named in `run_dir`'s config.json ("lm" when absent), with one-line errors for what is not a run.
+
+    Which kinds exist is `charrnn.kinds`' business: `kinds.kind_of_run` checks the name.
+    """
     run_dir = Path(run_dir)
     where = f"give the run directory that `charrnn {command}` wrote"
     if not run_dir.exists():
@@ -257,20 +252,16 @@ def run_kind(run_dir: Path, command: str = "train") -> str:
         raise CharRNNError(f"{run_dir} is a file; {where}.")
     if not (run_dir / CONFIG_FILE).is_file():
         raise CharRNNError(f"{run_dir} is not a charrnn run directory ({CONFIG_FILE} is missing).")
-    kind = read_json(run_dir / CONFIG_FILE).get("kind", "lm")
-    if not isinstance(kind, str) or kind not in KIND_NAMES:
+    kind = read_json(run_dir / CONFIG_FILE).get("kind", "lm")  # runs of format 1 were all language models
+    if not isinstance(kind, str):
         raise CharRNNError(f"{run_dir / CONFIG_FILE} names an unknown kind of run {kind!r}; the file is damaged.")
     return kind
 
 
-def read_run_json(run_dir: Path, kind: str, command: str) -> dict[str, Any]:
-    """The config.json of a run directory, checked to be of `kind`, migrated to the current format."""
+def read_run_json(run_dir: Path, command: str) -> dict[str, Any]:
+    """The config.json of a run directory as JSON, checked to be of a format version this charrnn reads."""
     run_dir = Path(run_dir)
-    found = run_kind(run_dir, command)
-    if found != kind:
-        raise CharRNNError(
-            f"{run_dir} holds a {RUN_NAMES[found]} run, not {KIND_NAMES[kind]}; {KIND_HINTS[found]}."
-        )
+    run_kind(run_dir, command)
     data = read_json(run_dir / CONFIG_FILE)
     version = data.get("format_version")
     if type(version) is not int or version not in READABLE_VERSIONS:  # not True, which equals 1
@@ -279,32 +270,19 @@ def read_run_json(run_dir: Path, kind: str, command: str) -> dict[str, Any]:
             f"{', '.join(map(str, READABLE_VERSIONS))}; use the charrnn version that wrote it "
             f"({data.get('charrnn_version', 'unknown')})."
         )
-    return migrate_config(data)
-
-
-def migrate_config(data: dict[str, Any]) -> dict[str, Any]:
-    """A config.json of any readable format version, as the current version.
-
-    1 -> 2: seq2seq's training settings lose `bptt` and `eval_tokens`, which it never used.
-    A language model without `training.val_split` was made when validation was the corpus's tail.
-    """
-    data = dict(data)
-    if (
-        data.get("kind", "lm") == "lm"
-        and isinstance(data.get("training"), dict)
-        and "val_split" not in data["training"]
-    ):
-        data["training"] = {**data["training"], "val_split": "tail"}
-    if data.get("format_version") == 1:
-        if data.get("kind") == "seq2seq" and isinstance(data.get("training"), dict):
-            data["training"] = {k: v for k, v in data["training"].items() if k not in ("bptt", "eval_tokens")}
-        data["format_version"] = 2
     return data
 
 
-def read_run_config(run_dir: Path, cls: type, kind: str, command: str) -> Any:
-    """Read, migrate and check the config.json of a run of `kind` as dataclass `cls`."""
-    data = read_run_json(Path(run_dir), kind, command)
+def read_run_config(run_dir: Path, cls: type, command: str) -> Any:
+    """Read, migrate (`cls.migrate`, then the format version) and check the config.json of a run of `cls`'s kind."""
+    data = read_run_json(Path(run_dir), command)
+    found = data.get("kind", "lm")
+    if found != cls.kind:
+        raise CharRNNError(
+            f"{run_dir} holds a run of kind {found!r}, not {cls.kind!r}; `charrnn.load` opens a run of any kind."
+        )
+    data = cls.migrate(dict(data))
+    data["format_version"] = FORMAT_VERSION
     try:
         config = cls.from_dict(data)
     except CharRNNError as exc:
@@ -340,22 +318,9 @@ def tokenizer_fingerprint(tokenizer: Tokenizer) -> str:
     return digest.hexdigest()[:16]
 
 
-def check_tokenizer_matches(
-    tokenizer: Tokenizer, tensors: dict[str, torch.Tensor], metadata: dict[str, Any], source: Path
-) -> None:
-    """Refuse weights whose embedding rows or recorded tokenizer hash disagree with `tokenizer`."""
-    embedding = tensors.get(EMBEDDING_KEY)
-    if embedding is not None and embedding.shape[0] != tokenizer.vocab_size:
-        raise CharRNNError(
-            f"The tokenizer has {tokenizer.vocab_size} entries but {source} has {embedding.shape[0]} embedding "
-            "rows; the tokenizer file and the weights come from different runs."
-        )
-    recorded = metadata.get("tokenizer")
-    if recorded is not None and recorded != tokenizer_fingerprint(tokenizer):
-        raise CharRNNError(
-            f"The tokenizer file in {source.parent} is not the one {source.name} was trained with "
-            "(same size, different units); restore the run's own tokenizer file."
-        )
+def tokenizers_fingerprint(*tokenizers: Tokenizer) -> str:
+    """The fingerprints of a run's tokenizer(s) (seq2seq: source, then target), stored with every checkpoint."""
+    return "-".join(tokenizer_fingerprint(tokenizer) for tokenizer in tokenizers)
 
 
 def check_weights(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from charrnn.core import rundir
+from charrnn.core.errors import CharRNNError
 
 
 def safetensors_shapes(path: Path) -> dict[str, list[int]]:
@@ -83,21 +85,21 @@ def _epochs(run_dir: Path, state_epoch: Any) -> float | None:
     return float(state_epoch) if isinstance(state_epoch, int | float) else None
 
 
-def run_facts(run_dir: str | Path) -> dict[str, Any]:
-    """The facts `charrnn info` shows about a run: kind, level, size, progress, validation, device, versions, times."""
+def run_facts(run_dir: str | Path, config_classes: Mapping[str, Any]) -> dict[str, Any]:
+    """The facts `charrnn info` shows about a run: kind, level, size, progress, validation, device, versions, times.
+
+    `config_classes` maps each kind of run that may be here to its config class, whose `describe`
+    reads the kind's own facts (level, vocabulary, corpus) from config.json.
+    """
     run_dir = Path(run_dir)
     kind = rundir.run_kind(run_dir, "info")
-    config = rundir.read_run_json(run_dir, kind, "info")
+    if kind not in config_classes:
+        raise CharRNNError(f"{run_dir / rundir.CONFIG_FILE} names an unknown kind of run {kind!r}; the file is damaged.")
+    config = rundir.read_run_json(run_dir, "info")
     model = config.get("model") if isinstance(config.get("model"), dict) else {}
     training = config.get("training") if isinstance(config.get("training"), dict) else {}
-    if kind == "lm":
-        level = (config.get("tokenizer") or {}).get("level")
-        vocab: Any = model.get("vocab_size")
-        corpus = config.get("corpus")
-    else:
-        level = (config.get("target_tokenizer") or {}).get("level")
-        vocab = [model.get("source_vocab_size"), model.get("target_vocab_size")]
-        corpus = config.get("pairs") or config.get("source_file")
+    described = config_classes[kind].describe(config)
+    level, vocab, corpus = described["level"], described["vocab_size"], described["corpus"]
     summary = rundir.run_summary(run_dir)
     created, updated = _file_times(run_dir)
     best = summary["best_val_loss"]
@@ -138,13 +140,14 @@ def find_runs(directory: str | Path) -> list[Path]:
     return sorted(found)
 
 
-def list_runs(directory: str | Path, sort: str = "path") -> tuple[list[dict[str, Any]], list[str]]:
+def list_runs(
+    directory: str | Path, config_classes: Mapping[str, Any], sort: str = "path"
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Facts of every run under `directory` and one line per folder that could not be read.
 
-    `sort`: "path", "loss" (best validation loss, lowest first; runs without one last), "steps" or "updated".
+    `config_classes`: as for `run_facts`. `sort`: "path", "loss" (best validation loss, lowest first;
+    runs without one last), "steps" or "updated".
     """
-    from charrnn.core.errors import CharRNNError
-
     directory = Path(directory)
     if not directory.is_dir():
         raise CharRNNError(f"{directory} is not a directory; give the folder that holds your runs.")
@@ -153,7 +156,7 @@ def list_runs(directory: str | Path, sort: str = "path") -> tuple[list[dict[str,
     facts, problems = [], []
     for path in find_runs(directory):
         try:
-            facts.append(run_facts(path))
+            facts.append(run_facts(path, config_classes))
         except CharRNNError as exc:
             problems.append(str(exc))
     if sort == "loss":

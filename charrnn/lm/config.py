@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from charrnn import __version__
 from charrnn.core.config import CELLS, RunConfigBase, TokenizerConfig, TrainConfig, at_least, choice
@@ -32,6 +33,11 @@ class ModelConfig:
         help="Adaptive softmax cluster boundaries (empty: about the top 6% and 30% of ids).",
         cli=False,
     )
+
+    @property
+    def output_size(self) -> int:
+        """How many classes the softmax chooses among: the vocabulary."""
+        return self.vocab_size
 
     def validate(self) -> None:
         choice("cell", self.cell, CELLS)
@@ -86,6 +92,8 @@ class LMTrainConfig(TrainConfig):
 class RunConfig(RunConfigBase):
     """Everything that describes a language-model run; saved as config.json."""
 
+    DATA_FIELDS: ClassVar[tuple[str, ...]] = ("corpus", "val_corpus")  # the fields naming data files
+
     tokenizer: TokenizerConfig = option(factory=TokenizerConfig)
     model: ModelConfig = option(factory=ModelConfig)
     training: LMTrainConfig = option(factory=LMTrainConfig)
@@ -105,3 +113,17 @@ class RunConfig(RunConfigBase):
     kind: str = "lm"
     charrnn_version: str = __version__
     format_version: int = FORMAT_VERSION
+
+    @classmethod
+    def migrate(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """A run without `training.val_split` was made when validation was the corpus's tail."""
+        training = data.get("training")
+        if isinstance(training, dict) and "val_split" not in training:
+            data["training"] = {**training, "val_split": "tail"}
+        return data
+
+    @classmethod
+    def describe(cls, data: dict[str, Any]) -> dict[str, Any]:
+        model = data.get("model") if isinstance(data.get("model"), dict) else {}
+        tokenizer = data.get("tokenizer") if isinstance(data.get("tokenizer"), dict) else {}
+        return {"level": tokenizer.get("level"), "vocab_size": model.get("vocab_size"), "corpus": data.get("corpus")}

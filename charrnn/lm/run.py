@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from charrnn.core import memory, rundir
+from charrnn.core import rundir
 from charrnn.core.errors import CharRNNError
-from charrnn.core.precision import trained_precision
-from charrnn.core.runinfo import run_facts
-from charrnn.core.runtime import resolve_device, scoring_autocast
+from charrnn.core.loaded_run import LoadedRun
+from charrnn.core.runtime import scoring_autocast
 from charrnn.core.sampling import SampleSettings
 from charrnn.core.scoring import SentenceScore
 from charrnn.core.text import read_text
@@ -25,25 +23,23 @@ from charrnn.lm.scoring import score_sentences
 
 def read_config(run_dir: str | Path) -> RunConfig:
     """Read, migrate and check a language-model run's config.json."""
-    return rundir.read_run_config(Path(run_dir), RunConfig, "lm", "train")
+    return rundir.read_run_config(Path(run_dir), RunConfig, "train")
 
 
-class LanguageModelRun:
+class LanguageModelRun(LoadedRun):
     """A language model loaded from a run directory (`charrnn.load`)."""
 
     kind = "lm"
+    config_class = RunConfig
 
     def __init__(
         self, run_dir: Path, config: RunConfig, tokenizer: Tokenizer, model: LanguageModel, note: str | None
     ) -> None:
         self.run_dir, self.config, self.tokenizer, self.model = run_dir, config, tokenizer, model
-        self.note = note  # set when the weights are not the best checkpoint (see `load`)
+        self.note = note  # set when the weights are not the best checkpoint (see `LoadedRun.load`)
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "cpu") -> LanguageModelRun:
-        """Load config, tokenizer and the best weights (or, before the first evaluation, the latest)."""
-        run_dir = Path(run_dir)
-        config = read_config(run_dir)
+    def read_tokenizers(cls, run_dir: Path, config: RunConfig) -> tuple[Tokenizer]:
         missing = [n for n in (TOKENIZER_JSON,) if not (run_dir / n).is_file()]
         if config.tokenizer.level == "subword" and not (run_dir / SENTENCEPIECE_MODEL).is_file():
             missing.append(SENTENCEPIECE_MODEL)
@@ -57,14 +53,11 @@ class LanguageModelRun:
                 f"{run_dir}: the tokenizer has {tokenizer.vocab_size} entries but the model's embedding has "
                 f"{config.model.vocab_size} rows (config.json); the tokenizer file belongs to another run."
             )
-        shapes = memory.check_model_fits(lambda: LanguageModel(config.model), memory.LOAD_BYTES_PER_PARAMETER)
-        tensors, metadata, note = rundir.read_weights(run_dir, expected=shapes)  # shapes checked first
-        model = LanguageModel(config.model)
-        source = run_dir / (rundir.RESUME_FILE if note else rundir.WEIGHTS_FILE)
-        rundir.check_tokenizer_matches(tokenizer, tensors, metadata, source)
-        rundir.check_weights(model, tensors, source)
-        model.load_state_dict(tensors)
-        return cls(run_dir, config, tokenizer, model.to(resolve_device(device)).eval(), note)
+        return (tokenizer,)
+
+    @classmethod
+    def build_model(cls, config: RunConfig) -> LanguageModel:
+        return LanguageModel(config.model)
 
     def sample(
         self,
@@ -152,21 +145,6 @@ class LanguageModelRun:
             batch_size=training.batch_size if batch_size is None else batch_size,
             bptt=training.bptt if bptt is None else bptt, oov=oov, oov_logprob=oov_logprob, name=str(path),
         )  # fmt: skip
-
-    def info(self) -> dict[str, Any]:
-        """What the run is and how far it trained (`charrnn.core.runinfo.run_facts`), its weights and full config."""
-        return {
-            "kind": self.kind,
-            "run_dir": str(self.run_dir),
-            "level": self.config.tokenizer.level,
-            "vocab_size": self.tokenizer.vocab_size,
-            **rundir.run_summary(self.run_dir),
-            **run_facts(self.run_dir),
-            "parameters": sum(p.numel() for p in self.model.parameters()),
-            "weights": self.note or f"best by validation ({rundir.WEIGHTS_FILE})",
-            "precision": trained_precision(self.config.training),
-            "config": dataclasses.asdict(self.config),
-        }
 
     def _decoder(self, prime: str):
         decode = self.tokenizer.stream_decoder()

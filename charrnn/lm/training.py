@@ -119,7 +119,7 @@ class LanguageModelRecipe:
         rundir.write_tokenizer(run_dir, tokenizers)
 
     def tokenizer_hash(self, tokenizers: Tokenizer) -> str:
-        return rundir.tokenizer_fingerprint(tokenizers)
+        return rundir.tokenizers_fingerprint(tokenizers)
 
     def prepare(
         self, config: RunConfig, tokenizer: Tokenizer, data: CorpusFiles, device: torch.device, reporter: Reporter

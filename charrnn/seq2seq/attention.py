@@ -46,26 +46,26 @@ class Memory:
 
 
 class Attention(nn.Module):
-    """Scores e_ij between decoder queries and encoder outputs; the three kinds differ only here."""
+    """Scores e_ij between decoder queries and encoder outputs; the three score functions differ only here."""
 
-    def __init__(self, kind: str, hidden: int, attention_size: int) -> None:
+    def __init__(self, score: str, hidden: int, attention_size: int) -> None:
         super().__init__()
-        self.kind = kind
-        if kind == "bahdanau":
+        self.score = score  # "bahdanau", "luong-general" or "luong-dot"
+        if score == "bahdanau":
             size = attention_size or hidden
             self.key_proj = nn.Linear(hidden, size)  # U h_j (+ bias)
             self.query_proj = nn.Linear(hidden, size, bias=False)  # W s_{i-1}
             self.v = nn.Linear(size, 1, bias=False)
-        elif kind == "luong-general":
+        elif score == "luong-general":
             self.key_proj = nn.Linear(hidden, hidden, bias=False)  # W h_j, so s_i·(W h_j)
 
     def keys(self, outputs: torch.Tensor) -> torch.Tensor | None:
         """The per-sentence part of the score, computed once: (batch, src_time, key) or None for dot."""
-        return self.key_proj(outputs) if self.kind in ("bahdanau", "luong-general") else None
+        return self.key_proj(outputs) if self.score in ("bahdanau", "luong-general") else None
 
     def forward(self, query: torch.Tensor, memory: Memory) -> tuple[torch.Tensor, torch.Tensor]:
         """query (batch, tgt_time, hidden) -> context (batch, tgt_time, hidden), weights (batch, tgt_time, src_time)."""
-        if self.kind == "bahdanau":
+        if self.score == "bahdanau":
             # (batch, tgt, 1, size) + (batch, 1, src, size) -> (batch, tgt, src)
             energy = torch.tanh(self.query_proj(query).unsqueeze(2) + memory.keys.unsqueeze(1))
             scores = self.v(energy).squeeze(-1)

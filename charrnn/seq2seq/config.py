@@ -7,7 +7,7 @@ pairs, a plateau schedule), the default is set here, in the dataclass, and the C
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from charrnn import __version__
 from charrnn.core.config import CELLS, RunConfigBase, TokenizerConfig, TrainConfig, at_least, choice
@@ -39,6 +39,11 @@ class Seq2SeqConfig:
         "init", "With --attention none: init (c starts the decoder) or input (also fed every step)."
     )
     attention_size: int = option(0, "Bahdanau's inner size (0: --hidden).")
+
+    @property
+    def output_size(self) -> int:
+        """How many classes the decoder's softmax chooses among: the target vocabulary."""
+        return self.target_vocab_size
 
     def validate(self) -> None:
         choice("cell", self.cell, CELLS)
@@ -116,6 +121,10 @@ def _word_tokenizer() -> TokenizerConfig:
 class Seq2SeqRunConfig(RunConfigBase):
     """Everything that describes a seq2seq run; saved as config.json with kind "seq2seq"."""
 
+    DATA_FIELDS: ClassVar[tuple[str, ...]] = (  # the fields naming data files
+        "pairs", "source_file", "target_file", "val_pairs", "val_source_file", "val_target_file",
+    )  # fmt: skip
+
     source_tokenizer: TokenizerConfig = option(factory=_word_tokenizer)
     target_tokenizer: TokenizerConfig = option(factory=_word_tokenizer)
     model: Seq2SeqConfig = option(factory=Seq2SeqConfig)
@@ -138,3 +147,21 @@ class Seq2SeqRunConfig(RunConfigBase):
     kind: str = "seq2seq"
     charrnn_version: str = __version__
     format_version: int = FORMAT_VERSION
+
+    @classmethod
+    def migrate(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """Format 1 -> 2: the training settings lose `bptt` and `eval_tokens`, which seq2seq never used."""
+        training = data.get("training")
+        if data.get("format_version") == 1 and isinstance(training, dict):
+            data["training"] = {k: v for k, v in training.items() if k not in ("bptt", "eval_tokens")}
+        return data
+
+    @classmethod
+    def describe(cls, data: dict[str, Any]) -> dict[str, Any]:
+        model = data.get("model") if isinstance(data.get("model"), dict) else {}
+        target = data.get("target_tokenizer") if isinstance(data.get("target_tokenizer"), dict) else {}
+        return {
+            "level": target.get("level"),
+            "vocab_size": [model.get("source_vocab_size"), model.get("target_vocab_size")],
+            "corpus": data.get("pairs") or data.get("source_file"),
+        }

@@ -27,7 +27,6 @@ from charrnn.seq2seq.run import (
     TARGET_DIR,
     read_seq2seq_config,
     read_side_tokenizers,
-    tokenizers_fingerprint,
 )
 
 
@@ -128,7 +127,7 @@ class Seq2SeqRecipe:
             rundir.write_tokenizer(run_dir / side, tokenizer)
 
     def tokenizer_hash(self, tokenizers: tuple[Tokenizer, Tokenizer]) -> str:
-        return tokenizers_fingerprint(*tokenizers)
+        return rundir.tokenizers_fingerprint(*tokenizers)
 
     def prepare(
         self,

@@ -32,6 +32,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from charrnn.core.errors import CharRNNError
+from charrnn.kinds import KINDS
 from charrnn.lm.activations import PATTERNS, collect_activations, find_units, pattern_signal
 from charrnn.lm.alternatives import score_with_alternatives
 from charrnn.lm.run import LanguageModelRun
@@ -142,7 +143,7 @@ class Server:
             {
                 **info,
                 "name": name,
-                "runs": [{"name": n, "kind": r.kind} for n, r in self.runs.items()],
+                "runs": [{"name": n, "kind": r.kind, "title": KINDS[r.kind].title} for n, r in self.runs.items()],
                 "layers": model.layers,
                 "hidden": model.hidden,
                 "cell": model.cell,

@@ -42,14 +42,13 @@ async function loadInfo() {
   info = await api("/api/info" + (name ? "?run=" + encodeURIComponent(name) : ""));
   const select = $("run");
   if (!select.options.length) {
-    for (const r of info.runs) select.add(new Option(`${r.name} (${r.kind === "lm" ? "language model" : "seq2seq"})`, r.name));
+    for (const r of info.runs) select.add(new Option(`${r.name} (${r.title})`, r.name));
   }
   const loss = info.best_val_loss == null ? "no validation yet" : `best val loss ${info.best_val_loss.toFixed(4)}`;
   $("info").textContent = `${info.level} level · ${info.layers}×${info.hidden} ${info.cell} · ` +
     `${info.parameters.toLocaleString()} parameters · ${info.steps ?? 0} steps · ${loss}`;
-  const lm = info.kind === "lm";
-  for (const el of document.querySelectorAll(".lm-only")) el.hidden = !lm;
-  for (const el of document.querySelectorAll(".seq2seq-only")) el.hidden = lm;
+  // each panel lists the kinds of run it works with: <section data-kinds="lm">
+  for (const el of document.querySelectorAll("[data-kinds]")) el.hidden = !el.dataset.kinds.split(" ").includes(info.kind);
   $("length").max = info.limits.max_length;
   const states = info.cell === "lstm" ? ["cell", "hidden"] : ["hidden"];
   $("state").replaceChildren(...states.map((s) => new Option(s === "cell" ? "cell c" : "hidden h", s)));
