@@ -43,7 +43,10 @@ def url(runs: dict):
 def test_info_describes_the_served_runs(url: str, runs: dict) -> None:
     status, info = call(url + "/api/info")
     assert status == 200 and info["name"] == "lm" and info["kind"] == "lm"
-    assert info["runs"] == [{"name": "lm", "kind": "lm"}, {"name": "s2s", "kind": "seq2seq"}]
+    assert info["runs"] == [
+        {"name": "lm", "kind": "lm", "title": "language model"},
+        {"name": "s2s", "kind": "seq2seq", "title": "seq2seq (translation)"},
+    ]
     assert (info["layers"], info["hidden"], info["cell"]) == (2, 16, "lstm")
     assert info["parameters"] == runs["lm"].info()["parameters"] and info["limits"]["max_length"] == 300
     assert call(url + "/api/info?run=s2s")[1]["kind"] == "seq2seq"
