@@ -13,7 +13,7 @@ import sys  # noqa: E402
 
 from charrnn.core import openmp  # noqa: E402  (imports no torch)
 
-if "torch" not in sys.modules:  # OpenMP reads its wait policy once, when torch loads (README "Threads")
+if "torch" not in sys.modules:  # OpenMP reads its wait policy once, when torch loads (docs/performance.md)
     _policy = openmp.wait_policy(os.environ, openmp.busy_at_start())
     if _policy is not None:  # a busy machine: waiting threads sleep instead of spinning
         os.environ["OMP_WAIT_POLICY"] = _policy
