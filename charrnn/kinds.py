@@ -140,7 +140,9 @@ def kind_of_run(run_dir: PathLike, command: str = "train", expected: str | None 
     run_dir = Path(run_dir)
     name = rundir.run_kind(run_dir, command)
     if name not in KINDS:
-        raise CharRNNError(f"{run_dir / rundir.CONFIG_FILE} names an unknown kind of run {name!r}; the file is damaged.")
+        raise CharRNNError(
+            f"{run_dir / rundir.CONFIG_FILE} names an unknown kind of run {name!r}; the file is damaged."
+        )
     found = KINDS[name]
     if expected is not None and name != expected:
         raise CharRNNError(

@@ -239,7 +239,9 @@ def start(run_dir: str | Path, saved: Any, given: Any) -> Resumed:
             f"{run_dir} has no {RESUME_FILE}; it cannot be resumed "
             "(start it again with the same --out and --overwrite)."
         )
-    missing = [getattr(saved, f) for f in data_fields if getattr(saved, f) and not Path(getattr(saved, f)).exists()]
+    missing = [
+        getattr(saved, f) for f in data_fields if getattr(saved, f) and not Path(getattr(saved, f)).exists()
+    ]
     if missing:
         raise CharRNNError(
             f"The data this run was trained on, {missing[0]}, is missing; resume needs the same data there."

@@ -94,7 +94,9 @@ def run_facts(run_dir: str | Path, config_classes: Mapping[str, Any]) -> dict[st
     run_dir = Path(run_dir)
     kind = rundir.run_kind(run_dir, "info")
     if kind not in config_classes:
-        raise CharRNNError(f"{run_dir / rundir.CONFIG_FILE} names an unknown kind of run {kind!r}; the file is damaged.")
+        raise CharRNNError(
+            f"{run_dir / rundir.CONFIG_FILE} names an unknown kind of run {kind!r}; the file is damaged."
+        )
     config = rundir.read_run_json(run_dir, "info")
     model = config.get("model") if isinstance(config.get("model"), dict) else {}
     training = config.get("training") if isinstance(config.get("training"), dict) else {}

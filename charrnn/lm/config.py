@@ -126,4 +126,8 @@ class RunConfig(RunConfigBase):
     def describe(cls, data: dict[str, Any]) -> dict[str, Any]:
         model = data.get("model") if isinstance(data.get("model"), dict) else {}
         tokenizer = data.get("tokenizer") if isinstance(data.get("tokenizer"), dict) else {}
-        return {"level": tokenizer.get("level"), "vocab_size": model.get("vocab_size"), "corpus": data.get("corpus")}
+        return {
+            "level": tokenizer.get("level"),
+            "vocab_size": model.get("vocab_size"),
+            "corpus": data.get("corpus"),
+        }

@@ -56,7 +56,9 @@ class TranslationRun(LoadedRun):
     def read_tokenizers(cls, run_dir: Path, config: Seq2SeqRunConfig) -> tuple[Tokenizer, Tokenizer]:
         tokenizers = read_side_tokenizers(run_dir)
         for side, tokenizer, size in zip(
-            ("source", "target"), tokenizers, (config.model.source_vocab_size, config.model.target_vocab_size),
+            ("source", "target"),
+            tokenizers,
+            (config.model.source_vocab_size, config.model.target_vocab_size),
             strict=True,
         ):
             if tokenizer.vocab_size != size:
