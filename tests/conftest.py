@@ -1,17 +1,14 @@
-"""Shared fixtures: tiny corpora and tiny run configurations that train in seconds on a CPU."""
+"""Shared fixtures: tiny corpora and one tiny trained run (the helpers behind them are in tests/support.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from charrnn.core.config import TokenizerConfig
-from charrnn.lm.config import LMTrainConfig, ModelConfig, RunConfig
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SHAKESPEARE = REPO_ROOT / "corpora" / "tinyshakespeare.txt"
+from tests.support import copy_run, snapshot, tiny_text, train_tiny_run
 
 torch.set_num_threads(1)
 
@@ -19,8 +16,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def shakespeare_head() -> str:
     """The first ~6,000 characters of the bundled Tiny Shakespeare."""
-    text = SHAKESPEARE.read_text(encoding="utf-8")
-    return text[: text.index("\n", 6000) + 1]
+    return tiny_text(6000)
 
 
 @pytest.fixture
@@ -31,24 +27,22 @@ def corpus_file(tmp_path: Path, shakespeare_head: str) -> Path:
     return path
 
 
-def tiny_config(corpus: Path | str, level: str = "char", **training) -> RunConfig:
-    """A run configuration small enough to train a few dozen steps in about a second."""
-    train = {
-        "batch_size": 4,
-        "bptt": 16,
-        "max_steps": 20,
-        "eval_every": 10,
-        "save_every": 10,
-        "threads": 1,
-        "seed": 7,
-        "eval_tokens": None,
-        "schedule": "plateau",  # tests pin it: the default (cosine) depends on the step budget
-        "warmup_steps": 0,  # and the default warmup (100 steps) would scale every step of a tiny run
-    }
-    train.update(training)
-    return RunConfig(
-        tokenizer=TokenizerConfig(level=level, vocab_size=300 if level == "subword" else None),
-        model=ModelConfig(cell="lstm", embed=16, hidden=32, layers=2, dropout=0.1),
-        training=LMTrainConfig(**train),
-        corpus=str(corpus),
-    )
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The tiny run of `train_tiny_run`, shared by the whole session: tests only read it (one that changes the run
+    takes the `run` fixture, a private copy; one that changes the corpus trains its own)."""
+    run_dir = train_tiny_run(tmp_path_factory.mktemp("trained"))
+    corpus = run_dir.parent / "corpus.txt"  # and its token caches beside it, which later runs may add to
+
+    def files() -> tuple:
+        return snapshot(run_dir), corpus.read_bytes(), corpus.stat().st_mtime_ns  # a new mtime fails a resume
+
+    before = files()
+    yield run_dir
+    assert files() == before, "a test changed the shared trained run or its corpus; copy the run first"
+
+
+@pytest.fixture
+def run(trained_run: Path, tmp_path: Path) -> Path:
+    """A private copy of the trained run, free to change or damage."""
+    return copy_run(trained_run, tmp_path / "run")

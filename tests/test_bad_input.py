@@ -14,18 +14,9 @@ from charrnn.core import rundir
 from charrnn.core.errors import CharRNNError
 from charrnn.lm.run import LanguageModelRun, read_config
 from charrnn.lm.scoring import score_sentences
-from charrnn.lm.training import train_language_model
-from tests.reliability_support import TINY_TRAIN_ARGS, CliResult, run_cli, tiny_config, tiny_text, write_corpus
+from tests.support import TINY_FLAGS, CliResult, run_cli, tiny_text, write_corpus
 
-TRAIN = ["--max-steps", "2", "--eval-every", "2", *TINY_TRAIN_ARGS]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("bad-input")
-    corpus = write_corpus(root, chars=600)
-    train_language_model(tiny_config(corpus, max_steps=4), root / "run")
-    return root / "run"
+TRAIN = ["--max-steps", "2", "--eval-every", "2", *TINY_FLAGS]
 
 
 def assert_error(result: CliResult, *fragments: str) -> str:
@@ -54,13 +45,13 @@ def test_missing_corpus(tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()  # nothing created for a run that cannot start
 
 
-def test_directory_instead_of_a_file(tmp_path: Path, trained: Path) -> None:
+def test_directory_instead_of_a_file(tmp_path: Path, trained_run: Path) -> None:
     # a folder is a corpus (its *.txt files); one without any says how to pick its files
     only_line(
         run_cli(["train", str(tmp_path), "--out", str(tmp_path / "r"), *TRAIN]), "no files matching", "--glob"
     )
-    only_line(run_cli(["score-sentence", str(trained), "--file", str(tmp_path)]), "is a directory")
-    only_line(run_cli(["sample", str(trained / rundir.CONFIG_FILE)]), "is a file", "run directory")
+    only_line(run_cli(["score-sentence", str(trained_run), "--file", str(tmp_path)]), "is a directory")
+    only_line(run_cli(["sample", str(trained_run / rundir.CONFIG_FILE)]), "is a file", "run directory")
 
 
 @pytest.mark.parametrize("content", ["", "\n\n  \n", "\t \r\n"])
@@ -73,10 +64,11 @@ def test_empty_corpus(tmp_path: Path, content: str) -> None:
 def test_corpus_shorter_than_one_batch_of_one_chunk_says_what_to_lower(tmp_path: Path) -> None:
     corpus = tmp_path / "short.txt"
     corpus.write_text(tiny_text(300), encoding="utf-8")
-    args = ["train", str(corpus), "--out", str(tmp_path / "r"), "--max-steps", "2", "--batch-size", "8"]
+    args = ["train", str(corpus), "--out", str(tmp_path / "r"), *TINY_FLAGS]
+    args += ["--max-steps", "2", "--batch-size", "8"]
     line = assert_error(run_cli([*args, "--bptt", "64"]), "fewer than one batch of one chunk")
     assert "--batch-size 8" in line and "--bptt 64" in line and "lower --batch-size or --bptt" in line
-    result = run_cli([*args, "--bptt", "8", "--hidden", "16", "--embed", "8", "--threads", "1", "--overwrite"])
+    result = run_cli([*args, "--bptt", "8", "--overwrite"])
     assert result.code == 0, result.stderr  # lowering --bptt as advised works
 
 
@@ -138,20 +130,22 @@ def test_binary_file(tmp_path: Path) -> None:
         ("--top-p", "nan", "--top-p"),
     ],
 )
-def test_sampling_settings_out_of_range(trained: Path, option: str, value: str, fragment: str) -> None:
-    only_line(run_cli(["sample", str(trained), option, value]), fragment, value.replace("inf", ""))
+def test_sampling_settings_out_of_range(trained_run: Path, option: str, value: str, fragment: str) -> None:
+    only_line(run_cli(["sample", str(trained_run), option, value]), fragment, value.replace("inf", ""))
 
 
-def test_prime_made_only_of_unknown_units(trained: Path) -> None:
-    only_line(run_cli(["sample", str(trained), "--prime", "日本語"]), "--prime", "never saw")  # stdout stays empty
-    result = run_cli(["sample", str(trained), "--prime", "日本 First", "--length", "3", "--seed", "1"])
+def test_prime_made_only_of_unknown_units(trained_run: Path) -> None:
+    only_line(
+        run_cli(["sample", str(trained_run), "--prime", "日本語"]), "--prime", "never saw"
+    )  # stdout stays empty
+    result = run_cli(["sample", str(trained_run), "--prime", "日本 First", "--length", "3", "--seed", "1"])
     assert result.code == 0 and result.stdout.startswith("日本 First")  # some known units: fine
 
 
-def test_cuda_asked_for_but_absent(trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cuda_asked_for_but_absent(trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    only_line(run_cli(["sample", str(trained), "--device", "cuda"]), "--device cuda", "no CUDA GPU")
-    only_line(run_cli(["score-sentence", str(trained), "hi", "--device", "cuda"]), "no CUDA GPU")
+    only_line(run_cli(["sample", str(trained_run), "--device", "cuda"]), "--device cuda", "no CUDA GPU")
+    only_line(run_cli(["score-sentence", str(trained_run), "hi", "--device", "cuda"]), "no CUDA GPU")
     corpus = write_corpus(tmp_path, chars=600)
     args = ["train", str(corpus), "--out", str(tmp_path / "r"), *TRAIN, "--device", "cuda"]
     only_line(run_cli(args), "no CUDA GPU", "--device cpu")
@@ -161,26 +155,26 @@ def test_cuda_asked_for_but_absent(trained: Path, tmp_path: Path, monkeypatch: p
 
 
 @pytest.mark.parametrize("sentence", ["", "   ", "\t"])
-def test_empty_sentence_to_score(trained: Path, sentence: str) -> None:
-    only_line(run_cli(["score-sentence", str(trained), sentence]), "empty sentence")
+def test_empty_sentence_to_score(trained_run: Path, sentence: str) -> None:
+    only_line(run_cli(["score-sentence", str(trained_run), sentence]), "empty sentence")
 
 
-def test_no_sentence_at_all(trained: Path, tmp_path: Path) -> None:
+def test_no_sentence_at_all(trained_run: Path, tmp_path: Path) -> None:
     blank = tmp_path / "blank.txt"
     blank.write_text("\n \n", encoding="utf-8")
-    assert_error(run_cli(["score-sentence", str(trained), "--file", str(blank)]), "No sentence to score")
-    only_line(run_cli(["score-sentence", str(trained), "--file", str(tmp_path / "none.txt")]), "no such file")
+    assert_error(run_cli(["score-sentence", str(trained_run), "--file", str(blank)]), "No sentence to score")
+    only_line(run_cli(["score-sentence", str(trained_run), "--file", str(tmp_path / "none.txt")]), "no such file")
 
 
-def test_sentence_longer_than_anything_seen_is_still_scored(trained: Path) -> None:
-    run = LanguageModelRun.load(trained)
+def test_sentence_longer_than_anything_seen_is_still_scored(trained_run: Path) -> None:
+    run = LanguageModelRun.load(trained_run)
     tokenizer, model = run.tokenizer, run.model
     corpus_chars = len(tiny_text(600))
     long = ("First Citizen: we are accounted poor citizens. " * 80)[: 4 * corpus_chars]
-    assert len(long) > 100 * read_config(trained).training.bptt
+    assert len(long) > 100 * read_config(trained_run).training.bptt
     [score] = score_sentences(model, tokenizer, [long])
     assert score.n_tokens == len(long) + 1 and math.isfinite(score.logprob) and score.logprob < 0
-    result = run_cli(["score-sentence", str(trained), long, "--json"])
+    result = run_cli(["score-sentence", str(trained_run), long, "--json"])
     assert result.code == 0, result.stderr
     assert f'"n_tokens": {len(long) + 1}' in result.stdout
 

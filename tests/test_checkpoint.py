@@ -17,26 +17,7 @@ from charrnn.core.errors import CharRNNError
 from charrnn.core.resume import load_resume_state
 from charrnn.lm.run import LanguageModelRun, read_config
 from charrnn.lm.training import train_language_model
-from tests.reliability_support import REPO_ROOT, run_cli, tiny_config, write_corpus
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished tiny run; tests copy it before damaging it."""
-    root = tmp_path_factory.mktemp("trained")
-    corpus = write_corpus(root, chars=600)
-    train_language_model(tiny_config(corpus, max_steps=8), root / "run")
-    return root / "run"
-
-
-@pytest.fixture
-def run(trained: Path, tmp_path: Path) -> Path:
-    """A private copy of the trained run."""
-    copy = tmp_path / "run"
-    copy.mkdir()
-    for item in trained.iterdir():
-        (copy / item.name).write_bytes(item.read_bytes())
-    return copy
+from tests.support import REPO_ROOT, run_cli, tiny_config, train_tiny_run, write_corpus
 
 
 def assert_one_line_error(result, *fragments: str) -> None:
@@ -407,15 +388,12 @@ def test_damaged_model_settings_in_config(run: Path) -> None:
     assert_one_line_error(run_cli(["sample", str(run), "--length", "5"]), "config.json is damaged")
 
 
-def test_resume_needs_the_same_corpus(run: Path, tmp_path: Path) -> None:
+def test_resume_needs_the_same_corpus(tmp_path: Path) -> None:
+    run = train_tiny_run(tmp_path)  # its own run: the shared run's corpus must stay as it is
     corpus = Path(read_config(run).corpus)
-    original = corpus.read_bytes()
-    try:
-        corpus.write_bytes(original.replace(b"Citizen", b"Burgher"))
-        result = run_cli(["train", "--resume", str(run), "--max-steps", "10"])
-        assert_one_line_error(result, "changed since this run started")
-        corpus.unlink()
-        result = run_cli(["train", "--resume", str(run), "--max-steps", "10"])
-        assert_one_line_error(result, str(corpus), "is missing", "resume needs the same data")
-    finally:
-        corpus.write_bytes(original)
+    corpus.write_bytes(corpus.read_bytes().replace(b"Citizen", b"Burgher"))
+    result = run_cli(["train", "--resume", str(run), "--max-steps", "10"])
+    assert_one_line_error(result, "changed since this run started")
+    corpus.unlink()
+    result = run_cli(["train", "--resume", str(run), "--max-steps", "10"])
+    assert_one_line_error(result, str(corpus), "is missing", "resume needs the same data")

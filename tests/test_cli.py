@@ -11,26 +11,8 @@ from pathlib import Path
 import pytest
 
 from charrnn.cli import main
-from tests.conftest import REPO_ROOT
-
-TINY = [
-    "--hidden",
-    "24",
-    "--embed",
-    "8",
-    "--layers",
-    "1",
-    "--batch-size",
-    "4",
-    "--bptt",
-    "16",
-    "--max-steps",
-    "12",
-    "--eval-every",
-    "6",
-    "--threads",
-    "1",
-]
+from tests import support
+from tests.support import REPO_ROOT, TINY_FLAGS
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
@@ -41,57 +23,58 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     return exit_info.value.code, captured.out, captured.err
 
 
-@pytest.fixture
-def trained_run(tmp_path: Path, corpus_file: Path, capsys) -> Path:
-    run_dir = tmp_path / "run"
-    code, _, err = run_cli(["train", str(corpus_file), "--out", str(run_dir), *TINY], capsys)
-    assert code == 0, err
-    return run_dir
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory: pytest.TempPathFactory, shakespeare_head: str) -> Path:
+    """The run `charrnn train` writes for the tests below: they only read it."""
+    root = tmp_path_factory.mktemp("cli")
+    (root / "corpus.txt").write_text(shakespeare_head, encoding="utf-8")
+    args = ["train", str(root / "corpus.txt"), "--out", str(root / "run"), *TINY_FLAGS]
+    result = support.run_cli([*args, "--max-steps", "12", "--eval-every", "6"])
+    assert result.code == 0, result.stderr
+    return root / "run"
 
 
-def test_train_writes_a_complete_run_directory(trained_run: Path, capsys) -> None:
-    names = {p.name for p in trained_run.iterdir()}
+def test_train_writes_a_complete_run_directory(cli_run: Path, capsys) -> None:
+    names = {p.name for p in cli_run.iterdir()}
     assert {"config.json", "tokenizer.json", "model.safetensors", "resume.safetensors", "metrics.jsonl"} <= names
-    records = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (cli_run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "val_loss" in r] == [6, 12]
 
 
-def test_sample_streams_a_continuation_of_the_prime(trained_run: Path, capsys) -> None:
-    code, out, _ = run_cli(
-        ["sample", str(trained_run), "--prime", "ROMEO:", "--length", "40", "--seed", "1"], capsys
-    )
+def test_sample_streams_a_continuation_of_the_prime(cli_run: Path, capsys) -> None:
+    code, out, _ = run_cli(["sample", str(cli_run), "--prime", "ROMEO:", "--length", "40", "--seed", "1"], capsys)
     assert code == 0 and out.startswith("ROMEO:")
     assert len(out) == len("ROMEO:") + 40 + 1  # one char per token plus the closing newline
     code, again, _ = run_cli(
-        ["sample", str(trained_run), "--prime", "ROMEO:", "--length", "40", "--seed", "1"], capsys
+        ["sample", str(cli_run), "--prime", "ROMEO:", "--length", "40", "--seed", "1"], capsys
     )
     assert again == out
-    code, many, _ = run_cli(["sample", str(trained_run), "--num", "3", "--length", "10", "--until-eos"], capsys)
+    code, many, _ = run_cli(["sample", str(cli_run), "--num", "3", "--length", "10", "--until-eos"], capsys)
     assert code == 0 and many.count("--- sample ") == 3
 
 
 @pytest.mark.parametrize("command", [["sample", "--length", "5"], ["score-sentence", "First"]])
-def test_generation_commands_take_threads_default_one(trained_run: Path, capsys, command: list[str]) -> None:
+def test_generation_commands_take_threads_default_one(cli_run: Path, capsys, command: list[str]) -> None:
     import torch
 
     name, *rest = command
     try:
         torch.set_num_threads(3)
-        code, _, err = run_cli([name, str(trained_run), *rest], capsys)
+        code, _, err = run_cli([name, str(cli_run), *rest], capsys)
         assert code == 0, err
         assert torch.get_num_threads() == 1  # the default for generation and scoring
-        code, _, err = run_cli([name, str(trained_run), *rest, "--threads", "2"], capsys)
+        code, _, err = run_cli([name, str(cli_run), *rest, "--threads", "2"], capsys)
         assert code == 0, err
         assert torch.get_num_threads() == 2
-        code, _, err = run_cli([name, str(trained_run), *rest, "--threads", "0"], capsys)
+        code, _, err = run_cli([name, str(cli_run), *rest, "--threads", "0"], capsys)
         assert code == 1 and err.strip() == "charrnn: error: --threads must be between 1 and 1024, got 0."
     finally:
         torch.set_num_threads(1)
 
 
-def test_score_sentence_json_and_table(trained_run: Path, tmp_path: Path, capsys) -> None:
+def test_score_sentence_json_and_table(cli_run: Path, tmp_path: Path, capsys) -> None:
     code, out, _ = run_cli(
-        ["score-sentence", str(trained_run), "First Citizen:", "Before we proceed", "--json"], capsys
+        ["score-sentence", str(cli_run), "First Citizen:", "Before we proceed", "--json"], capsys
     )
     assert code == 0
     scores = json.loads(out)
@@ -100,7 +83,7 @@ def test_score_sentence_json_and_table(trained_run: Path, tmp_path: Path, capsys
     assert scores[0]["tokens"][-1] == "<eos>"
     sentences = tmp_path / "sentences.txt"
     sentences.write_text("First Citizen:\n\nBefore we proceed\n", encoding="utf-8")
-    code, out, err = run_cli(["score-sentence", str(trained_run), "--file", str(sentences), "--per-token"], capsys)
+    code, out, err = run_cli(["score-sentence", str(cli_run), "--file", str(sentences), "--per-token"], capsys)
     assert code == 0 and "perplexity" in out and "P(token | before)" in out
     assert "skipped 1 blank line" in err
 
@@ -120,11 +103,11 @@ def test_score_sentence_json_and_table(trained_run: Path, tmp_path: Path, capsys
     ],
 )
 def test_bad_arguments_give_one_line_and_nonzero_exit(
-    args: list[str], message: str, trained_run: Path, tmp_path: Path, capsys
+    args: list[str], message: str, cli_run: Path, tmp_path: Path, capsys
 ) -> None:
     (tmp_path / "empty.txt").write_text("\n\n", encoding="utf-8")
     (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1"))
-    args = [a.format(run=trained_run, tmp=tmp_path) for a in args]
+    args = [a.format(run=cli_run, tmp=tmp_path) for a in args]
     code, _, err = run_cli(args, capsys)
     assert code != 0
     assert err.count("\n") == 1 and err.startswith("charrnn: error:") and message in err
@@ -145,9 +128,9 @@ def test_console_script_reports_errors_without_traceback(tmp_path: Path) -> None
     assert result.stderr.strip() == f"charrnn: error: {tmp_path / 'absent.txt'}: no such file."
 
 
-def test_non_utf8_stdin_is_one_line_error(trained_run: Path, capsys, monkeypatch) -> None:
+def test_non_utf8_stdin_is_one_line_error(cli_run: Path, capsys, monkeypatch) -> None:
     import io
 
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"caf\xe9 au lait\n")))
-    code, _, err = run_cli(["score-sentence", str(trained_run)], capsys)
+    code, _, err = run_cli(["score-sentence", str(cli_run)], capsys)
     assert code == 1 and err.count("\n") == 1 and "not valid UTF-8" in err and "offset 3" in err

@@ -10,7 +10,7 @@ import pytest
 
 from charrnn import __version__
 from charrnn.cli.lm import show_token
-from tests.conftest import REPO_ROOT
+from tests.support import REPO_ROOT, TINY_FLAGS
 from tests.test_cli import run_cli
 
 LM_RUN = REPO_ROOT / "tests" / "data" / "old_runs" / "lm-char" / "run"
@@ -159,9 +159,9 @@ def test_errors_name_the_path_as_typed_not_the_symlink_target(tmp_path: Path, mo
 
 
 def test_train_quiet_prints_nothing_on_success(tmp_path: Path, corpus_file: Path, capsys) -> None:
-    tiny = ["--hidden", "8", "--embed", "8", "--layers", "1", "--batch-size", "4", "--bptt", "8", "--threads", "1"]
     code, out, err = run_cli(
-        ["train", str(corpus_file), "--out", str(tmp_path / "q"), "--max-steps", "3", "--quiet", *tiny], capsys
+        ["train", str(corpus_file), "--out", str(tmp_path / "q"), "--max-steps", "3", "--quiet", *TINY_FLAGS],
+        capsys,
     )
     assert code == 0 and out == "" and err == ""
     assert (tmp_path / "q" / "model.safetensors").is_file()

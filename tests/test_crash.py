@@ -19,7 +19,7 @@ from charrnn.core.sampling import SampleSettings
 from charrnn.lm.model import LanguageModel
 from charrnn.lm.run import LanguageModelRun, read_config
 from charrnn.lm.sampling import generate
-from tests.reliability_support import TINY_TRAIN_ARGS, run_cli, subprocess_env, write_corpus
+from tests.support import TINY_FLAGS, run_cli, subprocess_env, write_corpus
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL and /proc")
 
@@ -98,7 +98,7 @@ def test_sigkill_at_random_moments_and_during_saves_never_breaks_the_run(tmp_pat
     corpus = write_corpus(tmp_path, chars=600)
     run = tmp_path / "run"
     steps = ["--max-steps", "1000000"]
-    options = [*TINY_TRAIN_ARGS, "--save-every", "1", "--eval-every", "2", "--log-every", "1"]
+    options = [*TINY_FLAGS, "--save-every", "1", "--eval-every", "2", "--log-every", "1"]
     rng = random.Random(4)
     checkpoint_step = 0
     for round_, mode in enumerate(["random", "fsync", "random", "replace"]):

@@ -13,11 +13,42 @@ import charrnn
 from charrnn.core.distributed import pop_nproc
 from charrnn.core.errors import CharRNNError
 from charrnn.core.rundir import read_metrics
-from tests.conftest import REPO_ROOT
-from tests.reliability_support import run_cli
+from tests.support import REPO_ROOT, TINY_FLAGS, TINY_SEQ2SEQ_FLAGS, run_cli
 
-TINY = ["--bptt", "8", "--embed", "8", "--hidden", "16", "--layers", "1", "--dropout", "0", "--threads", "1"]
 CADENCE = ["--log-every", "1", "--eval-every", "3", "--save-every", "3", "--schedule", "constant"]
+
+
+def train_args(corpus: Path, out: Path, batch_size: int, max_steps: int) -> list[str]:
+    """`charrnn train` of the tiny model without dropout (each process would draw its own masks)."""
+    tiny = [*TINY_FLAGS, "--bptt", "8", "--dropout", "0", *CADENCE]
+    return [
+        "train",
+        str(corpus),
+        "--out",
+        str(out),
+        *tiny,
+        "--batch-size",
+        str(batch_size),
+        "--max-steps",
+        str(max_steps),
+    ]
+
+
+def charrnn_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`python -m charrnn ARGS` in a process of its own, as a user starts `--nproc` runs; it must succeed."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "CI": "true"}
+    done = subprocess.run(
+        [sys.executable, "-m", "charrnn", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def one_process_run(corpus: Path, out: Path) -> dict[int, float]:
+    """The train losses of the 9-step reference: one process of batch 4."""
+    result = run_cli(train_args(corpus, out, batch_size=4, max_steps=9))
+    assert result.code == 0, result.stderr
+    return train_losses(out)
 
 
 def train_losses(run_dir: Path) -> dict[int, float]:
@@ -30,50 +61,14 @@ def two_process_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     root = tmp_path_factory.mktemp("ddp")
     corpus = root / "corpus.txt"
     corpus.write_text((REPO_ROOT / "corpora" / "tinyshakespeare.txt").read_text(encoding="utf-8")[:20_000])
-    args = [
-        "train",
-        str(corpus),
-        "--out",
-        str(root / "run2"),
-        "--nproc",
-        "2",
-        "--batch-size",
-        "2",
-        "--max-steps",
-        "6",
-    ]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "CI": "true"}
-    done = subprocess.run(
-        [sys.executable, "-m", "charrnn", *args, *TINY, *CADENCE],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=root,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = charrnn_process([*train_args(corpus, root / "run2", batch_size=2, max_steps=6), "--nproc", "2"], root)
     assert done.stderr.count("training summary") == 1  # rank 0 alone reports
     return corpus, root / "run2"
 
 
 def test_two_processes_of_batch_b_follow_one_process_of_batch_2b(two_process_run, tmp_path: Path) -> None:
     corpus, run2 = two_process_run
-    one = run_cli(
-        [
-            "train",
-            str(corpus),
-            "--out",
-            str(tmp_path / "run1"),
-            "--batch-size",
-            "4",
-            "--max-steps",
-            "9",
-            *TINY,
-            *CADENCE,
-        ]
-    )
-    assert one.code == 0, one.stderr
-    reference, distributed = train_losses(tmp_path / "run1"), train_losses(run2)
+    reference, distributed = one_process_run(corpus, tmp_path / "run1"), train_losses(run2)
     assert sorted(distributed) == [1, 2, 3, 4, 5, 6]
     assert [distributed[s] for s in range(1, 7)] == pytest.approx([reference[s] for s in range(1, 7)], rel=1e-5)
     assert len(set(distributed.values())) == 6  # it really trained
@@ -85,22 +80,7 @@ def test_checkpoint_of_two_processes_samples_and_resumes_in_one(two_process_run,
     assert sampled.code == 0 and len(sampled.stdout.strip()) > 0, sampled.stderr
     result = charrnn.train(resume=run2, max_steps=9)  # one process now reads all 2 x 2 streams
     assert result.steps == 9
-    reference = run_cli(
-        [
-            "train",
-            str(corpus),
-            "--out",
-            str(tmp_path / "run1"),
-            "--batch-size",
-            "4",
-            "--max-steps",
-            "9",
-            *TINY,
-            *CADENCE,
-        ]
-    )
-    assert reference.code == 0
-    want, got = train_losses(tmp_path / "run1"), train_losses(run2)
+    want, got = one_process_run(corpus, tmp_path / "run1"), train_losses(run2)
     assert [got[s] for s in (7, 8, 9)] == pytest.approx([want[s] for s in (7, 8, 9)], rel=1e-5)
 
 
@@ -129,22 +109,13 @@ def test_seq2seq_trains_in_two_processes_and_resumes_in_one(tmp_path: Path) -> N
         str(run),
         "--nproc",
         "2",
+        *TINY_SEQ2SEQ_FLAGS,
         "--batch-size",
         "4",
         "--max-steps",
         "4",
     ]
-    tiny = ["--hidden", "16", "--embed", "8", "--threads", "1", "--eval-every", "2", "--save-every", "2"]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "CI": "true"}
-    done = subprocess.run(
-        [sys.executable, "-m", "charrnn", *args, *tiny, "--log-every", "1"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    charrnn_process([*args, "--eval-every", "2", "--save-every", "2", "--log-every", "1"], tmp_path)
     result = charrnn.train(resume=run, max_steps=6)  # one process keeps the global batches of 2 x 4 pairs
     assert result.steps == 6 and sorted(train_losses(run)) == [1, 2, 3, 4, 5, 6]
     translated = run_cli(["seq2seq", "translate", str(run), "ein Hund"])

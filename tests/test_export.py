@@ -17,7 +17,7 @@ from charrnn.export import export_onnx
 from charrnn.lm.config import ModelConfig
 from charrnn.lm.model import LanguageModel
 from charrnn.lm.run import LanguageModelRun
-from tests.conftest import REPO_ROOT
+from tests.support import REPO_ROOT
 from tests.test_cli import run_cli
 
 ort = pytest.importorskip("onnxruntime")  # the optional extra charrnn[onnx]; CI installs it

@@ -25,7 +25,7 @@ from charrnn.lm.config import ModelConfig
 from charrnn.lm.model import LanguageModel
 from charrnn.lm.sampling import generate
 from charrnn.lm.scoring import score_sentences
-from tests.reliability_support import tiny_text
+from tests.support import tiny_text
 
 FEW = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 # Any code point hypothesis can draw (surrogates excluded: they cannot be written as UTF-8).

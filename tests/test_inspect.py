@@ -9,7 +9,7 @@ from pathlib import Path
 
 import charrnn
 from charrnn.core import rundir
-from tests.conftest import REPO_ROOT
+from tests.support import REPO_ROOT
 from tests.test_cli import run_cli
 
 OLD_RUNS = REPO_ROOT / "tests" / "data" / "old_runs"

@@ -9,7 +9,7 @@ import pytest
 import charrnn
 from charrnn.cli.interactive import Settings, apply_command
 from charrnn.core.errors import CharRNNError
-from tests.conftest import REPO_ROOT
+from tests.support import REPO_ROOT
 from tests.test_cli import run_cli
 
 LM_RUN = REPO_ROOT / "tests" / "data" / "old_runs" / "lm-char" / "run"

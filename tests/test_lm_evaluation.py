@@ -14,9 +14,10 @@ from charrnn.core.errors import CharRNNError
 from charrnn.core.tokenizers import UNK_ID
 from charrnn.lm.evaluation import evaluate_text
 from charrnn.lm.truncated_bptt import StreamBatches, encode_ids, evaluate_stream
+from tests.support import TINY_LM
 from tests.test_cli import run_cli
 
-TINY = {"hidden": 16, "embed": 8, "layers": 1, "batch_size": 4, "bptt": 8, "max_steps": 12, "eval_every": 6}
+TINY = {**TINY_LM, "bptt": 8, "max_steps": 12, "eval_every": 6}
 REAL = "We are accounted poor citizens, the patricians good."
 GIBBERISH = "Xqzv plorth ummbik sewtrk fadoom qqq zzkr."
 
@@ -25,7 +26,7 @@ GIBBERISH = "Xqzv plorth ummbik sewtrk fadoom qqq zzkr."
 def char_run(tmp_path_factory: pytest.TempPathFactory, shakespeare_head: str) -> Path:
     root = tmp_path_factory.mktemp("eval")
     (root / "corpus.txt").write_text(shakespeare_head, encoding="utf-8")
-    charrnn.train(root / "corpus.txt", out=root / "char", threads=1, seed=3, **TINY)
+    charrnn.train(root / "corpus.txt", out=root / "char", seed=3, **TINY)
     return root / "char"
 
 
@@ -34,7 +35,7 @@ def word_run(tmp_path_factory: pytest.TempPathFactory, shakespeare_head: str) ->
     root = tmp_path_factory.mktemp("word")
     (root / "corpus.txt").write_text(shakespeare_head * 3, encoding="utf-8")
     options = {**TINY, "max_steps": 40, "lr": 0.02}
-    charrnn.train(root / "corpus.txt", out=root / "word", level="word", threads=1, seed=3, **options)
+    charrnn.train(root / "corpus.txt", out=root / "word", level="word", seed=3, **options)
     return root / "word"
 
 

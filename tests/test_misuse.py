@@ -15,26 +15,7 @@ import pytest
 import torch
 
 from charrnn.core import rundir
-from charrnn.lm.training import train_language_model
-from tests.reliability_support import run_cli, subprocess_env, tiny_config, write_corpus
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("misuse")
-    corpus = write_corpus(root, chars=600)
-    train_language_model(tiny_config(corpus, max_steps=4), root / "run")
-    return root / "run"
-
-
-@pytest.fixture
-def run(trained: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "run"
-    copy.mkdir()
-    for item in trained.iterdir():
-        if item.is_file():
-            (copy / item.name).write_bytes(item.read_bytes())
-    return copy
+from tests.support import run_cli, subprocess_env, write_corpus
 
 
 def one_line(result, *fragments: str) -> str:
@@ -133,9 +114,9 @@ def test_a_model_bigger_than_memory_is_refused_with_how_much_it_needs(run: Path)
 # --- the standard streams -----------------------------------------------------------------------------------
 
 
-def test_full_or_closed_stdout_and_closed_stdin_are_one_line(trained: Path, tmp_path: Path) -> None:
+def test_full_or_closed_stdout_and_closed_stdin_are_one_line(trained_run: Path, tmp_path: Path) -> None:
     with open("/dev/full", "w") as full:
-        result = cli(["sample", str(trained), "--length", "5"], tmp_path, stdout=full)
+        result = cli(["sample", str(trained_run), "--length", "5"], tmp_path, stdout=full)
     assert result.returncode == 1 and result.stderr.strip() == (
         "charrnn: error: cannot write output: No space left on device; check where standard output goes "
         "(a full disk?)."
@@ -143,8 +124,8 @@ def test_full_or_closed_stdout_and_closed_stdin_are_one_line(trained: Path, tmp_
     from charrnn.cli import main
 
     for stream, args in (
-        ("stdout", ["sample", str(trained), "--length", "5"]),
-        ("stdin", ["score-sentence", str(trained)]),
+        ("stdout", ["sample", str(trained_run), "--length", "5"]),
+        ("stdin", ["score-sentence", str(trained_run)]),
     ):
         err = io.StringIO()
         saved = sys.stdin, sys.stdout

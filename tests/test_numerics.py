@@ -13,7 +13,7 @@ from charrnn.core import resume, rundir
 from charrnn.core.state import SilentReporter, TrainState
 from charrnn.lm.model import LanguageModel
 from charrnn.lm.training import train_language_model
-from tests.reliability_support import run_cli, tiny_config, write_corpus
+from tests.support import TINY_FLAGS, run_cli, tiny_config, write_corpus
 
 
 class Recorder(SilentReporter):
@@ -62,21 +62,7 @@ def test_isolated_faults_are_skipped_and_counted(tmp_path: Path, monkeypatch: py
     corpus = write_corpus(tmp_path, chars=600)
     inject_faults(monkeypatch, {3: "loss", 5: "grad"})
     result = run_cli(
-        ["train", str(corpus), "--out", str(tmp_path / "run"), "--max-steps", "8", "--log-every", "1"]
-        + [
-            "--hidden",
-            "16",
-            "--embed",
-            "8",
-            "--layers",
-            "1",
-            "--batch-size",
-            "4",
-            "--bptt",
-            "16",
-            "--threads",
-            "1",
-        ]
+        ["train", str(corpus), "--out", str(tmp_path / "run"), "--max-steps", "8", "--log-every", "1", *TINY_FLAGS]
     )
     assert result.code == 0, result.stderr
     assert "step 3: non-finite loss or gradient, step skipped" in result.stderr

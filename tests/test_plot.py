@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from charrnn.plot import DPI, FIGURE_SIZE, time_unit
-from tests.conftest import REPO_ROOT
+from tests.support import REPO_ROOT
 from tests.test_cli import run_cli
 
 OLD_RUNS = REPO_ROOT / "tests" / "data" / "old_runs"

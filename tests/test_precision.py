@@ -14,7 +14,7 @@ from charrnn.core.precision import PrecisionChoice, ProbeShape, decide, read_cpu
 from charrnn.core.resume import RESUME_FILE
 from charrnn.core.rundir import load_tensors
 from charrnn.lm.training import train_language_model
-from tests.conftest import tiny_config
+from tests.support import tiny_config
 
 TEXT = "the quick brown fox jumps over the lazy dog\nhow vexingly quick daft zebras jump\n" * 30
 

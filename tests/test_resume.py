@@ -13,10 +13,14 @@ import charrnn
 from charrnn.core import resume, rundir
 from charrnn.core.state import TrainState
 from charrnn.lm.training import train_language_model
-from tests.reliability_support import TINY_TRAIN_ARGS, run_cli, start_cli, tiny_config, write_corpus
+from tests.support import TINY_FLAGS, run_cli, start_cli, tiny_config, write_corpus
 
-# 600 characters make 9 chunks per epoch (batch 4, bptt 16): 12 steps cross an epoch boundary.
-SETTINGS = {"eval_every": 2, "save_every": 5, "schedule": "plateau", "plateau_patience": 0, "lr": 0.05}
+# 600 characters make 9 chunks per epoch (batch 4, bptt 16): 12 steps cross an epoch boundary. The seed and
+# model are those the plateau check of the reference run was written with.
+SETTINGS = {
+    "eval_every": 2, "save_every": 5, "schedule": "plateau", "plateau_patience": 0, "lr": 0.05,
+    "seed": 11, "hidden": 24, "dropout": 0.2,
+}  # fmt: skip
 
 
 def train_records(run_dir: Path) -> list[tuple[int, float, float]]:
@@ -166,7 +170,7 @@ def wait_for_step(run_dir: Path, step: int, process, timeout: float = 60.0) -> N
 def test_signal_saves_prints_resume_command_and_resume_is_exact(tmp_path: Path, signum: int, code: int) -> None:
     corpus = write_corpus(tmp_path, chars=600)
     # plateau: a cosine schedule would depend on --max-steps, which differs between the runs compared
-    args = [*TINY_TRAIN_ARGS, "--eval-every", "3", "--save-every", "1000", "--log-every", "1", "--lr", "0.02"]
+    args = [*TINY_FLAGS, "--eval-every", "3", "--save-every", "1000", "--log-every", "1", "--lr", "0.02"]
     args += ["--schedule", "plateau"]
     run = tmp_path / "run"
     process = start_cli(["train", str(corpus), "--out", str(run), "--max-steps", "100000", *args], tmp_path)
@@ -192,7 +196,7 @@ def test_signal_saves_prints_resume_command_and_resume_is_exact(tmp_path: Path, 
 def test_second_ctrl_c_exits_at_once_and_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path, chars=600)
     run = tmp_path / "run"
-    args = [*TINY_TRAIN_ARGS, "--save-every", "1", "--eval-every", "2", "--log-every", "1"]
+    args = [*TINY_FLAGS, "--save-every", "1", "--eval-every", "2", "--log-every", "1"]
     process = start_cli(["train", str(corpus), "--out", str(run), "--max-steps", "100000", *args], tmp_path)
     wait_for_step(run, 2, process)
     process.send_signal(signal.SIGINT)

@@ -11,22 +11,7 @@ import charrnn
 from charrnn.cli import main
 from charrnn.core.errors import CharRNNError
 from charrnn.core.rundir import WEIGHTS_FILE, read_metrics
-
-TINY = {"hidden": 16, "embed": 8, "layers": 1, "batch_size": 4, "bptt": 16, "threads": 1, "device": "cpu"}
-TINY_FLAGS = [
-    "--hidden",
-    "16",
-    "--embed",
-    "8",
-    "--layers",
-    "1",
-    "--batch-size",
-    "4",
-    "--bptt",
-    "16",
-    "--threads",
-    "1",
-]
+from tests.support import TINY_FLAGS, TINY_LM
 
 
 def stop_after(steps: int):
@@ -53,7 +38,7 @@ def saved_training(run: Path) -> dict:
 
 def test_interrupted_run_resumes_to_its_own_max_steps(tmp_path: Path, corpus_file: Path) -> None:
     run = tmp_path / "run"
-    first = charrnn.train(corpus_file, out=run, max_steps=24, eval_every=100, should_stop=stop_after(8), **TINY)
+    first = charrnn.train(corpus_file, out=run, max_steps=24, eval_every=100, should_stop=stop_after(8), **TINY_LM)
     assert first.stop_reason == "interrupted" and first.steps == 8
     result = charrnn.train(resume=run)  # no flags: the run's max_steps 24 still holds, not the default epochs
     assert result.steps == 24 and result.stop_reason == "max_steps"
@@ -63,7 +48,7 @@ def test_explicit_stopping_rule_overrides_is_saved_and_echoed(
     tmp_path: Path, corpus_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = tmp_path / "run"
-    charrnn.train(corpus_file, out=run, max_steps=10, **TINY)
+    charrnn.train(corpus_file, out=run, max_steps=10, **TINY_LM)
     code, _, err = cli(["train", "--resume", run, "--max-steps", "14", "--lr", "0.01"], capsys)
     assert code == 0, err
     assert "resuming at step 10" in err and "max_steps 10 -> 14" in err and "lr 0.006 -> 0.01" in err
@@ -86,7 +71,7 @@ def test_flags_that_cannot_change_mid_run_are_refused(
     tmp_path: Path, corpus_file: Path, capsys: pytest.CaptureFixture[str], flags: list[str], named: str
 ) -> None:
     run = tmp_path / "run"
-    charrnn.train(corpus_file, out=run, max_steps=4, **TINY)
+    charrnn.train(corpus_file, out=run, max_steps=4, **TINY_LM)
     before = (run / "resume.safetensors").read_bytes()
     code, _, err = cli(["train", "--resume", run, *flags, "--max-steps", "8"], capsys)
     assert code == 1 and err.startswith(f"charrnn: error: {named} cannot change when resuming")
@@ -96,14 +81,14 @@ def test_flags_that_cannot_change_mid_run_are_refused(
 
 def test_same_value_for_a_fixed_flag_is_accepted(tmp_path: Path, corpus_file: Path, capsys) -> None:
     run = tmp_path / "run"
-    charrnn.train(corpus_file, out=run, max_steps=4, **TINY)
+    charrnn.train(corpus_file, out=run, max_steps=4, **TINY_LM)
     code, _, err = cli(["train", corpus_file, "--resume", run, *TINY_FLAGS, "--max-steps", "6"], capsys)
     assert code == 0, err
 
 
 def test_other_corpus_on_resume_is_refused(tmp_path: Path, corpus_file: Path, capsys) -> None:
     run = tmp_path / "run"
-    charrnn.train(corpus_file, out=run, max_steps=4, **TINY)
+    charrnn.train(corpus_file, out=run, max_steps=4, **TINY_LM)
     other = tmp_path / "poems.txt"
     other.write_text("roses are red\nviolets are blue\n" * 200)
     code, _, err = cli(["train", other, "--resume", run, "--max-steps", "8"], capsys)
@@ -113,7 +98,7 @@ def test_other_corpus_on_resume_is_refused(tmp_path: Path, corpus_file: Path, ca
 
 
 def test_max_steps_without_epochs_has_no_epoch_limit(tmp_path: Path, corpus_file: Path) -> None:
-    settings = {**TINY, "batch_size": 16, "bptt": 200}  # 2 chunks per epoch of the 6,000-character corpus
+    settings = {**TINY_LM, "batch_size": 16, "bptt": 200}  # 2 chunks per epoch of the 6,000-character corpus
     result = charrnn.train(corpus_file, out=tmp_path / "a", max_steps=110, val_fraction=0.3, **settings)
     assert result.steps == 110 and result.epochs == 55.0  # past the default bound of 50 epochs
     bounded = charrnn.train(corpus_file, out=tmp_path / "b", max_steps=60, epochs=2, val_fraction=0.3, **settings)
@@ -141,7 +126,7 @@ def test_run_killed_before_its_first_evaluation_can_be_sampled(
     tmp_path: Path, corpus_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = tmp_path / "run"
-    charrnn.train(corpus_file, out=run, max_steps=6, **TINY)
+    charrnn.train(corpus_file, out=run, max_steps=6, **TINY_LM)
     (run / WEIGHTS_FILE).unlink()  # as if killed before the first evaluation wrote it
     loaded = charrnn.load(run)
     assert loaded.note is not None and "step 6" in loaded.note and "resume.safetensors" in loaded.note
@@ -157,7 +142,7 @@ def test_library_resume_checks_the_config_it_is_given(tmp_path: Path, corpus_fil
     from charrnn.lm.training import train_language_model
 
     run = tmp_path / "run"
-    charrnn.train(corpus_file, out=run, max_steps=4, **TINY)
+    charrnn.train(corpus_file, out=run, max_steps=4, **TINY_LM)
     changed = read_config(run)
     changed.training.bptt = 32
     with pytest.raises(CharRNNError, match="--bptt cannot change when resuming"):

@@ -12,19 +12,9 @@ import pytest
 from charrnn.core import rundir, runwriter
 from charrnn.core.errors import CharRNNError
 from charrnn.lm.run import LanguageModelRun
-from charrnn.lm.training import train_language_model
-from tests.reliability_support import TINY_TRAIN_ARGS, run_cli, tiny_config, write_corpus
+from tests.support import TINY_FLAGS, run_cli, snapshot, write_corpus
 
-TRAIN = ["--max-steps", "2", "--eval-every", "2", *TINY_TRAIN_ARGS]
-
-
-def snapshot(directory: Path) -> dict[str, bytes]:
-    """Every file under `directory` (but the lock file, which names its last holder) and its bytes."""
-    return {
-        str(p.relative_to(directory)): p.read_bytes()
-        for p in sorted(directory.rglob("*"))
-        if p.is_file() and p.name != rundir.LOCK_FILE
-    }
+TRAIN = ["--max-steps", "2", "--eval-every", "2", *TINY_FLAGS]
 
 
 def siblings(directory: Path) -> list[str]:
@@ -32,25 +22,6 @@ def siblings(directory: Path) -> list[str]:
     return sorted(
         p.name for p in directory.parent.iterdir() if ".charrnn-new" in p.name or ".charrnn-old" in p.name
     )
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("runwriter")
-    corpus = write_corpus(root, chars=600)
-    train_language_model(tiny_config(corpus, max_steps=4), root / "run")
-    return root / "run"
-
-
-@pytest.fixture
-def run(trained: Path, tmp_path: Path) -> Path:
-    """A private copy of the trained run."""
-    copy = tmp_path / "run"
-    copy.mkdir()
-    for item in trained.iterdir():
-        if item.is_file():
-            (copy / item.name).write_bytes(item.read_bytes())
-    return copy
 
 
 def corpus_of(run: Path) -> str:

@@ -16,7 +16,7 @@ from charrnn.lm.model import LanguageModel
 from charrnn.lm.run import LanguageModelRun
 from charrnn.lm.scoring import score_sentences
 from charrnn.lm.training import train_language_model
-from tests.conftest import tiny_config
+from tests.support import tiny_config
 
 SENTENCES = ["The king is dead.", "Long live the king!", "a", "What light through yonder window breaks?"]
 

@@ -13,11 +13,11 @@ from charrnn.core.errors import CharRNNError
 from charrnn.core.rundir import FORMAT_VERSION, RESUME_FILE, load_tensors
 from charrnn.seq2seq.run import TranslationRun
 from charrnn.seq2seq.scoring import score_pairs
+from tests.support import TINY_SEQ2SEQ_FLAGS
 
 torch.set_num_threads(1)
 
 BUNDLED = Path(__file__).resolve().parent.parent / "corpora" / "multi30k-de-en-small.tsv"
-TINY = ["--hidden", "32", "--embed", "16", "--threads", "1", "--batch-size", "16", "--seed", "3"]
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
@@ -43,14 +43,20 @@ def pair_files(tmp_path_factory) -> dict[str, Path]:
     return files
 
 
+def train_command(pair_files: dict[str, Path], *more: object) -> list[str]:
+    """`seq2seq train` of the tiny model on the training pairs, validated on the held-out ones."""
+    args = ["seq2seq", "train", pair_files["train"], "--val", pair_files["val"], *TINY_SEQ2SEQ_FLAGS, *more]
+    return [str(a) for a in args]
+
+
 @pytest.fixture(scope="module")
 def run_dir(pair_files, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "luong"
     with pytest.raises(SystemExit) as info:
         main(
-            ["seq2seq", "train", str(pair_files["train"]), "--val", str(pair_files["val"]), "--out", str(out)]
-            + TINY
-            + ["--max-steps", "20", "--eval-every", "10", "--attention", "luong-general"]
+            train_command(
+                pair_files, "--out", out, "--max-steps", "20", "--eval-every", "10", "--attention", "luong-general"
+            )
         )
     assert info.value.code in (0, None)
     return out
@@ -164,16 +170,7 @@ def test_eval_reports_bleu_exact_match_and_scorer_log_probs(run_dir: Path, pair_
 
 
 def test_resume_continues_exactly(pair_files, tmp_path: Path, capsys) -> None:
-    common = [
-        "seq2seq",
-        "train",
-        pair_files["train"],
-        "--val",
-        pair_files["val"],
-        *TINY,
-        "--attention",
-        "bahdanau",
-    ]
+    common = train_command(pair_files, "--attention", "bahdanau")
     common += ["--eval-every", "6", "--save-every", "6", "--cell", "lstm", "--dropout", "0.3"]
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert run(capsys, *common, "--out", straight, "--max-steps", "12")[0] == 0
@@ -195,7 +192,7 @@ def test_parallel_files_and_per_side_levels(pair_files, tmp_path: Path, capsys) 
         "seq2seq", "train", "--src", pair_files["train.de"], "--tgt", pair_files["train.en"],
         "--val-src", pair_files["val.de"], "--val-tgt", pair_files["val.en"],
         "--source-level", "char", "--target-level", "word", "--attention", "none", "--context", "input",
-        "--out", out, "--max-steps", "3", *TINY,
+        "--out", out, "--max-steps", "3", *TINY_SEQ2SEQ_FLAGS,
     )  # fmt: skip
     assert code == 0, err
     config = json.loads((out / "config.json").read_text())
@@ -206,7 +203,7 @@ def test_parallel_files_and_per_side_levels(pair_files, tmp_path: Path, capsys) 
 
 def test_default_run_uses_the_bundled_slice(tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    code, _, err = run(capsys, "seq2seq", "train", "--out", "run", "--max-steps", "1", *TINY)
+    code, _, err = run(capsys, "seq2seq", "train", "--out", "run", "--max-steps", "1", *TINY_SEQ2SEQ_FLAGS)
     assert code == 0, err
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["pairs"].endswith("multi30k-de-en-small.tsv")
@@ -216,14 +213,16 @@ def test_default_run_uses_the_bundled_slice(tmp_path: Path, capsys, monkeypatch)
 def test_bad_input_is_one_line_with_line_numbers(tmp_path: Path, capsys) -> None:
     bad = tmp_path / "bad.tsv"
     bad.write_text("Hund\tdog\nKatze cat\nMaus\tmouse\textra\n", encoding="utf-8")
-    code, out, err = run(capsys, "seq2seq", "train", bad, "--out", tmp_path / "r", *TINY)
+    code, out, err = run(capsys, "seq2seq", "train", bad, "--out", tmp_path / "r", *TINY_SEQ2SEQ_FLAGS)
     assert code == 1 and err.count("\n") == 1 and "line 2, 3" in err and "--skip-malformed" in err
 
     empty = tmp_path / "empty_sides.tsv"
     empty.write_text(
         "".join(f"Wort {i}\tword {i}\n" for i in range(30)) + "\tno source\nno target\t\n", encoding="utf-8"
     )
-    code, _, err = run(capsys, "seq2seq", "train", empty, "--out", tmp_path / "e", "--max-steps", "1", *TINY)
+    code, _, err = run(
+        capsys, "seq2seq", "train", empty, "--out", tmp_path / "e", "--max-steps", "1", *TINY_SEQ2SEQ_FLAGS
+    )
     assert code == 0 and "skipped 2 pair(s) with an empty source or target" in err
 
     code, _, err = run(capsys, "seq2seq", "translate", tmp_path / "nowhere", "x")
@@ -262,7 +261,7 @@ def test_a_swapped_tokenizer_is_caught(run_dir: Path, tmp_path: Path, capsys) ->
 def test_subword_sides(pair_files, tmp_path: Path, capsys) -> None:
     out = tmp_path / "sub"
     args = ["seq2seq", "train", pair_files["train"], "--level", "subword", "--vocab-size", "150", "--out", out]
-    code, _, err = run(capsys, *args, "--max-steps", "2", *TINY)
+    code, _, err = run(capsys, *args, "--max-steps", "2", *TINY_SEQ2SEQ_FLAGS)
     assert code == 0, err
     assert (out / "source" / "tokenizer.model").is_file() and (out / "target" / "tokenizer.model").is_file()
     code, out_text, err = run(capsys, "seq2seq", "translate", out, "Ein Hund.", "--max-length", "4")
@@ -286,7 +285,7 @@ def test_precision_option_is_checked_and_saved(pair_files, tmp_path: Path, capsy
         out,
         "--max-steps",
         "2",
-        *TINY,
+        *TINY_SEQ2SEQ_FLAGS,
     )
     assert code == 0, err
     assert json.loads((out / "config.json").read_text())["training"]["precision"] == "bf16"
@@ -307,7 +306,7 @@ def test_eval_scores_in_fp32_unless_bf16_is_asked_for(run_dir: Path, pair_files,
 
 def test_overwrite_is_a_transaction_for_seq2seq_runs_too(pair_files, tmp_path: Path, capsys) -> None:
     out = tmp_path / "s2s"
-    common = ["seq2seq", "train", pair_files["train"], "--val", pair_files["val"], "--out", out, *TINY]
+    common = train_command(pair_files, "--out", out)
     assert run(capsys, *common, "--max-steps", "2", "--eval-every", "2")[0] == 0
     before = {
         str(p.relative_to(out)): p.read_bytes()

@@ -267,7 +267,7 @@ def test_cli_serve_errors_are_one_line(
 def test_charrnn_serve_listens_on_localhost_and_stops_on_a_signal(
     runs: dict, tmp_path: Path, stop: signal.Signals, codes: tuple[int, ...]
 ) -> None:
-    from tests.reliability_support import start_cli
+    from tests.support import start_cli
 
     with socket.socket() as probe:  # a port that was free a moment ago
         probe.bind(("127.0.0.1", 0))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from charrnn.core.openmp import default_threads, runnable_others, wait_policy
-from tests.conftest import REPO_ROOT
+from tests.support import REPO_ROOT
 
 
 @pytest.mark.parametrize(

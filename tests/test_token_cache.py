@@ -18,7 +18,7 @@ from charrnn.core.text import read_text
 from charrnn.core.tokenizers import build_tokenizer
 from charrnn.lm.heldout import TokenView, split_blocks
 from charrnn.lm.truncated_bptt import StreamBatches
-from tests.reliability_support import run_cli
+from tests.support import run_cli
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from charrnn.lm.config import ModelConfig
 from charrnn.lm.model import LanguageModel
 from charrnn.lm.training import train_language_model
 from charrnn.lm.truncated_bptt import StreamBatches
-from tests.conftest import tiny_config
+from tests.support import tiny_config
 
 
 def test_chunks_continue_each_stream() -> None:
