@@ -9,11 +9,11 @@ from typing import Any
 
 import typer
 
-from charrnn import __version__
 from charrnn.cli import export, inspect, lm, prepare, serve
 from charrnn.cli.seq2seq import seq2seq_app
 from charrnn.cli.streams import guarded_streams
 from charrnn.core.errors import CharRNNError
+from charrnn.core.version import __version__
 
 # Exit codes: 0 success, 1 a user error (CharRNNError), 2 a usage error (the command line did not parse),
 # 70 an internal error (a bug; EX_SOFTWARE in sysexits.h), 130 interrupted, 143 terminated.

@@ -10,8 +10,9 @@ A run directory holds:
   metrics.jsonl        one JSON object per logged step/evaluation
 Nothing here is ever unpickled: weights are safetensors, the rest JSON.
 
-Format versions: 1 (charrnn before the core/lm/seq2seq layout) and 2 (now). Version 1 runs are
-migrated in memory when read (`migrate_config`, and `charrnn.core.resume` for resume files).
+Format versions (`charrnn.core.version`): 1 (charrnn before the core/lm/seq2seq layout) and 2 (now).
+Version 1 runs are migrated in memory when read (`migrate_config`, and `charrnn.core.resume` for
+resume files).
 """
 
 from __future__ import annotations
@@ -36,9 +37,7 @@ from charrnn.core import safeio
 from charrnn.core.config import read_json
 from charrnn.core.errors import CharRNNError
 from charrnn.core.tokenizers import SENTENCEPIECE_MODEL, TOKENIZER_JSON, Tokenizer, tokenizer_from_files
-
-FORMAT_VERSION = 2  # of config.json and resume.safetensors
-READABLE_VERSIONS = (1, 2)
+from charrnn.core.version import READABLE_VERSIONS
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
