@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from charrnn.core.tokenizers import EOS_ID, UNK_ID
+from charrnn.core.special_tokens import EOS_ID, UNK_ID
 from charrnn.seq2seq.config import ATTENTIONS, Seq2SeqConfig
 from charrnn.seq2seq.decoding import (
     TranslateSettings,

@@ -7,14 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from charrnn.core.config import TokenizerConfig
-from charrnn.core.tokenizers import (
-    EOS_ID,
-    UNK_ID,
-    CharTokenizer,
-    WordTokenizer,
-    build_tokenizer,
-    tokenizer_from_files,
-)
+from charrnn.core.special_tokens import EOS_ID, UNK_ID
+from charrnn.core.tokenizers import CharTokenizer, WordTokenizer, build_tokenizer, tokenizer_from_files
 
 
 @settings(max_examples=200, deadline=None)

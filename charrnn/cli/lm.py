@@ -91,7 +91,7 @@ def sample(
 
 def sample_notes(run: Any, prime: str, greedy: bool, temperature: float) -> list[str]:
     """What `sample` silently changes or ignores: unknown units in the prime, --temperature with --greedy."""
-    from charrnn.core.tokenizers import UNK_ID
+    from charrnn.core.special_tokens import UNK_ID
 
     notes = []
     ids = run.tokenizer.encode(prime) if prime else []

@@ -43,10 +43,8 @@ import numpy as np
 from charrnn.core.config import TokenizerConfig
 from charrnn.core.corpus import read_chunks, total_bytes
 from charrnn.core.errors import CharRNNError
+from charrnn.core.special_tokens import EOS_ID, SPECIALS, UNK_ID
 from charrnn.core.tokenizers import (
-    EOS_ID,
-    SPECIALS,
-    UNK_ID,
     WORD_PATTERN,
     CharTokenizer,
     SubwordTokenizer,

@@ -1,7 +1,7 @@
 """Char, word and sentencepiece-subword tokenizers behind one interface.
 
-Every tokenizer reserves three ids: `<pad>` = 0 (batch padding, never predicted),
-`<unk>` = 1 (any unit outside the vocabulary) and `<eos>` = 2 (the end of every line).
+Every tokenizer reserves three ids (`charrnn.core.special_tokens`): `<pad>` = 0 (batch padding,
+never predicted), `<unk>` = 1 (any unit outside the vocabulary) and `<eos>` = 2 (the end of every line).
 A corpus is a sequence of lines; each line becomes its tokens followed by `<eos>`, so a
 model learns where sentences end, and the first token of a line is conditioned on the
 `<eos>` before it ("start of sentence" needs no extra token).
@@ -18,10 +18,7 @@ from collections.abc import Iterable
 
 from charrnn.core.config import TokenizerConfig
 from charrnn.core.errors import CharRNNError
-
-PAD, UNK, EOS = "<pad>", "<unk>", "<eos>"
-PAD_ID, UNK_ID, EOS_ID = 0, 1, 2
-SPECIALS = (PAD, UNK, EOS)
+from charrnn.core.special_tokens import EOS, EOS_ID, PAD, PAD_ID, SPECIALS, UNK, UNK_ID
 
 TOKENIZER_JSON = "tokenizer.json"
 SENTENCEPIECE_MODEL = "tokenizer.model"

@@ -26,7 +26,8 @@ from charrnn.core.errors import CharRNNError
 from charrnn.core.recurrent import select_state
 from charrnn.core.sampling import SampleSettings, choose_tokens, never_emitted
 from charrnn.core.scoring import pad_sequences
-from charrnn.core.tokenizers import EOS_ID, Tokenizer
+from charrnn.core.special_tokens import EOS_ID
+from charrnn.core.tokenizers import Tokenizer
 from charrnn.seq2seq.model import Seq2Seq
 from charrnn.seq2seq.pairs import encode_source
 
