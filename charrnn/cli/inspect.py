@@ -194,7 +194,7 @@ def plot(
     x: str = typer.Option("step", "--x", help="Horizontal axis: step or time (training time)."),
 ) -> None:
     """Plot training and validation loss of runs to a PNG (needs matplotlib: pip install 'charrnn\\[plot]')."""
-    from charrnn.plot import plot_runs
+    from charrnn.cli.plot import plot_runs
 
     written = plot_runs(run_dirs, out, x)
     err_console().print(f"wrote {written}", highlight=False)
