@@ -33,7 +33,7 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +128,17 @@ def corpus_signature(files: list[Path]) -> list[dict[str, Any]]:
 
 def _key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()[:20]
+
+
+def data_fingerprint(pieces: Iterable[np.ndarray]) -> str:
+    """A short hash of a stream of ids given in pieces, to check that a resumed run reads the same data.
+
+    sha256 of the ids as int32 bytes, in order: the same however the stream is cut into pieces.
+    """
+    digest = hashlib.sha256()
+    for piece in pieces:
+        digest.update(np.asarray(piece).astype(np.int32).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
