@@ -67,7 +67,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         if isinstance(exc, OSError):
             raise _write_error(path, exc) from None
         raise
-    _fsync_directory(path.parent)
+    safeio.fsync_directory(path.parent)
 
 
 def _write_error(path: Path, exc: OSError) -> CharRNNError:
@@ -82,19 +82,6 @@ def remove_temp_files(run_dir: Path) -> None:
     for stale in Path(run_dir).glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
         with contextlib.suppress(OSError):
             stale.unlink()
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None) -> None:
