@@ -8,32 +8,22 @@ exp(nats/token).
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from charrnn.core import rundir
+from charrnn.core.errors import CharRNNError
 
 
 def safetensors_shapes(path: Path) -> dict[str, list[int]]:
-    """The tensor shapes in a safetensors file, read from its header only ({} if unreadable)."""
+    """The tensor shapes in a safetensors file, from its checked header only ({} if missing, not a file or damaged)."""
     try:
-        with open(path, "rb") as handle:
-            size = int.from_bytes(handle.read(8), "little")
-            if not 0 < size <= 100_000_000:
-                return {}
-            header = json.loads(handle.read(size))
-    except (OSError, ValueError, RecursionError):
+        header = rundir.read_header(path)
+    except CharRNNError:
         return {}
-    if not isinstance(header, dict):
-        return {}
-    return {
-        name: list(entry["shape"])
-        for name, entry in header.items()
-        if name != "__metadata__" and isinstance(entry, dict) and isinstance(entry.get("shape"), list)
-    }
+    return {name: list(entry["shape"]) for name, entry in header.items() if name != "__metadata__"}
 
 
 def parameter_count(run_dir: Path) -> int | None:
@@ -143,8 +133,6 @@ def list_runs(directory: str | Path, sort: str = "path") -> tuple[list[dict[str,
 
     `sort`: "path", "loss" (best validation loss, lowest first; runs without one last), "steps" or "updated".
     """
-    from charrnn.core.errors import CharRNNError
-
     directory = Path(directory)
     if not directory.is_dir():
         raise CharRNNError(f"{directory} is not a directory; give the folder that holds your runs.")
