@@ -117,21 +117,21 @@ def add_train_command(
     app: typer.Typer,
     kind: str,
     data: inspect.Parameter,
+    options: dict[str, OptionSpec],
     *,
     summary: str,
     default_out: str,
     tables: str,
     **report: str,
 ) -> None:
-    """Register `train` for a kind of model: DATA, the run parameters, one flag per config option.
+    """Register `train` for a kind of model: DATA, the run parameters, one flag per config option in `options`.
 
     `report` holds `speed_unit` and `next_step` for the summary after training.
     """
-    from charrnn import api
     from charrnn.cli.display import train_from_cli
 
     def body(arguments: dict[str, Any], given: dict[str, Any]) -> None:
         train_from_cli(arguments[data.name], arguments, given, kind=kind, **report)
 
     fixed = [data, *run_parameters(default_out, tables)]
-    add_config_command(app, "train", api.model_kind(kind).options(), fixed, body, summary + "\n\n" + RESUME_RULE)
+    add_config_command(app, "train", options, fixed, body, summary + "\n\n" + RESUME_RULE)

@@ -18,11 +18,12 @@ PREPARE_OPTIONS = ("encoding", "errors", "glob", "cache_dir", "val_corpus")
 
 def register(app: typer.Typer) -> None:
     """Add `charrnn prepare` to `app`, with the tokenizer and corpus flags of `charrnn train`."""
-    from charrnn import api
+    from charrnn.core.options import option_specs
+    from charrnn.lm.config import RunConfig
 
     specs = {
         name: spec
-        for name, spec in api.model_kind("lm").options().items()
+        for name, spec in option_specs(RunConfig()).items()
         if name in PREPARE_OPTIONS or all(p.startswith("tokenizer.") for p in spec.paths)
     }
     corpus = typer.Argument(..., help="Text file(s) or folder(s) (their *.txt files; see --glob), or - for stdin.")

@@ -9,10 +9,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from charrnn.cli.common import SCORING_PRECISION_HELP, read_sentences
 from charrnn.cli.display import attention_table, err_console, load_run, summary_table
-from charrnn.cli.lm import SCORING_PRECISION_HELP, read_sentences
 from charrnn.cli.options import add_train_command, parameter
 from charrnn.core.errors import CharRNNError
+from charrnn.core.options import option_specs
+from charrnn.seq2seq.config import SIDE_OPTIONS, Seq2SeqRunConfig
 
 seq2seq_app = typer.Typer(
     add_completion=False,
@@ -29,6 +31,7 @@ add_train_command(
         Path | None,
         typer.Argument(None, help="TSV of source<TAB>target lines (default: the bundled Multi30k de-en slice)."),
     ),
+    option_specs(Seq2SeqRunConfig(), SIDE_OPTIONS),
     summary="Train an encoder–decoder on sentence pairs (teacher forcing) and save it to a run directory.",
     default_out="checkpoints/<pairs>-<attention>",
     tables="source_tokenizer, target_tokenizer, model, training",
