@@ -105,3 +105,14 @@ def test_vocabulary_is_ordered_by_frequency() -> None:
     assert isinstance(tokenizer, WordTokenizer)
     assert tokenizer.units[3:] == ["b", "a", "c"]
     assert isinstance(build_tokenizer("x", TokenizerConfig()), CharTokenizer)
+
+
+@pytest.mark.parametrize("level", ["char", "word", "subword"])
+@pytest.mark.parametrize("lowercase", [False, True])
+def test_bulk_encoder_gives_the_ids_of_encode(level: str, lowercase: bool, shakespeare_head: str) -> None:
+    config = TokenizerConfig(level=level, lowercase=lowercase, vocab_size=200 if level == "subword" else None)
+    tokenizer = build_tokenizer(shakespeare_head[:3000], config)
+    encode = tokenizer.bulk_encoder()
+    for text in (shakespeare_head, "Unseen ☃ İSTANBUL <unk> don't\n\nlast line, no newline", "", "\n"):
+        ids = encode(text)
+        assert ids.dtype == "uint32" and ids.tolist() == tokenizer.encode(text)
