@@ -27,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import charrnn  # noqa: E402
 from bench.common import REPO, machine_info, median, print_table  # noqa: E402
 from charrnn.core.runtime import set_threads  # noqa: E402
-from charrnn.seq2seq.decoding import TranslateSettings, batched_beam_search, beam_search  # noqa: E402
+from charrnn.seq2seq.decoding import TranslateSettings, batched_beam_search  # noqa: E402
 from charrnn.seq2seq.pairs import encode_source  # noqa: E402
+from tests.beam_oracle import beam_search  # noqa: E402  (the one-sentence reference search)
 
 MULTI30K = REPO.parent / "shared" / "corpora" / "multi30k"
 

@@ -7,7 +7,7 @@ import torch
 
 import charrnn
 from charrnn.core.errors import CharRNNError
-from charrnn.core.tokenizers import EOS_ID
+from charrnn.core.special_tokens import EOS_ID
 from charrnn.lm.activations import collect_activations, correlations, find_units, pattern_signal
 from charrnn.lm.alternatives import score_with_alternatives
 

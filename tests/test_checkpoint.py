@@ -237,7 +237,7 @@ def test_no_code_path_can_unpickle() -> None:
 
 def test_run_records_charrnn_and_format_versions(run: Path) -> None:
     from charrnn import __version__
-    from charrnn.core.rundir import FORMAT_VERSION
+    from charrnn.core.version import FORMAT_VERSION
 
     config = json.loads((run / rundir.CONFIG_FILE).read_text())
     assert (config["charrnn_version"], config["format_version"]) == (__version__, FORMAT_VERSION)

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import charrnn
-from charrnn.core.tokenizers import EOS_ID
-from charrnn.export import export_onnx
+from charrnn.core.special_tokens import EOS_ID
 from charrnn.lm.config import ModelConfig
+from charrnn.lm.export import export_onnx
 from charrnn.lm.model import LanguageModel
 from charrnn.lm.run import LanguageModelRun
 from tests.support import REPO_ROOT

@@ -12,15 +12,8 @@ from hypothesis import strategies as st
 from charrnn.core.config import TokenizerConfig
 from charrnn.core.errors import CharRNNError
 from charrnn.core.sampling import SampleSettings
-from charrnn.core.tokenizers import (
-    EOS_ID,
-    UNK_ID,
-    WORD_PATTERN,
-    Tokenizer,
-    WordTokenizer,
-    build_tokenizer,
-    tokenizer_from_files,
-)
+from charrnn.core.special_tokens import EOS_ID, UNK_ID
+from charrnn.core.tokenizers import WORD_PATTERN, Tokenizer, WordTokenizer, build_tokenizer, tokenizer_from_files
 from charrnn.lm.config import ModelConfig
 from charrnn.lm.model import LanguageModel
 from charrnn.lm.sampling import generate

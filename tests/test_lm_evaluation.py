@@ -11,7 +11,7 @@ import torch
 
 import charrnn
 from charrnn.core.errors import CharRNNError
-from charrnn.core.tokenizers import UNK_ID
+from charrnn.core.special_tokens import UNK_ID
 from charrnn.lm.evaluation import evaluate_text
 from charrnn.lm.truncated_bptt import StreamBatches, encode_ids, evaluate_stream
 from tests.support import TINY_LM

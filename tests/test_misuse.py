@@ -81,6 +81,25 @@ def test_fifo_weights_and_config_are_refused_not_waited_on(run: Path) -> None:
     one_line(run_cli(["sample", str(run), "--length", "5"]))
 
 
+def test_info_and_runs_return_at_once_when_the_weights_are_a_fifo(run: Path) -> None:
+    """They read safetensors headers through the one regular-file-only reader: the FIFO is skipped, not opened."""
+    (run / rundir.WEIGHTS_FILE).unlink()
+    os.mkfifo(run / rundir.WEIGHTS_FILE)
+    for args in (["info", str(run), "--json"], ["runs", str(run.parent), "--json"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "charrnn.cli", *args],
+            env=subprocess_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,  # a blocking open() of the FIFO would wait here for ever
+        )
+        assert done.returncode == 0, done.stderr
+        facts = json.loads(done.stdout)
+        facts = facts if isinstance(facts, dict) else facts[0]
+        assert facts["kind"] == "lm" and facts["parameters"] > 0  # counted from resume.safetensors' header
+        assert facts["best_weights_step"] is None
+
+
 # --- bounded reads ------------------------------------------------------------------------------------------
 
 

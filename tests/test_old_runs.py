@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import charrnn
-from charrnn.core.rundir import FORMAT_VERSION, read_metrics
+from charrnn.core.rundir import read_metrics
+from charrnn.core.version import FORMAT_VERSION
 from charrnn.lm.run import LanguageModelRun
 from charrnn.seq2seq.run import TranslationRun
 

@@ -13,8 +13,9 @@ from charrnn.core.errors import CharRNNError
 from charrnn.core.optim import learning_rate
 from charrnn.core.rundir import read_metrics
 from charrnn.core.sampling import SampleSettings
+from charrnn.core.special_tokens import EOS_ID
 from charrnn.core.state import TrainState
-from charrnn.core.tokenizers import EOS_ID, build_tokenizer
+from charrnn.core.tokenizers import build_tokenizer
 from charrnn.lm.config import LMTrainConfig, ModelConfig, RunConfig
 from charrnn.lm.model import LanguageModel
 from charrnn.lm.sampling import generate

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from charrnn.plot import DPI, FIGURE_SIZE, time_unit
+from charrnn.cli.plot import DPI, FIGURE_SIZE, time_unit
 from tests.support import REPO_ROOT
 from tests.test_cli import run_cli
 

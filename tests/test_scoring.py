@@ -10,7 +10,8 @@ import torch
 
 from charrnn.core.config import TokenizerConfig
 from charrnn.core.errors import CharRNNError
-from charrnn.core.tokenizers import EOS_ID, UNK_ID, build_tokenizer
+from charrnn.core.special_tokens import EOS_ID, UNK_ID
+from charrnn.core.tokenizers import build_tokenizer
 from charrnn.lm.config import ModelConfig
 from charrnn.lm.model import LanguageModel
 from charrnn.lm.run import LanguageModelRun

@@ -7,18 +7,13 @@ import math
 import pytest
 import torch
 
-from charrnn.core.tokenizers import EOS_ID, UNK_ID
+from charrnn.core.special_tokens import EOS_ID, UNK_ID
 from charrnn.seq2seq.config import ATTENTIONS, Seq2SeqConfig
-from charrnn.seq2seq.decoding import (
-    TranslateSettings,
-    batched_beam_search,
-    beam_search,
-    greedy_search,
-    translate_ids,
-)
+from charrnn.seq2seq.decoding import TranslateSettings, batched_beam_search, greedy_search, translate_ids
 from charrnn.seq2seq.model import Seq2Seq
 from charrnn.seq2seq.pairs import make_batch
 from charrnn.seq2seq.scoring import score_pair_ids
+from tests.beam_oracle import beam_search
 
 torch.set_num_threads(1)
 
@@ -162,7 +157,7 @@ def test_beam_of_one_equals_greedy(trained) -> None:
     settings = TranslateSettings(beam=1, max_length=9)
     greedy = greedy_search(model, sources, settings)
     for source, g in zip(sources, greedy, strict=True):
-        (best, *_) = beam_search(model, source, settings)
+        (best, *_) = batched_beam_search(model, [source], settings)[0]
         assert best.ids == g.ids and best.finished == g.finished
         assert math.isclose(best.logprob, g.logprob, abs_tol=1e-4)
 
@@ -172,7 +167,7 @@ def test_beam_scores_equal_the_scorer(trained, alpha: float) -> None:
     model, pairs = trained
     settings = TranslateSettings(beam=4, max_length=12, length_penalty=alpha)
     for source, _ in pairs:
-        hyps = beam_search(model, source, settings)
+        hyps = batched_beam_search(model, [source], settings)[0]
         finished = [h for h in hyps if h.finished]
         assert finished
         scored = score_pair_ids(model, [source] * len(finished), [h.ids + [EOS_ID] for h in finished])

@@ -10,7 +10,8 @@ import torch
 
 from charrnn.cli import main
 from charrnn.core.errors import CharRNNError
-from charrnn.core.rundir import FORMAT_VERSION, RESUME_FILE, load_tensors
+from charrnn.core.rundir import RESUME_FILE, load_tensors
+from charrnn.core.version import FORMAT_VERSION
 from charrnn.seq2seq.run import TranslationRun
 from charrnn.seq2seq.scoring import score_pairs
 from tests.support import TINY_SEQ2SEQ_FLAGS

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from charrnn.core.errors import CharRNNError
-from charrnn.core.tokenizers import EOS_ID, PAD_ID
+from charrnn.core.special_tokens import EOS_ID, PAD_ID
 from charrnn.lm.config import ModelConfig
 from charrnn.lm.model import LanguageModel
 from charrnn.lm.scoring import score_token_ids

@@ -7,14 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from charrnn.core.config import TokenizerConfig
-from charrnn.core.tokenizers import (
-    EOS_ID,
-    UNK_ID,
-    CharTokenizer,
-    WordTokenizer,
-    build_tokenizer,
-    tokenizer_from_files,
-)
+from charrnn.core.special_tokens import EOS_ID, UNK_ID
+from charrnn.core.tokenizers import CharTokenizer, WordTokenizer, build_tokenizer, tokenizer_from_files
 
 
 @settings(max_examples=200, deadline=None)
@@ -111,3 +105,14 @@ def test_vocabulary_is_ordered_by_frequency() -> None:
     assert isinstance(tokenizer, WordTokenizer)
     assert tokenizer.units[3:] == ["b", "a", "c"]
     assert isinstance(build_tokenizer("x", TokenizerConfig()), CharTokenizer)
+
+
+@pytest.mark.parametrize("level", ["char", "word", "subword"])
+@pytest.mark.parametrize("lowercase", [False, True])
+def test_bulk_encoder_gives_the_ids_of_encode(level: str, lowercase: bool, shakespeare_head: str) -> None:
+    config = TokenizerConfig(level=level, lowercase=lowercase, vocab_size=200 if level == "subword" else None)
+    tokenizer = build_tokenizer(shakespeare_head[:3000], config)
+    encode = tokenizer.bulk_encoder()
+    for text in (shakespeare_head, "Unseen ☃ İSTANBUL <unk> don't\n\nlast line, no newline", "", "\n"):
+        ids = encode(text)
+        assert ids.dtype == "uint32" and ids.tolist() == tokenizer.encode(text)

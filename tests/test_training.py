@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from charrnn.core.recurrent import detach_state
-from charrnn.core.rundir import FORMAT_VERSION, load_tensors, read_metrics
+from charrnn.core.rundir import load_tensors, read_metrics
 from charrnn.core.runtime import seed_everything
 from charrnn.core.tokenizers import build_tokenizer
+from charrnn.core.version import FORMAT_VERSION
 from charrnn.lm.config import ModelConfig
 from charrnn.lm.model import LanguageModel
 from charrnn.lm.training import train_language_model

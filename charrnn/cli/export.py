@@ -23,7 +23,7 @@ def export(
 ) -> None:
     """Export a language model to ONNX: a sequence model, a single-step model and a JSON tokenizer sidecar."""
     import charrnn
-    from charrnn.export import export_onnx
+    from charrnn.lm.export import export_onnx
 
     if fmt != "onnx":
         raise CharRNNError(f"--format must be onnx, got {fmt!r}.")

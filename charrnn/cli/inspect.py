@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from charrnn.cli.display import err_console, format_seconds, summary_table
+from charrnn.cli.common import OOV_HELP, OOV_LOGPROB_HELP
+from charrnn.cli.display import err_console, format_seconds, load_run, summary_table
 
 
 def register(app: typer.Typer) -> None:
@@ -144,13 +145,6 @@ def _relative(path: str, directory: Path) -> str:
         return path
 
 
-OOV_HELP = (
-    "How <unk> (out-of-vocabulary) tokens count: penalty (log P(<unk>) + --oov-logprob), "
-    "skip (left out of log P and of the token count) or include (as the model scores <unk>)."
-)
-OOV_LOGPROB_HELP = "The natural-log penalty per <unk> for --oov penalty (default: log(1/vocabulary size))."
-
-
 def evaluate(
     run_dir: Path = typer.Argument(..., help="Language-model run directory written by `charrnn train`."),
     file: Path = typer.Argument(..., help="UTF-8 text file, evaluated as one stream."),
@@ -165,11 +159,10 @@ def evaluate(
     ),
 ) -> None:
     """Cross-entropy, perplexity and bits/char of a whole file, counted as training's validation counts it."""
-    from charrnn.cli.lm import _load_lm
     from charrnn.core.scoring import check_oov
 
     check_oov(oov, oov_logprob)
-    result = _load_lm(run_dir, device, threads).evaluate_file(
+    result = load_run(run_dir, device, threads, "lm").evaluate_file(
         file, batch_size=batch_size, bptt=bptt, oov=oov, oov_logprob=oov_logprob
     )
     if result.unk and oov != "skip":
@@ -198,7 +191,7 @@ def plot(
     x: str = typer.Option("step", "--x", help="Horizontal axis: step or time (training time)."),
 ) -> None:
     """Plot training and validation loss of runs to a PNG (needs matplotlib: pip install 'charrnn\\[plot]')."""
-    from charrnn.plot import plot_runs
+    from charrnn.cli.plot import plot_runs
 
     written = plot_runs(run_dirs, out, x)
     err_console().print(f"wrote {written}", highlight=False)

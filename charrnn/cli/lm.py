@@ -12,10 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from charrnn.cli.common import OOV_HELP, OOV_LOGPROB_HELP, SCORING_PRECISION_HELP, read_sentences
 from charrnn.cli.display import err_console, load_run
-from charrnn.cli.inspect import OOV_HELP, OOV_LOGPROB_HELP
 from charrnn.cli.options import add_train_command, parameter
-from charrnn.core.errors import CharRNNError
 
 
 def register(app: typer.Typer) -> None:
@@ -40,7 +39,6 @@ def register(app: typer.Typer) -> None:
 
 
 THREADS_HELP = "CPU threads (default 1: fastest for generation and scoring, and safe on a busy machine)."
-SCORING_PRECISION_HELP = "fp32 (exact, the default) or bf16 (faster where the hardware has bf16; approximate)."
 
 
 def _load_lm(run_dir: Path, device: str, threads: int | None):
@@ -91,7 +89,7 @@ def sample(
 
 def sample_notes(run: Any, prime: str, greedy: bool, temperature: float) -> list[str]:
     """What `sample` silently changes or ignores: unknown units in the prime, --temperature with --greedy."""
-    from charrnn.core.tokenizers import UNK_ID
+    from charrnn.core.special_tokens import UNK_ID
 
     notes = []
     ids = run.tokenizer.encode(prime) if prime else []
@@ -110,27 +108,6 @@ def show_token(token: str) -> str:
     if token == "<eos>":
         return "⏎"
     return repr(token)[1:-1].replace(" ", "␠")
-
-
-def read_sentences(sentences: list[str] | None, file: Path | None, what: str) -> list[str]:
-    """Non-blank lines from arguments, --file, or stdin; a note on stderr for blank lines of a file."""
-    from charrnn.core.text import read_stdin_text, read_text
-
-    texts = list(sentences or [])
-    skipped = 0
-    if file is not None:
-        lines = read_text(file).split("\n")
-        texts += [line for line in lines if line.strip()]
-        skipped = sum(1 for line in lines[:-1] if not line.strip()) if lines else 0
-    elif not texts:  # lines on stdin; on a terminal, lines typed until Ctrl-D, as `cat` reads them
-        if sys.stdin.isatty():
-            err_console().print(f"Type sentences to {what}, one per line; end with Ctrl-D.", highlight=False)
-        texts = [line for line in read_stdin_text().split("\n") if line.strip()]
-    if not texts:
-        raise CharRNNError(f"No sentence to {what}: give SENTENCE arguments, --file FILE, or lines on stdin.")
-    if skipped:
-        err_console().print(f"[yellow]skipped {skipped} blank line(s)[/]")
-    return texts
 
 
 def score_sentence(

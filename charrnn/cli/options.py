@@ -123,7 +123,7 @@ def add_train_command(
     tables: str,
     **report: str,
 ) -> None:
-    """Register `train` for a kind of model: DATA, the run parameters, one flag per config option.
+    """Register `train` for a kind of model: DATA, the run parameters, one flag per option of the kind's config (`charrnn.kinds`).
 
     `report` holds `speed_unit` and `next_step` for the summary after training.
     """

@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from charrnn.cli.common import SCORING_PRECISION_HELP, read_sentences
 from charrnn.cli.display import attention_table, err_console, load_run, summary_table
-from charrnn.cli.lm import SCORING_PRECISION_HELP, read_sentences
 from charrnn.cli.options import add_train_command, parameter
 from charrnn.core.errors import CharRNNError
 

@@ -26,12 +26,9 @@ from typing import Any
 
 import torch
 
-from charrnn import __version__
 from charrnn.core.errors import CharRNNError
 from charrnn.core.options import get_path, option_specs, path_info, set_path
 from charrnn.core.rundir import (
-    FORMAT_VERSION,
-    READABLE_VERSIONS,
     RESUME_FILE,
     check_weights,
     load_tensors,
@@ -41,6 +38,7 @@ from charrnn.core.rundir import (
     write_config,
 )
 from charrnn.core.state import TrainState
+from charrnn.core.version import FORMAT_VERSION, READABLE_VERSIONS, __version__
 
 
 def save_resume_state(

@@ -10,8 +10,9 @@ A run directory holds:
   metrics.jsonl        one JSON object per logged step/evaluation
 Nothing here is ever unpickled: weights are safetensors, the rest JSON.
 
-Format versions: 1 (charrnn before the core/lm/seq2seq layout) and 2 (now). Version 1 runs are
-migrated in memory when read (each config class's `migrate`, and `charrnn.core.resume` for resume files).
+Format versions (`charrnn.core.version`): 1 (charrnn before the core/lm/seq2seq layout) and 2 (now).
+Version 1 runs are migrated in memory when read (each config class's `migrate`, and
+`charrnn.core.resume` for resume files).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from safetensors import SafetensorError
@@ -36,9 +37,7 @@ from charrnn.core import safeio
 from charrnn.core.config import read_json
 from charrnn.core.errors import CharRNNError
 from charrnn.core.tokenizers import SENTENCEPIECE_MODEL, TOKENIZER_JSON, Tokenizer, tokenizer_from_files
-
-FORMAT_VERSION = 2  # of config.json and resume.safetensors
-READABLE_VERSIONS = (1, 2)
+from charrnn.core.version import FORMAT_VERSION, READABLE_VERSIONS
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -68,7 +67,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         if isinstance(exc, OSError):
             raise _write_error(path, exc) from None
         raise
-    _fsync_directory(path.parent)
+    safeio.fsync_directory(path.parent)
 
 
 def _write_error(path: Path, exc: OSError) -> CharRNNError:
@@ -83,19 +82,6 @@ def remove_temp_files(run_dir: Path) -> None:
     for stale in Path(run_dir).glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
         with contextlib.suppress(OSError):
             stale.unlink()
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None) -> None:
@@ -115,7 +101,7 @@ MAX_HEADER = 100_000_000  # bytes of safetensors JSON header: far more than any 
 DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
 
-def read_header(path: Path, raw_start: bytes, size: int) -> dict[str, Any]:
+def _parse_header(path: Path, raw_start: bytes, size: int) -> dict[str, Any]:
     """The JSON header of a safetensors file, checked against the file's size before any data is read.
 
     Layout: 8 bytes little-endian n, n bytes of JSON, then the data; every tensor's
@@ -162,6 +148,38 @@ def read_header(path: Path, raw_start: bytes, size: int) -> dict[str, Any]:
     return header
 
 
+def _header_of(handle: BinaryIO, path: Path) -> tuple[dict[str, Any], bytes, int]:
+    """(checked header, the bytes read so far, file size), reading only the length and the JSON header."""
+    size = os.fstat(handle.fileno()).st_size
+    start = handle.read(8)
+    length = int.from_bytes(start, "little") if len(start) == 8 else 0
+    start += handle.read(min(length, MAX_HEADER, max(size - 8, 0)))
+    return _parse_header(path, start, size), start, size
+
+
+def _metadata_of(header: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the header's string metadata, the JSON object `save_tensors` stored in it); ValueError/TypeError if malformed."""
+    meta = header.get("__metadata__") or {}
+    metadata = json.loads(meta["json"]) if "json" in meta else {}
+    if not isinstance(metadata, dict):
+        raise ValueError("metadata is not a JSON object")
+    return meta, metadata
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    """The checked JSON header of safetensors file `path` (names, dtypes, shapes, metadata), without its data.
+
+    Only a regular file is opened (`charrnn.core.safeio`: a FIFO or device is refused at once, never waited
+    on); a missing, unreadable or damaged file is a one-line `CharRNNError`.
+    """
+    path = Path(path)
+    try:
+        with os.fdopen(safeio.open_regular(path), "rb") as handle:
+            return _header_of(handle, path)[0]
+    except OSError as exc:
+        raise CharRNNError(f"{path}: cannot read ({exc.strerror}).") from None
+
+
 def check_shapes(path: Path, header: dict[str, Any], expected: dict[str, tuple[int, ...]]) -> None:
     """Refuse a file whose header lacks a name in `expected` or declares another shape for it."""
     missing = sorted(set(expected) - set(header))
@@ -194,14 +212,9 @@ def load_tensors(
     path = Path(path)
     if not path.exists():
         raise CharRNNError(f"{path} is missing.")
-    fd = safeio.open_regular(path)
     try:
-        with os.fdopen(fd, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            start = handle.read(8)
-            length = int.from_bytes(start, "little") if len(start) == 8 else 0
-            start += handle.read(min(length, MAX_HEADER, max(size - 8, 0)))
-            header = read_header(path, start, size)
+        with os.fdopen(safeio.open_regular(path), "rb") as handle:
+            header, start, size = _header_of(handle, path)
             check_shapes(path, header, expected or {})
             raw = start + handle.read(size - len(start))
     except OSError as exc:
@@ -212,10 +225,7 @@ def load_tensors(
     )
     try:
         tensors = load_safetensors_bytes(raw)
-        meta = header.get("__metadata__") or {}
-        metadata = json.loads(meta["json"]) if "json" in meta else {}
-        if not isinstance(metadata, dict):
-            raise ValueError("metadata is not a JSON object")
+        meta, metadata = _metadata_of(header)
     except (SafetensorError, ValueError, OverflowError, AttributeError, TypeError, RecursionError):
         raise damaged from None
     if "sha256" in meta and hashlib.sha256(_data_section(raw)).hexdigest() != meta["sha256"]:
@@ -499,17 +509,11 @@ def clear_run_dir(run_dir: Path) -> None:
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
-    """The JSON metadata of a safetensors file written by `save_tensors`, reading only its header ({} if unreadable)."""
+    """The JSON metadata of a safetensors file written by `save_tensors`, from its header only ({} if unreadable)."""
     try:
-        with os.fdopen(safeio.open_regular(path), "rb") as handle:
-            size = int.from_bytes(handle.read(8), "little")
-            if not 0 < size <= 100_000_000:
-                return {}
-            header = json.loads(handle.read(size))
-        metadata = json.loads(header.get("__metadata__", {}).get("json", "{}"))
-    except (OSError, ValueError, AttributeError, TypeError, RecursionError, CharRNNError):
+        return _metadata_of(read_header(path))[1]
+    except (CharRNNError, ValueError, TypeError, AttributeError, RecursionError):
         return {}
-    return metadata if isinstance(metadata, dict) else {}
 
 
 def run_summary(run_dir: Path) -> dict[str, Any]:

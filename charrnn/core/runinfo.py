@@ -8,7 +8,6 @@ exp(nats/token).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -20,22 +19,12 @@ from charrnn.core.errors import CharRNNError
 
 
 def safetensors_shapes(path: Path) -> dict[str, list[int]]:
-    """The tensor shapes in a safetensors file, read from its header only ({} if unreadable)."""
+    """The tensor shapes in a safetensors file, from its checked header only ({} if missing, not a file or damaged)."""
     try:
-        with open(path, "rb") as handle:
-            size = int.from_bytes(handle.read(8), "little")
-            if not 0 < size <= 100_000_000:
-                return {}
-            header = json.loads(handle.read(size))
-    except (OSError, ValueError, RecursionError):
+        header = rundir.read_header(path)
+    except CharRNNError:
         return {}
-    if not isinstance(header, dict):
-        return {}
-    return {
-        name: list(entry["shape"])
-        for name, entry in header.items()
-        if name != "__metadata__" and isinstance(entry, dict) and isinstance(entry.get("shape"), list)
-    }
+    return {name: list(entry["shape"]) for name, entry in header.items() if name != "__metadata__"}
 
 
 def parameter_count(run_dir: Path) -> int | None:

@@ -141,7 +141,7 @@ class RunWriter:
         try:
             staging_lease = Lease(staging)
             yield staging
-            _fsync_directory(staging)
+            safeio.fsync_directory(staging)
             aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.charrnn-old-", dir=target.parent))
             try:
                 os.rename(target, aside / "run")
@@ -154,7 +154,7 @@ class RunWriter:
                 with contextlib.suppress(OSError):
                     os.rmdir(aside)  # empty again when the old run is back in place; kept otherwise
                 raise
-            _fsync_directory(target.parent)
+            safeio.fsync_directory(target.parent)
         except BaseException as exc:
             if staging_lease is not None:
                 staging_lease.release()
@@ -167,15 +167,6 @@ class RunWriter:
         self.lease.release()  # the old run's lock; we now hold the new run's
         self.lease = staging_lease
         shutil.rmtree(aside, ignore_errors=True)
-
-
-def _fsync_directory(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 @contextlib.contextmanager

@@ -1,8 +1,10 @@
 """Opening files without surprises: only regular files are read, never a FIFO or device that would block
-or never end, nothing larger than a stated bound, and nothing is written through a symbolic link."""
+or never end, nothing larger than a stated bound, and nothing is written through a symbolic link; and
+making a rename durable (`fsync_directory`)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -91,3 +93,13 @@ def open_append(path: Path) -> int:
         raise CharRNNError(f"{path} is not a regular file; a run directory holds only plain files: remove it.")
     os.set_blocking(fd, True)
     return fd
+
+
+def fsync_directory(directory: Path) -> None:
+    """Flush `directory`'s entries to disk, so that a file created or renamed in it survives a crash (best effort)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from charrnn.core.errors import CharRNNError
-from charrnn.core.tokenizers import PAD_ID, UNK_ID
+from charrnn.core.special_tokens import PAD_ID, UNK_ID
 
 
 @dataclass

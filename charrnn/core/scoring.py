@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from charrnn.core.errors import CharRNNError
-from charrnn.core.tokenizers import EOS_ID, PAD_ID, UNK_ID, Tokenizer
+from charrnn.core.special_tokens import EOS_ID, PAD_ID, UNK_ID
+from charrnn.core.tokenizers import Tokenizer
 
 LOG10_E = 1.0 / math.log(10.0)
 

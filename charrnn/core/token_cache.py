@@ -30,10 +30,9 @@ import itertools
 import json
 import multiprocessing
 import os
-import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -43,11 +42,8 @@ import numpy as np
 from charrnn.core.config import TokenizerConfig
 from charrnn.core.corpus import read_chunks, total_bytes
 from charrnn.core.errors import CharRNNError
+from charrnn.core.special_tokens import EOS_ID, SPECIALS
 from charrnn.core.tokenizers import (
-    EOS_ID,
-    SPECIALS,
-    UNK_ID,
-    WORD_PATTERN,
     CharTokenizer,
     SubwordTokenizer,
     Tokenizer,
@@ -66,7 +62,6 @@ SAMPLE_BYTES = 64 << 20  # sentencepiece trains on at most about this much text
 
 PARALLEL_BYTES = 32 << 20  # word-level corpora at least this big are counted and encoded by several processes
 MAX_WORKERS = 8
-WORDS_AND_LINE_ENDS = re.compile(WORD_PATTERN.pattern + r"|\n")  # words, and line ends (as <eos>)
 
 Progress = Callable[[str, int, int], None]  # (phase, bytes done, bytes in all)
 
@@ -91,13 +86,6 @@ def _in_order(function: Callable[[str], Any], pieces: Iterator[str], workers: in
 
 def _count_words(lowercase: bool, text: str) -> Counter[str]:
     return Counter(WordTokenizer(list(SPECIALS)).split(text.lower() if lowercase else text))
-
-
-def _encode_words(index: dict[str, int], lowercase: bool, text: str) -> np.ndarray:
-    """Ids of the words of `text`, each '\n' as `<eos>`, as uint32."""
-    units = WORDS_AND_LINE_ENDS.findall(text.lower() if lowercase else text)
-    get = index.get
-    return np.fromiter((get(u, UNK_ID) for u in units), dtype=np.uint32, count=len(units))
 
 
 def default_cache_root(corpus: list[Path]) -> Path:
@@ -130,6 +118,17 @@ def corpus_signature(files: list[Path]) -> list[dict[str, Any]]:
 
 def _key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()[:20]
+
+
+def data_fingerprint(pieces: Iterable[np.ndarray]) -> str:
+    """A short hash of a stream of ids given in pieces, to check that a resumed run reads the same data.
+
+    sha256 of the ids as int32 bytes, in order: the same however the stream is cut into pieces.
+    """
+    digest = hashlib.sha256()
+    for piece in pieces:
+        digest.update(np.asarray(piece).astype(np.int32).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -215,38 +214,6 @@ def build_vocabulary(
     return cls.from_counts(counts, config)
 
 
-def _encoder(tokenizer: Tokenizer) -> Callable[[str], np.ndarray]:
-    """A function from a piece of whole lines to its ids (each '\n' as `<eos>`), as uint32."""
-    if isinstance(tokenizer, CharTokenizer):
-        table = np.full(0x110000, UNK_ID, dtype=np.uint32)  # code point -> id
-        for index, unit in enumerate(tokenizer.units):
-            if len(unit) == 1 and index >= len(SPECIALS):
-                table[ord(unit)] = index
-        table[ord("\n")] = EOS_ID
-
-        def encode_chars(text: str) -> np.ndarray:
-            if tokenizer.lowercase:
-                text = text.lower()
-            return table[np.frombuffer(text.encode("utf-32-le"), dtype="<u4")]
-
-        return encode_chars
-
-    if isinstance(tokenizer, WordTokenizer):  # a module-level function: worker processes can run it
-        return functools.partial(_encode_words, {**tokenizer.index, "\n": EOS_ID}, tokenizer.lowercase)
-
-    def encode_lines(text: str) -> np.ndarray:
-        lines = text.split("\n")
-        if text.endswith("\n"):
-            lines.pop()
-        ids: list[int] = []
-        for line in lines:
-            ids.extend(tokenizer.encode_line(line))
-            ids.append(EOS_ID)
-        return np.asarray(ids, dtype=np.uint32)
-
-    return encode_lines
-
-
 def encode_files(
     files: list[Path],
     tokenizer: Tokenizer,
@@ -257,7 +224,7 @@ def encode_files(
 ) -> dict[str, Any]:
     """Write the ids of `files` into `folder`/tokens.bin and return its header (not yet written)."""
     dtype = token_dtype(tokenizer.vocab_size)
-    encode = _encoder(tokenizer)
+    encode = tokenizer.bulk_encoder()
     meter = _Meter("tokens", total_bytes(files), progress)
     per_file = []
     temp = folder / f"{TOKENS_FILE}.{os.getpid()}.tmp"
@@ -274,7 +241,7 @@ def encode_files(
                     yield text
 
             for number, ids in enumerate(_in_order(encode, pieces(), workers)):
-                if not isinstance(tokenizer, SubwordTokenizer) and not ends[number]:
+                if not ends[number]:
                     ids = np.append(ids, np.uint32(EOS_ID))  # the file's last line has no newline
                 ids.astype(dtype).tofile(out)
                 count += len(ids)

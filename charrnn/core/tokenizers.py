@@ -1,7 +1,7 @@
 """Char, word and sentencepiece-subword tokenizers behind one interface.
 
-Every tokenizer reserves three ids: `<pad>` = 0 (batch padding, never predicted),
-`<unk>` = 1 (any unit outside the vocabulary) and `<eos>` = 2 (the end of every line).
+Every tokenizer reserves three ids (`charrnn.core.special_tokens`): `<pad>` = 0 (batch padding,
+never predicted), `<unk>` = 1 (any unit outside the vocabulary) and `<eos>` = 2 (the end of every line).
 A corpus is a sequence of lines; each line becomes its tokens followed by `<eos>`, so a
 model learns where sentences end, and the first token of a line is conditioned on the
 `<eos>` before it ("start of sentence" needs no extra token).
@@ -9,19 +9,19 @@ model learns where sentences end, and the first token of a line is conditioned o
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+
+import numpy as np
 
 from charrnn.core.config import TokenizerConfig
 from charrnn.core.errors import CharRNNError
-
-PAD, UNK, EOS = "<pad>", "<unk>", "<eos>"
-PAD_ID, UNK_ID, EOS_ID = 0, 1, 2
-SPECIALS = (PAD, UNK, EOS)
+from charrnn.core.special_tokens import EOS, EOS_ID, PAD, PAD_ID, SPECIALS, UNK, UNK_ID
 
 TOKENIZER_JSON = "tokenizer.json"
 SENTENCEPIECE_MODEL = "tokenizer.model"
@@ -29,6 +29,7 @@ SENTENCEPIECE_MODEL = "tokenizer.model"
 # Word level: a literal "<unk>" (as in WikiText), words (letters/digits joined by inner
 # apostrophes or hyphens: "don't", "well-known"), or any other single non-space character.
 WORD_PATTERN = re.compile(r"<unk>|\w+(?:['’\-]\w+)*|[^\w\s]")
+WORDS_AND_LINE_ENDS = re.compile(WORD_PATTERN.pattern + r"|\n")  # words, and line ends (as <eos>)
 NO_SPACE_BEFORE = frozenset(".,;:!?)]}%'’”»…")
 NO_SPACE_AFTER = frozenset("([{“«$")
 
@@ -78,6 +79,18 @@ class Tokenizer(ABC):
                 ids.append(EOS_ID)
             ids.extend(self.encode_line(line))
         return ids
+
+    def bulk_encoder(self) -> Callable[[str], np.ndarray]:
+        """A function doing what `encode` does to a large piece of text, as uint32 ids (token caches use it).
+
+        Each line break becomes `<eos>`. This default encodes line by line; char and word level have
+        faster ones.
+        """
+
+        def encode_text(text: str) -> np.ndarray:
+            return np.asarray(self.encode(text), dtype=np.uint32)
+
+        return encode_text
 
     def encode_corpus(self, text: str) -> list[int]:
         """Ids of a corpus: every line's ids followed by `<eos>`."""
@@ -178,6 +191,21 @@ class CharTokenizer(VocabTokenizer):
     def split(self, line: str) -> list[str]:
         return list(line)
 
+    def bulk_encoder(self) -> Callable[[str], np.ndarray]:
+        """`encode` as one table look-up per character (code point -> id)."""
+        table = np.full(0x110000, UNK_ID, dtype=np.uint32)
+        for index, unit in enumerate(self.units):
+            if len(unit) == 1 and index >= len(SPECIALS):
+                table[ord(unit)] = index
+        table[ord("\n")] = EOS_ID
+
+        def encode_chars(text: str) -> np.ndarray:
+            if self.lowercase:
+                text = text.lower()
+            return table[np.frombuffer(text.encode("utf-32-le"), dtype="<u4")]
+
+        return encode_chars
+
     def _piece(self, token_id: int, previous: int | None) -> str:
         return self.units[token_id]
 
@@ -190,11 +218,22 @@ class WordTokenizer(VocabTokenizer):
     def split(self, line: str) -> list[str]:
         return WORD_PATTERN.findall(line)
 
+    def bulk_encoder(self) -> Callable[[str], np.ndarray]:
+        """`encode` as one regular-expression pass over the text; a module-level function, so worker processes can run it."""
+        return functools.partial(_encode_words, {**self.index, "\n": EOS_ID}, self.lowercase)
+
     def _piece(self, token_id: int, previous: int | None) -> str:
         word = self.units[token_id]
         if previous is None or word in NO_SPACE_BEFORE or self.units[previous] in NO_SPACE_AFTER:
             return word
         return " " + word
+
+
+def _encode_words(index: dict[str, int], lowercase: bool, text: str) -> np.ndarray:
+    """Ids of the words of `text`, each '\n' as `<eos>`, as uint32."""
+    units = WORDS_AND_LINE_ENDS.findall(text.lower() if lowercase else text)
+    get = index.get
+    return np.fromiter((get(u, UNK_ID) for u in units), dtype=np.uint32, count=len(units))
 
 
 class SubwordTokenizer(Tokenizer):

@@ -15,7 +15,8 @@ import torch
 
 from charrnn.core.errors import CharRNNError
 from charrnn.core.recurrent import state_tensors
-from charrnn.core.tokenizers import EOS_ID, Tokenizer
+from charrnn.core.special_tokens import EOS_ID
+from charrnn.core.tokenizers import Tokenizer
 from charrnn.lm.model import LanguageModel
 
 PATTERNS = ("quotes", "brackets", "line_position", "after_space")

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from charrnn import __version__
 from charrnn.core.config import CELLS, RunConfigBase, TokenizerConfig, TrainConfig, at_least, choice
 from charrnn.core.errors import CharRNNError
 from charrnn.core.options import option
-from charrnn.core.rundir import FORMAT_VERSION
+from charrnn.core.version import FORMAT_VERSION, __version__
 
 SOFTMAXES = ("full", "adaptive")
 MAX_UNITS = 65_536  # embed/hidden beyond this are typos, not models (and would allocate without bound)

@@ -21,7 +21,8 @@ import torch
 
 from charrnn.core.errors import CharRNNError
 from charrnn.core.scoring import check_oov
-from charrnn.core.tokenizers import UNK_ID, Tokenizer
+from charrnn.core.special_tokens import UNK_ID
+from charrnn.core.tokenizers import Tokenizer
 from charrnn.lm.model import LanguageModel
 from charrnn.lm.truncated_bptt import StreamBatches, encode_ids, validation_batch_size
 

@@ -20,7 +20,7 @@ of the memory map without copying the corpus.
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,13 +71,10 @@ class TokenView:
             start, segment = end, segment + 1
         return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
 
-    def fingerprint(self) -> str:
-        """sha256 of the ids as int32 bytes (the data hash of runs made before token caches)."""
-        digest = hashlib.sha256()
-        step = 1 << 22
-        for start in range(0, len(self), step):
-            digest.update(self.read(start, min(start + step, len(self))).astype(np.int32).tobytes())
-        return digest.hexdigest()[:16]
+    def pieces(self, size: int = 1 << 22) -> Iterator[np.ndarray]:
+        """The view's ids in order, `size` at a time (for hashing a long stream in bounded memory)."""
+        for start in range(0, len(self), size):
+            yield self.read(start, min(start + size, len(self)))
 
 
 def block_size(n_tokens: int, every: int, bptt: int) -> int:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from charrnn.core.recurrent import RecurrentCore, State
-from charrnn.core.tokenizers import PAD_ID
+from charrnn.core.special_tokens import PAD_ID
 from charrnn.lm.config import ModelConfig
 
 

@@ -12,8 +12,9 @@ from charrnn.core.loaded_run import LoadedRun
 from charrnn.core.runtime import scoring_autocast
 from charrnn.core.sampling import SampleSettings
 from charrnn.core.scoring import SentenceScore
+from charrnn.core.special_tokens import EOS_ID
 from charrnn.core.text import read_text
-from charrnn.core.tokenizers import EOS_ID, SENTENCEPIECE_MODEL, TOKENIZER_JSON, Tokenizer
+from charrnn.core.tokenizers import SENTENCEPIECE_MODEL, TOKENIZER_JSON, Tokenizer
 from charrnn.lm.config import RunConfig
 from charrnn.lm.evaluation import FileEvaluation, evaluate_text
 from charrnn.lm.model import LanguageModel

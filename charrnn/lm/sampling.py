@@ -16,7 +16,8 @@ import torch
 
 from charrnn.core.errors import CharRNNError
 from charrnn.core.sampling import SampleSettings, choose_tokens
-from charrnn.core.tokenizers import EOS_ID, UNK_ID, Tokenizer
+from charrnn.core.special_tokens import EOS_ID, UNK_ID
+from charrnn.core.tokenizers import Tokenizer
 from charrnn.lm.model import LanguageModel
 
 

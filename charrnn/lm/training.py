@@ -8,11 +8,11 @@ tokenizer, encode the text into a memory-mapped token cache (`charrnn.core.token
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from charrnn.core import engine, memory, rundir
@@ -20,18 +20,20 @@ from charrnn.core.corpus import expand_corpus, has_text
 from charrnn.core.errors import CharRNNError
 from charrnn.core.state import Reporter, TrainResult
 from charrnn.core.text import check_encoding
-from charrnn.core.token_cache import Progress, TokenFile, cached_tokenizer, cached_tokens, default_cache_root
+from charrnn.core.token_cache import (
+    Progress,
+    TokenFile,
+    cached_tokenizer,
+    cached_tokens,
+    data_fingerprint,
+    default_cache_root,
+)
 from charrnn.core.tokenizers import Tokenizer
 from charrnn.lm.config import RunConfig
 from charrnn.lm.heldout import TokenView, split_blocks, split_tail
 from charrnn.lm.model import LanguageModel
 from charrnn.lm.run import read_config
 from charrnn.lm.truncated_bptt import StreamBatches, TruncatedBPTTTask, validation_batch_size
-
-
-def fingerprint(ids: torch.Tensor) -> str:
-    """A short hash of a token stream, to check that a resumed run reads the same data."""
-    return hashlib.sha256(ids.numpy().tobytes()).hexdigest()[:16]
 
 
 @dataclass
@@ -144,7 +146,7 @@ class LanguageModelRecipe:
             train_view, val_view, block = split_blocks(ids, cfg.val_fraction, cfg.bptt)
             data_hash = _hash(corpus.key, "blocks", cfg.val_fraction, block)
         if cfg.val_split == "tail":  # runs made before token caches hashed every id, in order
-            data_hash = _concat_fingerprint(train_view, val_view)
+            data_hash = data_fingerprint(itertools.chain(train_view.pieces(), val_view.pieces()))
         train_batches = StreamBatches.from_ids(train_view, cfg.batch_size, cfg.bptt)
         val_batch = validation_batch_size(len(val_view), cfg.batch_size, cfg.bptt)
         val_batches = StreamBatches.from_ids(val_view, val_batch, cfg.bptt, full_chunk=False)
@@ -176,16 +178,6 @@ class LanguageModelRecipe:
 
 def _hash(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode("utf-8")).hexdigest()[:16]
-
-
-def _concat_fingerprint(train: TokenView, val: TokenView) -> str:
-    """`fingerprint` of the training ids followed by the validation ids, read in slices."""
-    digest = hashlib.sha256()
-    step = 1 << 22
-    for view in (train, val):
-        for start in range(0, len(view), step):
-            digest.update(view.read(start, min(start + step, len(view))).astype(np.int32).tobytes())
-    return digest.hexdigest()[:16]
 
 
 def train_language_model(config: RunConfig, run_dir: str | Path, **session: Any) -> TrainResult:

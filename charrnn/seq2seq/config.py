@@ -9,11 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from charrnn import __version__
 from charrnn.core.config import CELLS, RunConfigBase, TokenizerConfig, TrainConfig, at_least, choice
 from charrnn.core.errors import CharRNNError
 from charrnn.core.options import option
-from charrnn.core.rundir import FORMAT_VERSION
+from charrnn.core.version import FORMAT_VERSION, __version__
 
 ATTENTIONS = ("none", "bahdanau", "luong-dot", "luong-general")
 CONTEXTS = ("init", "input")

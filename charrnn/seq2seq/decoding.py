@@ -10,9 +10,9 @@ length limit) and returns the finished one with the best length-normalised score
 logprob / length ** alpha (`length_penalty` alpha; 0 ranks by raw log-probability, which favours
 short outputs). With K = 1 it is exactly greedy decoding.
 
-`beam_search` decodes one sentence and is kept as the reference; `batched_beam_search` runs the same
-search for many sentences at once, as one decoder batch of sentences x K rows, and returns the same
-hypotheses (tests compare the two).
+`batched_beam_search` runs the search for many sentences at once, as one decoder batch of sentences x K
+rows; `expand_beam` is one sentence's step of it. The one-sentence search in tests/beam_oracle.py takes
+the same steps one sentence at a time: the tests (and bench/beam.py) check that both find the same hypotheses.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from charrnn.core.errors import CharRNNError
 from charrnn.core.recurrent import select_state
 from charrnn.core.sampling import SampleSettings, choose_tokens, never_emitted
 from charrnn.core.scoring import pad_sequences
-from charrnn.core.tokenizers import EOS_ID, Tokenizer
+from charrnn.core.special_tokens import EOS_ID
+from charrnn.core.tokenizers import Tokenizer
 from charrnn.seq2seq.model import Seq2Seq
 from charrnn.seq2seq.pairs import encode_source
 
@@ -144,63 +145,50 @@ def greedy_search(
     return results  # type: ignore[return-value]
 
 
-@torch.inference_mode()
-def beam_search(
-    model: Seq2Seq, source: list[int], settings: TranslateSettings, with_attention: bool = False
-) -> list[Hypothesis]:
-    """Beam search for one source; hypotheses best first by length-normalised score."""
-    model.eval()
-    device = next(model.parameters()).device
-    k, alpha = settings.beam, settings.length_penalty
-    memory = model.encode(torch.tensor([source], device=device), torch.tensor([len(source)]))
-    state = memory.init_state
-    alive: list[Hypothesis] = [Hypothesis([], 0.0, False, [] if with_attention else None)]
-    alive_logprob = torch.zeros(1, dtype=torch.float64, device=device)
-    tokens = torch.full((1,), EOS_ID, dtype=torch.long, device=device)
-    done: list[Hypothesis] = []
-    for step in range(settings.limit(len(source))):
-        beam_memory = memory.select(torch.zeros(len(alive), dtype=torch.long, device=device))
-        log_probs, state, weights = model.decode_step(tokens, state, beam_memory)  # (alive, vocab)
-        candidates = alive_logprob.unsqueeze(1) + never_emitted(log_probs).double()
-        vocab = candidates.shape[1]
-        top = torch.topk(candidates.flatten(), min(2 * k, candidates.numel()))
-        keep_rows, keep_tokens, keep_hyps = [], [], []
-        for rank, (total, flat) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True)):
-            if total == -math.inf:
-                break
-            row, token = divmod(flat, vocab)
-            parent = alive[row]
-            attn = None
-            if parent.attention is not None and weights is not None:
-                attn = parent.attention + [weights[row].tolist()]
-            if token == EOS_ID:
-                if rank < k:
-                    done.append(Hypothesis(list(parent.ids), total, True, attn))
-                continue
-            keep_rows.append(row)
-            keep_tokens.append(token)
-            keep_hyps.append(Hypothesis(parent.ids + [token], total, False, attn))
-            if len(keep_hyps) == k:
-                break
-        if len(done) >= k or not keep_hyps:
+def expand_beam(
+    alive: list[Hypothesis],
+    totals: list[float],
+    flat: list[int],
+    vocab: int,
+    k: int,
+    weights: torch.Tensor | None,
+    done: list[Hypothesis],
+) -> tuple[list[int], list[int], list[Hypothesis]]:
+    """One beam-search step for one sentence, from its best candidates in order.
+
+    Candidate i extends hypothesis `alive[slot]` by `token` (flat[i] = slot * vocab + token) with total
+    log-probability totals[i]. One that ends in `<eos>` among the K best finishes its hypothesis (appended
+    to `done`); the others are kept until K are. `weights` (slots, source tokens) is this step's attention,
+    recorded when the hypotheses carry theirs. Returns the kept hypotheses' parent slots, tokens and hypotheses.
+    """
+    slots: list[int] = []
+    tokens: list[int] = []
+    kept: list[Hypothesis] = []
+    for rank, (total, index) in enumerate(zip(totals, flat, strict=True)):
+        if total == -math.inf:
             break
-        if step + 1 == settings.limit(len(source)):
-            alive = keep_hyps
+        slot, token = divmod(index, vocab)
+        parent = alive[slot]
+        attn = None
+        if parent.attention is not None and weights is not None:
+            attn = parent.attention + [weights[slot].tolist()]
+        if token == EOS_ID:
+            if rank < k:
+                done.append(Hypothesis(list(parent.ids), total, True, attn))
+            continue
+        slots.append(slot)
+        tokens.append(token)
+        kept.append(Hypothesis(parent.ids + [token], total, False, attn))
+        if len(kept) == k:
             break
-        rows = torch.tensor(keep_rows, dtype=torch.long, device=device)
-        state = select_state(state, rows)
-        tokens = torch.tensor(keep_tokens, dtype=torch.long, device=device)
-        alive = keep_hyps
-        alive_logprob = torch.tensor([h.logprob for h in alive], dtype=torch.float64, device=device)
-    pool = done if done else alive
-    return sorted(pool, key=lambda h: -h.score(alpha))
+    return slots, tokens, kept
 
 
 @torch.inference_mode()
 def batched_beam_search(
     model: Seq2Seq, sources: list[list[int]], settings: TranslateSettings, with_attention: bool = False
 ) -> list[list[Hypothesis]]:
-    """Beam search for many sources at once, as `beam_search` does each; per source, hypotheses best first."""
+    """Beam search for many sources at once; per source, hypotheses best first by length-normalised score."""
     model.eval()
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     results: list[list[Hypothesis]] = [[] for _ in sources]
@@ -241,28 +229,13 @@ def _beam_batch(
         next_tokens: list[int] = []
         next_logprob: list[list[float]] = []
         still: list[int] = []
+        attention = weights if with_attention else None  # (rows, source tokens) or None
         for position, (s, values, indices) in enumerate(
             zip(searching, top.values.tolist(), top.indices.tolist(), strict=True)
         ):
-            keep_rows, keep_tokens, keep_hyps = [], [], []
-            for rank, (total, flat) in enumerate(zip(values, indices, strict=True)):
-                if total == -math.inf:
-                    break
-                slot, token = divmod(flat, vocab)
-                row = position * k + slot
-                parent = alive[s][slot]
-                attn = None
-                if parent.attention is not None and weights is not None:
-                    attn = parent.attention + [weights[row, : len(batch[s])].tolist()]
-                if token == EOS_ID:
-                    if rank < k:
-                        done[s].append(Hypothesis(list(parent.ids), total, True, attn))
-                    continue
-                keep_rows.append(row)
-                keep_tokens.append(token)
-                keep_hyps.append(Hypothesis(parent.ids + [token], total, False, attn))
-                if len(keep_hyps) == k:
-                    break
+            own = None if attention is None else attention[position * k : (position + 1) * k, : len(batch[s])]
+            keep_slots, keep_tokens, keep_hyps = expand_beam(alive[s], values, indices, vocab, k, own, done[s])
+            keep_rows = [position * k + slot for slot in keep_slots]
             if len(done[s]) >= k or not keep_hyps:
                 continue
             alive[s] = keep_hyps

@@ -27,7 +27,7 @@ from torch import nn
 
 from charrnn.core.errors import CharRNNError
 from charrnn.core.recurrent import RecurrentCore, State, state_from_tensors, state_tensors
-from charrnn.core.tokenizers import PAD_ID
+from charrnn.core.special_tokens import PAD_ID
 from charrnn.seq2seq.attention import Attention, Memory
 from charrnn.seq2seq.config import Seq2SeqConfig
 

@@ -19,8 +19,9 @@ import torch
 
 from charrnn.core.errors import CharRNNError
 from charrnn.core.scoring import pad_sequences, teacher_inputs
+from charrnn.core.special_tokens import EOS_ID, PAD_ID
 from charrnn.core.text import read_text
-from charrnn.core.tokenizers import EOS_ID, PAD_ID, Tokenizer, split_lines
+from charrnn.core.tokenizers import Tokenizer, split_lines
 
 MAX_REPORTED_LINES = 5
 

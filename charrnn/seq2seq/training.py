@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from charrnn.core import distributed, engine, memory, rundir
 from charrnn.core.errors import CharRNNError
 from charrnn.core.state import Reporter, TrainResult, TrainState
+from charrnn.core.token_cache import data_fingerprint
 from charrnn.core.tokenizers import Tokenizer, build_tokenizer
-from charrnn.lm.training import fingerprint
 from charrnn.seq2seq.config import Seq2SeqRunConfig, Seq2SeqTrainConfig
 from charrnn.seq2seq.model import Seq2Seq
 from charrnn.seq2seq.pairs import EncodedPairs, PairBatches, PairCorpus, encode_pairs, make_batch, read_pairs
@@ -68,7 +69,7 @@ def pairs_fingerprint(*parts: EncodedPairs) -> str:
     for encoded in parts:
         for source, target in zip(encoded.sources, encoded.targets, strict=True):
             flat += source + [-1] + target + [-2]
-    return fingerprint(torch.tensor(flat, dtype=torch.int32))
+    return data_fingerprint([np.asarray(flat, dtype=np.int32)])
 
 
 @torch.inference_mode()

@@ -23,7 +23,8 @@ from torch import nn
 
 from charrnn.core import rundir
 from charrnn.core.errors import CharRNNError
-from charrnn.core.tokenizers import EOS_ID, PAD_ID, SENTENCEPIECE_MODEL, UNK_ID, Tokenizer
+from charrnn.core.special_tokens import EOS_ID, PAD_ID, UNK_ID
+from charrnn.core.tokenizers import SENTENCEPIECE_MODEL, Tokenizer
 from charrnn.lm.model import LanguageModel
 
 INSTALL_HINT = "ONNX export needs onnx: pip install 'charrnn[onnx]' (or pip install onnx onnxruntime)"
