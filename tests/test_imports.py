@@ -89,9 +89,43 @@ def test_core_imports_nothing_above_it() -> None:
         assert not above, f"{module_name(path)} imports {sorted(above)}"
 
 
-def test_the_cli_modules_import_each_other_without_cycles() -> None:
-    cli = {module_name(p): p for p in (PACKAGE / "cli").glob("*.py")}
-    edges = {name: {m for m in imports_of(path) if m in cli and m != name} for name, path in cli.items()}
+# The layers, lowest first: a module may import its own layer and those below it. The model packages
+# (one per kind of model, and the lessons) share a layer but never import each other.
+LAYERS = {"core": 0, "lm": 1, "seq2seq": 1, "labelled": 1, "lessons": 1, "kinds": 2, "api": 3, "serve": 4, "cli": 5}
+MODEL_PACKAGES = {name for name, layer in LAYERS.items() if layer == 1}
+
+
+def layer_of(module: str) -> str:
+    """The layer name of a charrnn module: its subpackage or top-level module (the front door is on top)."""
+    parts = module.split(".")
+    return "front door" if len(parts) == 1 or parts[1] == "__main__" else parts[1]
+
+
+def package_modules() -> dict[str, Path]:
+    return {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def test_every_module_has_a_layer() -> None:
+    unknown = {layer_of(m) for m in package_modules()} - set(LAYERS) - {"front door"}
+    assert not unknown, f"place {sorted(unknown)} in LAYERS"
+
+
+def test_no_module_imports_a_layer_above_it_or_another_model_package() -> None:
+    for name, path in package_modules().items():
+        own = layer_of(name)
+        if own == "front door":
+            continue
+        for target in imports_of(path):
+            other = layer_of(target)
+            assert other != "front door", f"{name} imports the package front door; import the module itself"
+            assert LAYERS[other] <= LAYERS[own], f"{name} imports {target}, a layer above it"
+            if own in MODEL_PACKAGES and other in MODEL_PACKAGES:
+                assert other == own, f"{name} imports {target}: model packages share only core"
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    modules = package_modules()
+    edges = {name: {m for m in imports_of(path) if m in modules and m != name} for name, path in modules.items()}
     done: set[str] = set()
 
     def visit(name: str, path: tuple[str, ...]) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from charrnn.cli.display import err_console
+from charrnn.cli.display import err_console, load_run
 from charrnn.core.errors import CharRNNError
 
 
@@ -22,12 +22,11 @@ def export(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not list the files written."),
 ) -> None:
     """Export a language model to ONNX: a sequence model, a single-step model and a JSON tokenizer sidecar."""
-    import charrnn
     from charrnn.lm.export import export_onnx
 
     if fmt != "onnx":
         raise CharRNNError(f"--format must be onnx, got {fmt!r}.")
-    run = charrnn.load(run_dir)
+    run = load_run(run_dir, "cpu", None, "lm")
     written = export_onnx(run, out if out is not None else Path(f"{Path(run_dir).resolve().name}.onnx"))
     if not quiet:
         for path in written:

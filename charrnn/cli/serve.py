@@ -34,7 +34,7 @@ def serve(
     except ImportError:
         raise CharRNNError(INSTALL_HINT) from None
 
-    import charrnn
+    from charrnn import kinds
 
     if not 1 <= port <= 65535:
         raise CharRNNError(f"--port must be between 1 and 65535, got {port}.")
@@ -42,7 +42,7 @@ def serve(
         raise CharRNNError("--max-length and --max-text must be at least 1.")
     runs = {}
     for name, run_dir in zip(run_names(run_dirs), run_dirs, strict=True):
-        run = charrnn.load(run_dir, device)
+        run = kinds.load(run_dir, device)
         if run.note:
             err_console().print(f"[yellow]note: {run_dir}: {run.note}[/]", highlight=False)
         runs[name] = run

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -39,9 +39,7 @@ from charrnn.core.optim import grad_scaler, learning_rate, update_plateau
 from charrnn.core.resume import load_resume_state, save_resume_state
 from charrnn.core.runtime import autocast
 from charrnn.core.state import Reporter, TrainResult, TrainState
-
-if TYPE_CHECKING:
-    from charrnn.core.engine import Task
+from charrnn.core.task import Task
 
 World = distributed.World
 

@@ -26,6 +26,7 @@ from charrnn.core.errors import CharRNNError
 from charrnn.core.special_tokens import EOS_ID, PAD_ID, UNK_ID
 from charrnn.core.tokenizers import SENTENCEPIECE_MODEL, Tokenizer
 from charrnn.lm.model import LanguageModel
+from charrnn.lm.run import LanguageModelRun
 
 INSTALL_HINT = "ONNX export needs onnx: pip install 'charrnn[onnx]' (or pip install onnx onnxruntime)"
 OPSET = 17
@@ -71,14 +72,14 @@ def sidecar(tokenizer: Tokenizer, model: LanguageModel, level: str) -> dict[str,
     }
 
 
-def export_onnx(run: Any, out: str | Path) -> list[Path]:
+def export_onnx(run: LanguageModelRun, out: str | Path) -> list[Path]:
     """Write the sequence model to `out`, the step model and the tokenizer sidecar beside it; the paths written."""
     try:
         import onnx  # noqa: F401  (torch's exporter needs it)
     except ImportError:
         raise CharRNNError(INSTALL_HINT) from None
-    if getattr(run, "kind", None) != "lm":
-        raise CharRNNError("ONNX export is for language-model runs; seq2seq export is not supported yet.")
+    if not isinstance(run, LanguageModelRun):
+        raise CharRNNError("ONNX export is for language-model runs; other kinds cannot be exported yet.")
     model: LanguageModel = run.model
     if model.config.softmax != "full":
         raise CharRNNError("ONNX export supports the full softmax only; this run uses --softmax adaptive.")
