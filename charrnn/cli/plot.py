@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 from charrnn.core import rundir
 from charrnn.core.errors import CharRNNError
@@ -52,13 +53,7 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, x: str = "step") -> P
         raise CharRNNError(f"--x must be step or time, got {x!r}.")
     if not run_dirs:
         raise CharRNNError("Give at least one run directory to plot.")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only: never open a window
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise CharRNNError(INSTALL_HINT) from None
+    plt = pyplot()
     paths = [Path(p) for p in run_dirs]
     levels = [run_facts(p, CONFIG_CLASSES)["level"] for p in paths]  # also checks each is a run directory
     metrics = [rundir.read_metrics(p) for p in paths]
@@ -89,6 +84,23 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, x: str = "step") -> P
     axes.set_title("training and validation loss")
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize="small")
+    return save_png(plt, figure, out)
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot drawing to files only, or a one-line error saying how to install it."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: never open a window
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise CharRNNError(INSTALL_HINT) from None
+    return plt
+
+
+def save_png(plt: Any, figure: Any, out: str | Path) -> Path:
+    """Write `figure` to the PNG `out` (a one-line error when it cannot) and close it."""
     figure.tight_layout()
     out = Path(out)
     try:
@@ -98,3 +110,35 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, x: str = "step") -> P
     finally:
         plt.close(figure)
     return out
+
+
+def plot_gradient_flows(flows: list[Any], out: str | Path) -> Path:
+    """Draw ‖∂L_t/∂h_{t−k}‖ against k (log scale) for each `GradientFlow` and layer; write a PNG.
+
+    One colour per flow; the top layer solid, lower layers dashed; a dot marks each memory horizon
+    (where the curve falls below 1% of its value at k = 0).
+    """
+    plt = pyplot()
+    figure, axes = plt.subplots(figsize=FIGURE_SIZE, dpi=DPI)
+    for index, flow in enumerate(flows):
+        color = f"C{index % 10}"
+        layers = len(flow.hidden)
+        for layer, curve in enumerate(flow.hidden):
+            top = layer == layers - 1
+            name = flow.label or flow.cell
+            label = name if layers == 1 else f"{name} layer {layer + 1}"
+            points = [(k, v) for k, v in enumerate(curve) if v > 0 and math.isfinite(v)]
+            if not points:
+                continue
+            axes.plot(*zip(*points, strict=True), color=color, linewidth=2.0 if top else 1.0,
+                      linestyle="-" if top else "--", label=label)  # fmt: skip
+            horizon = flow.memory_horizons[layer]
+            if horizon is not None and curve[horizon] > 0:
+                axes.plot([horizon], [curve[horizon]], marker="o", color=color, markersize=5)
+    axes.set_yscale("log")
+    axes.set_xlabel("distance k (tokens back)")
+    axes.set_ylabel("mean ‖∂L_t / ∂h_{t−k}‖")
+    axes.set_title("gradient of the loss with respect to the hidden state k steps earlier")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize="small")
+    return save_png(plt, figure, out)
