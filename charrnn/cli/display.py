@@ -31,6 +31,14 @@ def loss_summary(loss: float | None, level: str) -> str:
     return f"{loss:.4f} (ppl {math.exp(min(loss, 50)):.1f})"
 
 
+def clipped_text(share: float | None) -> str:
+    """The share of steps whose gradient norm was clipped: "clipped 12% of steps" ("-" before any step)."""
+    if share is None:
+        return "-"
+    shown = f"{100 * share:.0f}" if share == 0 or share >= 0.01 else f"{100 * share:.1g}"
+    return f"clipped {shown}% of steps"
+
+
 def format_seconds(seconds: float) -> str:
     seconds = max(int(seconds), 0)
     hours, rest = divmod(seconds, 3600)
@@ -260,6 +268,7 @@ def report_training(
         ("steps", f"{result.steps:,} ({result.epochs:.2f} epochs)"),
         ("best validation", loss_summary(result.best_val_loss, result.level)),
         ("last validation", loss_summary(result.last_val_loss, result.level)),
+        ("gradient norm", clipped_text(result.clipped_share)),
         ("speed", f"{result.tokens_per_second:,.0f} {speed_unit}"),
         ("time", format_seconds(result.seconds)),
         ("stopped by", stopped_by),

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from charrnn.cli.common import OOV_HELP, OOV_LOGPROB_HELP
-from charrnn.cli.display import err_console, format_seconds, load_run, summary_table
+from charrnn.cli.display import clipped_text, err_console, format_seconds, load_run, summary_table
 
 
 def register(app: typer.Typer) -> None:
@@ -72,6 +72,7 @@ def info_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
         ("time trained", format_seconds(seconds) if isinstance(seconds, int | float) else "-"),
         ("best validation", _loss(facts["best_val_loss"], level)),
         ("last validation", _loss(facts["last_val_loss"], level)),
+        ("gradient norm", clipped_text(facts["clipped_share"])),
         ("device / precision", f"{facts['device']} / {facts['precision']}"),
         ("charrnn version", str(facts["charrnn_version"])),
         ("corpus", str(facts["corpus"] or "-")),
@@ -189,9 +190,12 @@ def plot(
     run_dirs: list[Path] = typer.Argument(..., help="One or more run directories, overlaid."),
     out: Path = typer.Option(Path("curves.png"), "--out", "-o", help="PNG file to write."),
     x: str = typer.Option("step", "--x", help="Horizontal axis: step or time (training time)."),
+    grad_norm: bool = typer.Option(
+        False, "--grad-norm", help="Add a panel of the gradient norm before clipping (mean and max per window)."
+    ),
 ) -> None:
     """Plot training and validation loss of runs to a PNG (needs matplotlib: pip install 'charrnn\\[plot]')."""
     from charrnn.cli.plot import plot_runs
 
-    written = plot_runs(run_dirs, out, x)
+    written = plot_runs(run_dirs, out, x, grad_norm)
     err_console().print(f"wrote {written}", highlight=False)

@@ -47,8 +47,12 @@ def _labels(run_dirs: list[Path]) -> list[str]:
     return [name if names.count(name) == 1 else str(path) for name, path in zip(names, run_dirs, strict=True)]
 
 
-def plot_runs(run_dirs: list[str | Path], out: str | Path, x: str = "step") -> Path:
-    """Draw training (thin) and validation (thick, dots) loss of each run against steps or time; write a PNG."""
+def plot_runs(run_dirs: list[str | Path], out: str | Path, x: str = "step", grad_norm: bool = False) -> Path:
+    """Draw training (thin) and validation (thick, dots) loss of each run against steps or time; write a PNG.
+
+    With `grad_norm`, a second panel below shows each logging window's mean (solid) and largest
+    (thin) gradient norm before clipping, on a log scale, with the run's --clip threshold dotted.
+    """
     if x not in ("step", "time"):
         raise CharRNNError(f"--x must be step or time, got {x!r}.")
     if not run_dirs:
@@ -59,7 +63,12 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, x: str = "step") -> P
     metrics = [rundir.read_metrics(p) for p in paths]
     elapsed = [r["elapsed"] for rs in metrics for r in rs if isinstance(r.get("elapsed"), int | float)]
     unit, seconds = time_unit(max(elapsed, default=0.0))
-    figure, axes = plt.subplots(figsize=FIGURE_SIZE, dpi=DPI)
+    if grad_norm:
+        figure, (axes, norms) = plt.subplots(
+            2, 1, sharex=True, figsize=(FIGURE_SIZE[0], FIGURE_SIZE[1] * 1.4), dpi=DPI, height_ratios=(2, 1)
+        )
+    else:
+        figure, axes = plt.subplots(figsize=FIGURE_SIZE, dpi=DPI)
     plotted = 0
     for index, (records, label) in enumerate(zip(metrics, _labels(paths), strict=True)):
         color = f"C{index % 10}"
@@ -75,8 +84,13 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, x: str = "step") -> P
     if not plotted:
         plt.close(figure)
         raise CharRNNError(f"No losses logged yet in {', '.join(map(str, paths))} (metrics.jsonl is empty).")
-    axes.set_xlabel("training step" if x == "step" else f"training time ({unit})")
-    axes.set_ylabel("cross-entropy loss (nats/token)")
+    x_label = "training step" if x == "step" else f"training time ({unit})"
+    if grad_norm:
+        _plot_grad_norms(plt, figure, norms, paths, metrics, x, seconds)
+        norms.set_xlabel(x_label)
+    else:
+        axes.set_xlabel(x_label)
+    axes.set_ylabel("cross-entropy loss (nats/token)" if all(levels) else "loss")
     if all(level == "char" for level in levels):
         ln2 = math.log(2.0)
         right = axes.secondary_yaxis("right", functions=(lambda v: v / ln2, lambda v: v * ln2))
@@ -85,6 +99,34 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, x: str = "step") -> P
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize="small")
     return save_png(plt, figure, out)
+
+
+def _plot_grad_norms(
+    plt: Any, figure: Any, axes: Any, paths: list[Path], metrics: list[list[dict]], x: str, seconds: float
+) -> None:
+    """The gradient-norm panel of `plot_runs`: mean and max ‖g‖ per logging window, and the clip threshold."""
+    plotted = 0
+    for index, (path, records, label) in enumerate(zip(paths, metrics, _labels(paths), strict=True)):
+        color = f"C{index % 10}"
+        mean_x, mean_y = _series(records, "grad_norm_mean", x, seconds)
+        max_x, max_y = _series(records, "grad_norm_max", x, seconds)
+        if not mean_x:
+            continue
+        axes.plot(mean_x, mean_y, color=color, linewidth=1.5, label=f"{label} mean ‖g‖")
+        axes.plot(max_x, max_y, color=color, linewidth=0.8, alpha=0.5, label=f"{label} max ‖g‖")
+        clip = rundir.read_run_json(path, "plot").get("training", {}).get("clip")
+        if isinstance(clip, int | float):
+            axes.axhline(clip, color=color, linestyle=":", linewidth=1.0, label=f"{label} --clip {clip:g}")
+        plotted += 1
+    if not plotted:
+        plt.close(figure)
+        raise CharRNNError(
+            f"No gradient norms logged in {', '.join(map(str, paths))} (runs trained before charrnn logged them)."
+        )
+    axes.set_yscale("log")
+    axes.set_ylabel("gradient norm before clipping")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize="small")
 
 
 def pyplot() -> Any:

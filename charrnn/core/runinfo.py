@@ -115,6 +115,7 @@ def run_facts(run_dir: str | Path, config_classes: Mapping[str, Any]) -> dict[st
         "best_val_perplexity": measures["perplexity"],
         "last_val_loss": summary["last_val_loss"],
         "best_weights_step": summary["best_weights_step"],
+        "clipped_share": summary["clipped_share"],
         "device": training.get("device"),
         "precision": training.get("precision"),
         "charrnn_version": config.get("charrnn_version"),
