@@ -33,10 +33,12 @@ def _number(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def _loss(loss: float | None, level: str) -> str:
+def _loss(loss: float | None, level: str | None) -> str:
     """A validation loss in nats/token with bits/char (char level) or perplexity."""
     if loss is None or not math.isfinite(loss):
         return "-"
+    if level is None:  # a loss of its own kind (a lesson's squared error)
+        return f"{loss:.4f}"
     extra = (
         f"{loss / math.log(2.0):.3f} bits/char"
         if level == "char"
@@ -51,7 +53,7 @@ def info_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
     vocab_text = (
         " / ".join(_number(v) for v in vocab) + " (source / target)" if isinstance(vocab, list) else _number(vocab)
     )
-    level = facts["level"] or ""
+    level = facts["level"]
     from charrnn.kinds import KINDS
 
     kind = KINDS[facts["kind"]].title

@@ -1,4 +1,5 @@
-"""`charrnn gradients`: gradient flow through time, as a table, a sparkline, JSON or a plot (`charrnn.lessons`)."""
+"""`charrnn gradients` (gradient flow through time: a table, a sparkline, JSON or a plot) and `charrnn lesson`
+(the adding problem and the copy task, trained by the engine, with their learning curve and verdict); `charrnn.lessons`."""
 
 from __future__ import annotations
 
@@ -19,15 +20,72 @@ SHOWN_DISTANCES = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
 def register(app: typer.Typer) -> None:
-    """Add `gradients` to `app`."""
+    """Add `gradients` and `lesson` to `app`."""
+    from charrnn.cli.options import add_train_command, parameter
+
     app.command()(gradients)
+    add_train_command(
+        app,
+        "lesson",
+        parameter(
+            "task",
+            str | None,
+            typer.Argument(None, help="adding (the default) or copy; not needed with --resume."),
+        ),
+        command="lesson",
+        summary="Train a cell on a long-range task, the adding problem or the copy task, and say whether it "
+        "solved it or stayed at the no-memory baseline.",
+        default_out="checkpoints/lesson-<task>-<cell>-T<length>",
+        tables="lesson, model, training",
+        speed_unit="sequence steps/s",
+        next_step="",
+        epilogue=lesson_epilogue,
+    )
+
+
+CURVE_ROWS = 12  # evaluations shown in the learning-curve table at most
+
+
+def lesson_epilogue(result: Any) -> tuple[list[Any], dict[str, Any]]:
+    """The learning curve against the baseline and the verdict, as lines to print and as --json figures."""
+    from charrnn.lessons.run import SOLVED, STUCK_AT_BASELINE, lesson_report
+
+    report = lesson_report(result.run_dir)
+    curve = report.curve
+    table = Table(
+        title=f"{report.task} task, T = {report.length}, {report.cell}: validation against the no-memory "
+        f"baseline {report.baseline:.4f}",
+        title_justify="left",
+    )
+    for column in ("step", "loss", "loss / baseline", "solved"):
+        table.add_column(column, justify="right")
+    shown = (
+        curve
+        if len(curve) <= CURVE_ROWS
+        else [curve[round(i * (len(curve) - 1) / (CURVE_ROWS - 1))] for i in range(CURVE_ROWS)]
+    )
+    for e in shown:
+        solved = "-" if e.solved is None else f"{100 * e.solved:.0f}%"
+        table.add_row(f"{e.step:,}", f"{e.loss:.4f}", f"{e.loss / report.baseline:.2f}", solved)
+    ratios = [e.loss / report.baseline for e in curve]
+    lines: list[Any] = [table]
+    if ratios:
+        lines.append(f"loss / baseline  {sparkline(ratios)}  (log scale, first to last evaluation)")
+    if report.verdict == SOLVED:
+        lines.append(f"[bold green]solved[/] at step {report.solved_at:,} (95% of the held-out sequences solved)")
+    elif report.verdict == STUCK_AT_BASELINE:
+        lines.append("[bold red]stuck at the baseline[/]: the loss never fell below 0.9 x the no-memory baseline")
+    else:
+        lines.append(f"[bold yellow]{report.verdict}[/]: better than no memory, not yet 95% of sequences solved")
+    return lines, {"lesson": report.to_dict()}
 
 
 def sparkline(values: list[float], width: int = 48) -> str:
     """`values` as a line of block characters on a log scale (lowest ▁, highest █), at most `width` wide."""
     if not values:
         return ""
-    picks = [values[round(i * (len(values) - 1) / max(width - 1, 1))] for i in range(min(width, len(values)))]
+    count = min(width, len(values))
+    picks = [values[round(i * (len(values) - 1) / max(count - 1, 1))] for i in range(count)]
     logs = [math.log10(v) if v > 0 and math.isfinite(v) else None for v in picks]
     known = [v for v in logs if v is not None]
     if not known:

@@ -58,6 +58,9 @@ class Task(Protocol):
     def restore_carried(self, tensors: dict[str, torch.Tensor]) -> None:
         """Take back what `carried_tensors` returned, on resume."""
 
+    # Optional: `evaluation_details() -> dict`, figures added to each evaluation's metrics record after
+    # `evaluate` (a lesson's share of held-out sequences solved).
+
 
 @dataclass
 class Prepared:

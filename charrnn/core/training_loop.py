@@ -298,6 +298,7 @@ class Session:
             "val_loss": val_loss,
             "best": improved,
             "elapsed": state.elapsed,
+            **getattr(self.task, "evaluation_details", dict)(),  # a task's own figures (a lesson's share solved)
         }
         self.append_metrics(record)
         self.reporter.evaluate(record)
