@@ -66,6 +66,7 @@ class ModelKind:
     bundled_data: tuple[tuple[str, str], ...]  # (field, file under corpora/) when no data is given
     name_suffix: Callable[[Any], str]  # the last part of the default run name, from the config
     side_options: tuple[str, ...] = ()  # options set on both sides' tokenizers (seq2seq --level)
+    served: bool = True  # `charrnn serve` has a page for its runs
 
     def options(self) -> dict[str, OptionSpec]:
         """The training options by flat name (what `train(kind=...)` and the CLI command accept)."""
@@ -144,6 +145,7 @@ KINDS: dict[str, ModelKind] = {
             read_data=_lesson_task,
             bundled_data=(),
             name_suffix=lambda config: f"lesson-{config.lesson.task}-{config.model.cell}-T{config.lesson.length}",
+            served=False,
         ),
     )
 }

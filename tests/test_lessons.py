@@ -127,3 +127,10 @@ def test_lesson_refuses_bad_settings_in_one_line(tmp_path: Path) -> None:
 def test_default_run_name_names_the_task_cell_and_length() -> None:
     config, _ = charrnn.api.effective_config("copy", kind="lesson", cell="gru", length=30)
     assert charrnn.kinds.model_kind("lesson").run_name(config) == str(Path("checkpoints") / "lesson-copy-gru-T30")
+
+
+def test_the_web_page_refuses_a_lesson_run_in_one_line(tmp_path: Path) -> None:
+    pytest.importorskip("uvicorn")
+    run_cli(["lesson", "adding", "--length", "4", "--max-steps", "1", *TINY, "--out", str(tmp_path / "run")])
+    result = run_cli(["serve", str(tmp_path / "run")])
+    assert result.code == 1 and "holds a lesson run, which the web page does not show" in result.stderr

@@ -35,6 +35,7 @@ def serve(
         raise CharRNNError(INSTALL_HINT) from None
 
     import charrnn
+    from charrnn import kinds
 
     if not 1 <= port <= 65535:
         raise CharRNNError(f"--port must be between 1 and 65535, got {port}.")
@@ -42,6 +43,11 @@ def serve(
         raise CharRNNError("--max-length and --max-text must be at least 1.")
     runs = {}
     for name, run_dir in zip(run_names(run_dirs), run_dirs, strict=True):
+        spec = kinds.kind_of_run(run_dir)
+        if not spec.served:
+            raise CharRNNError(
+                f"{run_dir} holds a {spec.run_title} run, which the web page does not show; {spec.commands}."
+            )
         run = charrnn.load(run_dir, device)
         if run.note:
             err_console().print(f"[yellow]note: {run_dir}: {run.note}[/]", highlight=False)
