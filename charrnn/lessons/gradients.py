@@ -212,6 +212,19 @@ def run_gradient_flow(
     from charrnn import kinds
 
     run = kinds.load(run_dir, device, expected="lm")
+    return loaded_run_flow(run, text, horizon=horizon, positions=positions, warmup=warmup, untrained=untrained)
+
+
+def loaded_run_flow(
+    run: Any,
+    text: str | None = None,
+    *,
+    horizon: int = 200,
+    positions: int = 32,
+    warmup: int = 50,
+    untrained: bool = False,
+) -> GradientFlow:
+    """`run_gradient_flow` of a language model already loaded (`charrnn.load`)."""
     model = run.model
     if untrained:
         torch.manual_seed(run.config.training.seed)
@@ -221,7 +234,8 @@ def run_gradient_flow(
         ids = np.asarray(run.tokenizer.encode_corpus(text), dtype=np.int64)
     else:
         ids = _validation_ids(run, needed)
-    return gradient_flow(model, ids, horizon=horizon, positions=positions, warmup=warmup, label=Path(run_dir).name)
+    label = Path(run.run_dir).name
+    return gradient_flow(model, ids, horizon=horizon, positions=positions, warmup=warmup, label=label)
 
 
 def _validation_ids(run: Any, limit: int) -> np.ndarray:
@@ -234,6 +248,58 @@ def _validation_ids(run: Any, limit: int) -> np.ndarray:
         raise CharRNNError(
             f"The run's validation text cannot be read ({str(exc).rstrip('.')}); give a TEXT file to measure on."
         ) from None
+
+
+# -- which earlier tokens moved one prediction ------------------------------------------------------
+
+
+@dataclass
+class TokenInfluence:
+    """How much each earlier token of a text moved the prediction of one token: ‖∂ log P(x_t)/∂ e(x_j)‖."""
+
+    tokens: list[str]  # the stretch of the text each token covers
+    position: int  # t, the token whose prediction is explained (0-based, in `tokens`)
+    logprob: float  # log P(x_t | <eos>, x_<t)
+    influence: list[float | None]  # for each token j: ‖∂ log P(x_t)/∂ e(x_j)‖ for j < t, None from t on
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def token_influence(model: LanguageModel, tokenizer: Any, text: str, position: int) -> TokenInfluence:
+    """‖∂ log P(x_t | x_<t)/∂ e(x_j)‖ for every earlier token j of `text` (read after `<eos>`), t = `position`.
+
+    e(x_j) is the embedding vector the model reads for token j: the gradient's norm there says how
+    much a small change of that input would move the log-probability of token t. One forward pass
+    over <eos>, x_0 … x_{t−1} and one backward pass (eval mode: no dropout).
+    """
+    from charrnn.core.special_tokens import EOS_ID
+    from charrnn.lm.activations import text_pieces
+
+    if not text:
+        raise CharRNNError("Give some text to see which tokens the model remembers.")
+    ids = tokenizer.encode(text)
+    if not 0 <= position < len(ids):
+        raise CharRNNError(f"position must be between 0 and {len(ids) - 1} (the text has {len(ids)} tokens).")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        with torch.enable_grad():
+            inputs = torch.tensor([[EOS_ID, *ids[:position]]], device=device)  # (1, t + 1)
+            embedded = model.core.embedding(inputs).detach().requires_grad_()  # (1, t + 1, embed)
+            out, _ = model.core.rnn(embedded)
+            logprob = model.log_probs(out[:, -1])[0, ids[position]]
+            (grad,) = torch.autograd.grad(logprob, embedded)
+    finally:
+        model.train(was_training)
+    norms = grad[0, 1:].norm(dim=-1).tolist()  # the tokens of the text before t (not the leading <eos>)
+    return TokenInfluence(
+        tokens=text_pieces(tokenizer, text, ids),
+        position=position,
+        logprob=float(logprob.detach()),
+        influence=[*norms, *([None] * (len(ids) - position))],
+    )
 
 
 # -- the three cells side by side -------------------------------------------------------------------
