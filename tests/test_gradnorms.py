@@ -111,3 +111,11 @@ def test_plot_shows_the_gradient_norm_beside_the_loss(tmp_path: Path) -> None:
     old = REPO_ROOT / "tests" / "data" / "old_runs" / "lm-char" / "run"
     refused = run_cli(["plot", str(old), "--grad-norm", "-o", str(tmp_path / "old.png")])
     assert refused.code == 1 and "No gradient norms logged" in refused.stderr
+
+
+def test_a_damaged_tally_in_a_resume_file_counts_from_zero() -> None:
+    state = TrainState(window_grad_sum="much", window_clipped=None, grad_steps=float("nan"), clipped_steps=True)  # type: ignore[arg-type]
+    tally = GradNormTally(state, torch.device("cpu"))
+    tally.add(torch.tensor(2.0), clip=1.0)
+    assert tally.close_window(state) == {"grad_norm_mean": 2.0, "grad_norm_max": 2.0, "clipped": 1.0}
+    assert tally.clipped_share() == 1.0

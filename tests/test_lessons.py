@@ -118,6 +118,7 @@ def test_lesson_refuses_bad_settings_in_one_line(tmp_path: Path) -> None:
             1,
         ),
         (["lesson", "adding", "copy"], "unexpected extra argument", 2),  # one task: a usage error
+        (["lesson", "adding", "--nproc", "2"], "--nproc is not available for `charrnn lesson`", 1),
     ):
         result = run_cli(args)
         assert result.code == code and message in result.stderr, result.stderr

@@ -228,8 +228,13 @@ def train_from_cli(
     import sys
 
     from charrnn import api, kinds
+    from charrnn.core.errors import CharRNNError
     from charrnn.core.options import to_toml
 
+    if arguments.get("nproc") is not None:  # `charrnn.cli.run` takes --nproc off the command lines that can use it
+        raise CharRNNError(
+            f"--nproc is not available for `charrnn {kinds.model_kind(kind).train_command}`; it trains in one process."
+        )
     common = {"kind": kind, "resume": arguments["resume"], "config": arguments["config"]}
     if arguments["print_config"]:
         run_config, _ = api.effective_config(data, **common, **options)

@@ -19,6 +19,7 @@ had at that step and logs the same figures, bit for bit.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -36,7 +37,7 @@ class GradNormTally:
         real = torch.float32 if device.type == "mps" else torch.float64
         kinds = {"window_grad_sum": real, "window_grad_max": real}
         self.values = {
-            name: torch.tensor(getattr(state, name), dtype=kinds.get(name, torch.int64), device=device)
+            name: torch.tensor(_saved(getattr(state, name)), dtype=kinds.get(name, torch.int64), device=device)
             for name in WINDOW_FIELDS + RUN_FIELDS
         }
 
@@ -66,7 +67,7 @@ class GradNormTally:
         sum_, largest, clipped, counted = (self.values[name].item() for name in WINDOW_FIELDS)
         for name in WINDOW_FIELDS:
             self.values[name].zero_()
-            setattr(state, name, type(getattr(state, name))(0))
+            setattr(state, name, 0.0 if name in ("window_grad_sum", "window_grad_max") else 0)
         if not counted:
             return {}
         return {"grad_norm_mean": sum_ / counted, "grad_norm_max": largest, "clipped": clipped / counted}
@@ -77,9 +78,16 @@ class GradNormTally:
         return self.values["clipped_steps"].item() / counted if counted else None
 
 
+def _saved(value: Any) -> float | int:
+    """A tally value read back from a resume file; anything but a finite number (a damaged file) counts as 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return 0
+    return value
+
+
 def clipped_share(state: dict[str, Any]) -> float | None:
     """The share of clipped steps from a saved `TrainState` (resume metadata); None when it has no tally."""
     clipped, counted = state.get("clipped_steps", 0), state.get("grad_steps", 0)
-    if not isinstance(clipped, int) or not isinstance(counted, int) or counted <= 0:
+    if type(clipped) is not int or type(counted) is not int or counted <= 0 or not 0 <= clipped <= counted:
         return None
     return clipped / counted
