@@ -84,7 +84,7 @@ def memory_horizons(work: Path, settings: dict[str, Any], threads: int | None, c
             }
         )
     try:
-        plot_gradient_flows(flows, RESULTS / ("gradients_quick.png" if settings is QUICK else "gradients.png"))
+        plot_gradient_flows(flows, RESULTS / f"{settings['name']}.png")
     except CharRNNError:
         console.print(f"[yellow]{INSTALL_HINT}: skipping the PNG[/]")
     return rows
@@ -157,7 +157,7 @@ def main() -> None:
         "--threads", type=int, default=None, help="torch threads (default: the free cores, at most 8)"
     )
     args = parser.parse_args()
-    settings = dict(QUICK if args.quick else FULL)
+    settings = {**(QUICK if args.quick else FULL), "name": "gradients_quick" if args.quick else "gradients"}
     for name in ("lm_minutes", "lesson_minutes"):
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
@@ -199,7 +199,7 @@ def main() -> None:
                 for r in rows
             ],
         )  # fmt: skip
-    write_json("gradients_quick" if args.quick else "gradients", payload)
+    write_json(settings["name"], payload)
     if temporary:
         shutil.rmtree(work, ignore_errors=True)
 
