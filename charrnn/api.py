@@ -107,7 +107,8 @@ def train(
 
     kind: "lm" (default) trains a language model on `data`: a text file, a folder of them, a list of
         files and folders, or "-" for standard input (default: the bundled Tiny Shakespeare); "seq2seq" an encoder–decoder on the TSV of pairs `data` (or the
-        options source_file/target_file; default: the bundled Multi30k de-en slice).
+        options source_file/target_file; default: the bundled Multi30k de-en slice); "lesson" a cell on
+        a long-range task, `data` naming it: "adding" or "copy" (`charrnn.lessons`).
     out: the run directory (default checkpoints/<data>-<level>, or -<attention> for seq2seq).
     resume: continue this run instead: its saved config is the base, and only options that may
         change mid-run (stopping rules, learning rate, cadence, device, ...) may differ.

@@ -18,6 +18,7 @@ from typing import Any
 
 from charrnn.core.errors import CharRNNError
 from charrnn.core.options import OptionSpec, option_specs
+from charrnn.lessons.config import LessonRunConfig
 from charrnn.lm.config import RunConfig
 from charrnn.seq2seq.config import SIDE_OPTIONS, Seq2SeqRunConfig
 
@@ -33,6 +34,13 @@ def _one_file(field: str, what: str) -> Callable[[list[str]], dict[str, Any]]:
         return {field: items[0]}
 
     return read
+
+
+def _lesson_task(items: list[str]) -> dict[str, Any]:
+    """A lesson's DATA: the name of its task."""
+    if len(items) > 1:
+        raise CharRNNError(f"charrnn lesson takes one task (adding or copy), got {len(items)}.")
+    return {"task": items[0]}
 
 
 def _corpus_files(items: list[str]) -> dict[str, Any]:
@@ -58,13 +66,16 @@ class ModelKind:
     bundled_data: tuple[tuple[str, str], ...]  # (field, file under corpora/) when no data is given
     name_suffix: Callable[[Any], str]  # the last part of the default run name, from the config
     side_options: tuple[str, ...] = ()  # options set on both sides' tokenizers (seq2seq --level)
+    served: bool = True  # `charrnn serve` has a page for its runs
 
     def options(self) -> dict[str, OptionSpec]:
         """The training options by flat name (what `train(kind=...)` and the CLI command accept)."""
         return option_specs(self.config_class(), self.side_options)
 
     def run_name(self, config: Any) -> str:
-        """The default run directory: checkpoints/<data file stem>-<suffix>."""
+        """The default run directory: checkpoints/<data file stem>-<suffix> (checkpoints/<suffix> without data files)."""
+        if not self.config_class.DATA_FIELDS:
+            return str(Path("checkpoints") / self.name_suffix(config))
         data = next((getattr(config, f) for f in self.config_class.DATA_FIELDS if getattr(config, f)), "data")
         return str(Path("checkpoints") / f"{Path(data).stem}-{self.name_suffix(config)}")
 
@@ -119,6 +130,22 @@ KINDS: dict[str, ModelKind] = {
             ),
             name_suffix=lambda config: config.model.attention,
             side_options=SIDE_OPTIONS,
+        ),
+        ModelKind(
+            name="lesson",
+            title="lesson (long-range task)",
+            run_title="lesson",
+            article="a lesson",
+            commands="use `charrnn lesson` and `charrnn info` for lesson runs",
+            train_command="lesson",
+            summary_title="lesson summary",
+            config_class=LessonRunConfig,
+            recipe_path="charrnn.lessons.training:LessonRecipe",
+            run_path="charrnn.lessons.run:LessonRun",
+            read_data=_lesson_task,
+            bundled_data=(),
+            name_suffix=lambda config: f"lesson-{config.lesson.task}-{config.model.cell}-T{config.lesson.length}",
+            served=False,
         ),
     )
 }

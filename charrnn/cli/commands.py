@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from charrnn.cli import export, inspect, lm, prepare, serve
+from charrnn.cli import export, inspect, lessons, lm, prepare, serve
 from charrnn.cli.seq2seq import seq2seq_app
 from charrnn.core.version import __version__
 
@@ -40,6 +40,7 @@ export.register(app)
 prepare.register(app)
 app.add_typer(seq2seq_app, name="seq2seq")
 serve.register(app)
+lessons.register(app)
 
 
 @app.command()

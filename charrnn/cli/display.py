@@ -26,9 +26,19 @@ def loss_summary(loss: float | None, level: str) -> str:
     """A loss with the unit that suits the level: bits/char for char, perplexity otherwise."""
     if loss is None or not math.isfinite(loss):
         return "-"
+    if level is None:  # a loss of its own kind (a lesson's squared error): the number alone
+        return f"{loss:.4f}"
     if level == "char":
         return f"{loss:.4f} ({loss / LN2:.3f} bpc)"
     return f"{loss:.4f} (ppl {math.exp(min(loss, 50)):.1f})"
+
+
+def clipped_text(share: float | None) -> str:
+    """The share of steps whose gradient norm was clipped: "clipped 12% of steps" ("-" before any step)."""
+    if share is None:
+        return "-"
+    shown = f"{100 * share:.0f}" if share == 0 or share >= 0.01 else f"{100 * share:.1g}"
+    return f"clipped {shown}% of steps"
 
 
 def format_seconds(seconds: float) -> str:
@@ -60,11 +70,13 @@ class RichReporter:
         self.level = info.get("level", "char")
         self.started = time.perf_counter()
         resumed = " (resumed at step {})".format(info["start_step"]) if info.get("resumed") else ""
-        self.console.print(
-            f"[bold]charrnn[/] training{resumed}: {info.get('parameters', 0):,} parameters, "
+        data = info.get("data") or (  # what the model learns from: a kind may describe it itself
             f"vocab {info.get('vocab_size')}, {info.get('train_tokens', 0):,} train / "
-            f"{info.get('val_tokens', 0):,} val tokens, device {info.get('device')} ({info.get('precision', 'fp32')}), "
-            f"run {info.get('run_dir')}",
+            f"{info.get('val_tokens', 0):,} val tokens"
+        )
+        self.console.print(
+            f"[bold]charrnn[/] training{resumed}: {info.get('parameters', 0):,} parameters, {data}, "
+            f"device {info.get('device')} ({info.get('precision', 'fp32')}), run {info.get('run_dir')}",
             highlight=False,
         )
         if info.get("precision_reason") not in (None, "asked for"):
@@ -206,13 +218,23 @@ def train_from_cli(
     kind: str,
     speed_unit: str,
     next_step: str,
+    epilogue: Any = None,
 ) -> None:
-    """What both training commands do: print the effective config, or train with progress and a summary."""
+    """What every training command does: print the effective config, or train with progress and a summary.
+
+    `epilogue(result)`, when given, returns (lines, figures): lines printed after the summary (unless
+    --quiet) and figures added to the --json output (a lesson's learning curve and verdict).
+    """
     import sys
 
     from charrnn import api, kinds
+    from charrnn.core.errors import CharRNNError
     from charrnn.core.options import to_toml
 
+    if arguments.get("nproc") is not None:  # `charrnn.cli.run` takes --nproc off the command lines that can use it
+        raise CharRNNError(
+            f"--nproc is not available for `charrnn {kinds.model_kind(kind).train_command}`; it trains in one process."
+        )
     common = {"kind": kind, "resume": arguments["resume"], "config": arguments["config"]}
     if arguments["print_config"]:
         run_config, _ = api.effective_config(data, **common, **options)
@@ -227,6 +249,7 @@ def train_from_cli(
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 alone reports
     spec = kinds.model_kind(kind)
+    lines, figures = epilogue(result) if epilogue is not None else ([], {})
     report_training(
         result,
         stop,
@@ -236,7 +259,11 @@ def train_from_cli(
         next_step=next_step.format(run=result.run_dir),
         quiet=quiet,
         as_json=bool(arguments.get("as_json")),
+        extra=figures,
     )
+    if not quiet:
+        for line in lines:
+            err_console().print(line, highlight=False)
 
 
 def report_training(
@@ -249,8 +276,12 @@ def report_training(
     next_step: str,
     quiet: bool = False,
     as_json: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    """Print the summary table; after an interruption, the resume command and exit 130 (SIGINT) or 143."""
+    """Print the summary table; after an interruption, the resume command and exit 130 (SIGINT) or 143.
+
+    `extra`: more figures for the --json output.
+    """
     console = err_console()
     stopped_by = result.stop_reason
     if result.skipped_steps:
@@ -260,6 +291,7 @@ def report_training(
         ("steps", f"{result.steps:,} ({result.epochs:.2f} epochs)"),
         ("best validation", loss_summary(result.best_val_loss, result.level)),
         ("last validation", loss_summary(result.last_val_loss, result.level)),
+        ("gradient norm", clipped_text(result.clipped_share)),
         ("speed", f"{result.tokens_per_second:,.0f} {speed_unit}"),
         ("time", format_seconds(result.seconds)),
         ("stopped by", stopped_by),
@@ -268,7 +300,9 @@ def report_training(
         import dataclasses
         import json
 
-        print(json.dumps({**dataclasses.asdict(result), "run_dir": str(result.run_dir)}, indent=1))
+        print(
+            json.dumps({**dataclasses.asdict(result), "run_dir": str(result.run_dir), **(extra or {})}, indent=1)
+        )
     if not quiet:
         console.print(summary_table(rows, title=title))
     if result.stop_reason == "interrupted":
@@ -277,7 +311,7 @@ def report_training(
             f"Interrupted; checkpoint saved. Resume with: {resume_command}", soft_wrap=True, highlight=False
         )
         raise typer.Exit(130 if stop.signal == signal.SIGINT else 143)
-    if not quiet:
+    if not quiet and next_step:
         console.print(next_step, soft_wrap=True, highlight=False)
 
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from charrnn.cli.common import OOV_HELP, OOV_LOGPROB_HELP
-from charrnn.cli.display import err_console, format_seconds, load_run, summary_table
+from charrnn.cli.display import clipped_text, err_console, format_seconds, load_run, summary_table
 
 
 def register(app: typer.Typer) -> None:
@@ -33,10 +33,12 @@ def _number(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def _loss(loss: float | None, level: str) -> str:
+def _loss(loss: float | None, level: str | None) -> str:
     """A validation loss in nats/token with bits/char (char level) or perplexity."""
     if loss is None or not math.isfinite(loss):
         return "-"
+    if level is None:  # a loss of its own kind (a lesson's squared error)
+        return f"{loss:.4f}"
     extra = (
         f"{loss / math.log(2.0):.3f} bits/char"
         if level == "char"
@@ -51,7 +53,7 @@ def info_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
     vocab_text = (
         " / ".join(_number(v) for v in vocab) + " (source / target)" if isinstance(vocab, list) else _number(vocab)
     )
-    level = facts["level"] or ""
+    level = facts["level"]
     from charrnn.kinds import KINDS
 
     kind = KINDS[facts["kind"]].title
@@ -72,6 +74,7 @@ def info_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
         ("time trained", format_seconds(seconds) if isinstance(seconds, int | float) else "-"),
         ("best validation", _loss(facts["best_val_loss"], level)),
         ("last validation", _loss(facts["last_val_loss"], level)),
+        ("gradient norm", clipped_text(facts["clipped_share"])),
         ("device / precision", f"{facts['device']} / {facts['precision']}"),
         ("charrnn version", str(facts["charrnn_version"])),
         ("corpus", str(facts["corpus"] or "-")),
@@ -189,9 +192,12 @@ def plot(
     run_dirs: list[Path] = typer.Argument(..., help="One or more run directories, overlaid."),
     out: Path = typer.Option(Path("curves.png"), "--out", "-o", help="PNG file to write."),
     x: str = typer.Option("step", "--x", help="Horizontal axis: step or time (training time)."),
+    grad_norm: bool = typer.Option(
+        False, "--grad-norm", help="Add a panel of the gradient norm before clipping (mean and max per window)."
+    ),
 ) -> None:
     """Plot training and validation loss of runs to a PNG (needs matplotlib: pip install 'charrnn\\[plot]')."""
     from charrnn.cli.plot import plot_runs
 
-    written = plot_runs(run_dirs, out, x)
+    written = plot_runs(run_dirs, out, x, grad_norm)
     err_console().print(f"wrote {written}", highlight=False)

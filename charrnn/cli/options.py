@@ -121,11 +121,13 @@ def add_train_command(
     summary: str,
     default_out: str,
     tables: str,
-    **report: str,
+    command: str = "train",
+    **report: Any,
 ) -> None:
-    """Register `train` for a kind of model: DATA, the run parameters, one flag per option of the kind's config (`charrnn.kinds`).
+    """Register `command` (`train`) for a kind of model: DATA, the run parameters, one flag per option of the kind's config (`charrnn.kinds`).
 
-    `report` holds `speed_unit` and `next_step` for the summary after training.
+    `report` holds `speed_unit` and `next_step` for the summary after training (and optionally
+    `epilogue`, see `charrnn.cli.display.train_from_cli`).
     """
     from charrnn import kinds
     from charrnn.cli.display import train_from_cli
@@ -134,4 +136,4 @@ def add_train_command(
         train_from_cli(arguments[data.name], arguments, given, kind=kind, **report)
 
     fixed = [data, *run_parameters(default_out, tables)]
-    add_config_command(app, "train", kinds.model_kind(kind).options(), fixed, body, summary + "\n\n" + RESUME_RULE)
+    add_config_command(app, command, kinds.model_kind(kind).options(), fixed, body, summary + "\n\n" + RESUME_RULE)

@@ -42,6 +42,11 @@ def serve(
         raise CharRNNError("--max-length and --max-text must be at least 1.")
     runs = {}
     for name, run_dir in zip(run_names(run_dirs), run_dirs, strict=True):
+        spec = kinds.kind_of_run(run_dir)
+        if not spec.served:
+            raise CharRNNError(
+                f"{run_dir} holds a {spec.run_title} run, which the web page does not show; {spec.commands}."
+            )
         run = kinds.load(run_dir, device)
         if run.note:
             err_console().print(f"[yellow]note: {run_dir}: {run.note}[/]", highlight=False)

@@ -36,6 +36,7 @@ from safetensors.torch import save as save_safetensors_bytes
 from charrnn.core import safeio
 from charrnn.core.config import read_json
 from charrnn.core.errors import CharRNNError
+from charrnn.core.gradnorms import clipped_share
 from charrnn.core.tokenizers import SENTENCEPIECE_MODEL, TOKENIZER_JSON, Tokenizer, tokenizer_from_files
 from charrnn.core.version import FORMAT_VERSION, READABLE_VERSIONS
 
@@ -530,4 +531,5 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
         "best_val_loss": state.get("best_val_loss"),
         "last_val_loss": state.get("last_val_loss"),
         "best_weights_step": best_step,
+        "clipped_share": clipped_share(state),
     }

@@ -39,9 +39,9 @@ def parameter_count(run_dir: Path) -> int | None:
     return sum(math.prod(shape) for shape in shapes.values())
 
 
-def loss_measures(loss: float | None, level: str) -> dict[str, float | None]:
-    """A loss in nats/token with its bits/char (char level only) and perplexity."""
-    if loss is None or not math.isfinite(loss):
+def loss_measures(loss: float | None, level: str | None) -> dict[str, float | None]:
+    """A loss in nats/token with its bits/char (char level only) and perplexity (none for a run without tokens)."""
+    if loss is None or level is None or not math.isfinite(loss):
         return {"bits_per_char": None, "perplexity": None}
     return {
         "bits_per_char": loss / math.log(2.0) if level == "char" else None,
@@ -94,7 +94,7 @@ def run_facts(run_dir: str | Path, config_classes: Mapping[str, Any]) -> dict[st
     summary = rundir.run_summary(run_dir)
     created, updated = _file_times(run_dir)
     best = summary["best_val_loss"]
-    measures = loss_measures(best, level or "")
+    measures = loss_measures(best, level)
     return {
         "name": run_dir.name,
         "kind": kind,
@@ -115,6 +115,7 @@ def run_facts(run_dir: str | Path, config_classes: Mapping[str, Any]) -> dict[st
         "best_val_perplexity": measures["perplexity"],
         "last_val_loss": summary["last_val_loss"],
         "best_weights_step": summary["best_weights_step"],
+        "clipped_share": summary["clipped_share"],
         "device": training.get("device"),
         "precision": training.get("precision"),
         "charrnn_version": config.get("charrnn_version"),

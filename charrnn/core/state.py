@@ -26,6 +26,14 @@ class TrainState:
     rollbacks: int = 0
     window_loss: float = 0.0  # train losses summed since the last metrics record
     window_steps: int = 0
+    # the gradient norm before clipping (`charrnn.core.gradnorms`): the window's Σ‖g‖, max ‖g‖, steps clipped and
+    # counted, and the run's steps clipped and counted (resume files written before these start them at 0)
+    window_grad_sum: float = 0.0
+    window_grad_max: float = 0.0
+    window_clipped: int = 0
+    window_grad_steps: int = 0
+    clipped_steps: int = 0
+    grad_steps: int = 0
 
 
 @dataclass
@@ -41,6 +49,7 @@ class TrainResult:
     seconds: float
     stop_reason: str
     skipped_steps: int = 0
+    clipped_share: float | None = None  # the share of the run's steps whose gradient norm was clipped
     level: str = "char"  # the (target) token level, for showing losses in bits/char or perplexity
 
 

@@ -35,3 +35,6 @@ class Task(Protocol):
 
     def restore_carried(self, tensors: dict[str, torch.Tensor]) -> None:
         """Take back what `carried_tensors` returned, on resume."""
+
+    # Optional: `evaluation_details() -> dict`, figures added to each evaluation's metrics record after
+    # `evaluate` (a lesson's share of held-out sequences solved).

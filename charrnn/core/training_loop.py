@@ -13,7 +13,8 @@ and the save, each on its own cadence:
 
     stop?           --max-steps, --max-time, Ctrl-C/SIGTERM (all ranks agree); --epochs between epochs
     optimisation    lr -> forward -> backward -> clip -> optimiser step (or a skipped step)
-    logging window  every --log-every steps and at the end of an epoch: the mean training loss
+    logging window  every --log-every steps and at the end of an epoch: the mean training loss and
+                    the gradient norm before clipping (mean, max, share of steps clipped)
     evaluation      every --eval-every steps: validation loss, best weights, plateau schedule
     save            every --save-every steps or --save-every-minutes: resume.safetensors
 
@@ -35,6 +36,7 @@ import torch
 
 from charrnn.core import distributed, rundir
 from charrnn.core.checkpoints import keep_checkpoint
+from charrnn.core.gradnorms import GradNormTally
 from charrnn.core.optim import grad_scaler, learning_rate, update_plateau
 from charrnn.core.resume import load_resume_state, save_resume_state
 from charrnn.core.runtime import autocast
@@ -129,6 +131,7 @@ class Session:
     params: list[torch.nn.Parameter] = field(init=False)  # the trained parameters (clipped together)
     device: torch.device = field(init=False)
     scaler: Any = field(init=False)  # the fp16 loss scaler (torch.amp.GradScaler); a no-op otherwise
+    grads: GradNormTally = field(init=False)  # ‖g‖ before clipping, tallied on the device for the window and run
 
     def __post_init__(self) -> None:
         self.session_start = time.perf_counter()
@@ -138,6 +141,7 @@ class Session:
         self.params = [p for p in self.task.model.parameters() if p.requires_grad]
         self.device = next(self.task.model.parameters()).device
         self.scaler = grad_scaler(self.device, self.cfg.resolved_precision == "fp16")  # bf16 and fp32 need none
+        self.grads = GradNormTally(self.state, self.device)
 
     # -- stopping ---------------------------------------------------------------------------------
 
@@ -232,8 +236,9 @@ class Session:
             )
 
     def count(self, step: Step) -> None:
-        """Add the step's tokens to the run's and the window's counts; bring `state.elapsed` up to now."""
+        """Add the step's tokens and gradient norm to the run's and the window's counts; bring `state.elapsed` up to now."""
         self.state.tokens_seen += step.tokens
+        self.grads.add(step.grad_norm, self.cfg.clip)
         self.window_tokens += step.tokens
         self.state.elapsed = self.elapsed_before + time.perf_counter() - self.session_start
 
@@ -246,7 +251,7 @@ class Session:
         return state.window_steps > 0 and (state.step % self.cfg.log_every == 0 or at_epoch_end)
 
     def log_window(self, lr: float) -> None:
-        """Record the window's mean training loss over its finite steps and its speed; start a new window."""
+        """Record the window's mean training loss over its finite steps, its gradient norms and speed; start a new window."""
         state = self.state
         seconds = time.perf_counter() - self.window_start
         record = {
@@ -256,6 +261,7 @@ class Session:
             "lr": lr,
             "tokens_per_second": self.window_tokens / max(seconds, 1e-9),
             "elapsed": state.elapsed,
+            **self.grads.close_window(state),  # grad_norm_mean, grad_norm_max, clipped (share of steps)
         }
         self.append_metrics(record)
         self.reporter.step(record)
@@ -290,6 +296,7 @@ class Session:
             "val_loss": val_loss,
             "best": improved,
             "elapsed": state.elapsed,
+            **getattr(self.task, "evaluation_details", dict)(),  # a task's own figures (a lesson's share solved)
         }
         self.append_metrics(record)
         self.reporter.evaluate(record)
@@ -323,6 +330,7 @@ class Session:
             )
             return
         carried = self.task.carried_tensors()  # a collective under torchrun
+        self.grads.store(self.state)
         if self.world.is_main:
             save_resume_state(
                 self.run_dir, model, self.optimizer, self.state, carried, self.data_hash, self.tokenizer_hash
@@ -347,6 +355,7 @@ class Session:
             seconds=seconds,
             stop_reason=stop_reason,
             skipped_steps=state.skipped_steps,
+            clipped_share=self.grads.clipped_share(),
         )
 
 

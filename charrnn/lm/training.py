@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from charrnn.core import engine, memory, rundir
@@ -29,7 +30,7 @@ from charrnn.core.token_cache import (
     default_cache_root,
 )
 from charrnn.core.tokenizers import Tokenizer
-from charrnn.lm.config import RunConfig
+from charrnn.lm.config import LMTrainConfig, RunConfig
 from charrnn.lm.heldout import TokenView, split_blocks, split_tail
 from charrnn.lm.model import LanguageModel
 from charrnn.lm.run import read_config
@@ -93,6 +94,25 @@ def prepare_corpus(config: RunConfig, progress: Progress | None = None) -> Prepa
     return PreparedCorpus(tokenizer, corpus, val, data.files, data.val_files)
 
 
+def split_views(
+    cfg: LMTrainConfig, corpus: TokenFile, val_file: TokenFile | None
+) -> tuple[TokenView, TokenView, int | None]:
+    """(training, validation, block size B) of the token files: --val, or the --val-split rule (`charrnn.lm.heldout`)."""
+    ids = corpus.ids()
+    if val_file is not None:
+        return TokenView.of(ids), TokenView.of(val_file.ids()), None
+    if cfg.val_split == "tail":
+        return (*split_tail(ids, cfg.val_fraction), None)
+    return split_blocks(ids, cfg.val_fraction, cfg.bptt)
+
+
+def validation_tokens(config: RunConfig, tokenizer: Tokenizer, limit: int) -> np.ndarray:
+    """The first `limit` ids of a run's validation stream, as validation reads it (the token cache is built if missing)."""
+    corpus, val_file = prepare_tokens(config, tokenizer, corpus_files(config))
+    _, val_view, _ = split_views(config.training, corpus, val_file)
+    return val_view.read(0, min(limit, len(val_view)))
+
+
 class LanguageModelRecipe:
     """Sets a language model up for the training engine."""
 
@@ -136,17 +156,13 @@ class LanguageModelRecipe:
                     f"token cache {prepared.folder}: {prepared.n_tokens:,} tokens, "
                     f"{prepared.size_bytes / 1e6:.1f} MB, {prepared.header['bytes'] / 1e6 / seconds:.1f} MB/s"
                 )
-        ids = corpus.ids()
-        if val_file is not None:
-            train_view, val_view = TokenView.of(ids), TokenView.of(val_file.ids())
-            data_hash = _hash(corpus.key, val_file.key)
-        elif cfg.val_split == "tail":
-            train_view, val_view = split_tail(ids, cfg.val_fraction)
-        else:
-            train_view, val_view, block = split_blocks(ids, cfg.val_fraction, cfg.bptt)
-            data_hash = _hash(corpus.key, "blocks", cfg.val_fraction, block)
+        train_view, val_view, block = split_views(cfg, corpus, val_file)
         if cfg.val_split == "tail":  # runs made before token caches hashed every id, in order
             data_hash = data_fingerprint(itertools.chain(train_view.pieces(), val_view.pieces()))
+        elif val_file is not None:
+            data_hash = _hash(corpus.key, val_file.key)
+        else:
+            data_hash = _hash(corpus.key, "blocks", cfg.val_fraction, block)
         train_batches = StreamBatches.from_ids(train_view, cfg.batch_size, cfg.bptt)
         val_batch = validation_batch_size(len(val_view), cfg.batch_size, cfg.bptt)
         val_batches = StreamBatches.from_ids(val_view, val_batch, cfg.bptt, full_chunk=False)

@@ -7,6 +7,7 @@ the served runs, the first by default):
     POST /api/score         per-token log P(token | before) with the model's top-k alternatives
     POST /api/activations   hidden/cell values of chosen units (or of units found by a pattern)
     POST /api/translate     a seq2seq translation and its attention matrix
+    POST /api/memory        ‖∂ log P(x_t)/∂ e(x_j)‖ for the tokens before t, and the run's gradient curve
 
 Model computations run in worker threads (at most `Limits.workers` at once, at most
 `Limits.max_pending` waiting) so the event loop keeps answering; a client may run one
@@ -38,6 +39,7 @@ from charrnn.lm.alternatives import score_with_alternatives
 from charrnn.lm.run import LanguageModelRun
 from charrnn.seq2seq.run import TranslationRun
 from charrnn.serve import params
+from charrnn.serve.memory import memory_route
 from charrnn.serve.params import BadRequest, Limits
 
 STATIC = Path(__file__).parent / "static"
@@ -305,6 +307,7 @@ def create_app(runs: dict[str, Run], limits: Limits | None = None) -> Starlette:
         Route("/api/translate", server.translate, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
+    routes.insert(-1, memory_route(server, json_response))  # the Memory panel (charrnn/serve/memory.py)
     app = Starlette(
         routes=routes,
         exception_handlers={

@@ -244,6 +244,77 @@ async function translate() {
   } catch (err) { showError(err.message); }
 }
 
+// --- Memory: which earlier tokens moved one prediction; the run's gradient against distance -------
+let memoryText = "";
+
+function influenceColour(v, top) { // a log scale: the largest is darkest, four decades below it clear
+  if (v == null || !(top > 0)) return "transparent";
+  const a = Math.max(0, 1 + Math.log10(Math.max(v, 1e-30) / top) / 4);
+  return `rgba(110, 50, 200, ${a.toFixed(3)})`;
+}
+
+function svgElement(name, attrs) {
+  const el = document.createElementNS("http://www.w3.org/2000/svg", name);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  return el;
+}
+
+function drawCurve(curve) {
+  const svg = $("memory-curve");
+  $("memory-note").textContent = curve.note ? `No curve: ${curve.note}` :
+    `mean over ${curve.positions} positions; memory horizon ${curve.memory_horizons.map((h) => h ?? `> ${curve.horizon}`).join(", ")}`;
+  if (curve.note) { svg.replaceChildren(); return; }
+  const [w, h, pad] = [Number(svg.getAttribute("width")), Number(svg.getAttribute("height")), 30];
+  const logs = curve.hidden.flat().filter((v) => v > 0).map(Math.log10);
+  const [low, high] = [Math.min(...logs), Math.max(...logs)];
+  const x = (k) => pad + (k / curve.horizon) * (w - pad - 8);
+  const y = (v) => 8 + (high - Math.log10(v)) / Math.max(high - low, 1e-9) * (h - pad - 8);
+  const parts = [
+    svgElement("line", { x1: pad, y1: h - pad, x2: w - 8, y2: h - pad, stroke: "#999" }),
+    svgElement("line", { x1: pad, y1: 8, x2: pad, y2: h - pad, stroke: "#999" }),
+  ];
+  const label = (text, attrs) => { const t = svgElement("text", attrs); t.textContent = text; return t; };
+  parts.push(label(`k = ${curve.horizon}`, { x: w - 50, y: h - pad + 14 }), label("k = 0", { x: pad, y: h - pad + 14 }));
+  parts.push(label(`1e${Math.round(high)}`, { x: 0, y: 14 }), label(`1e${Math.round(low)}`, { x: 0, y: h - pad }));
+  curve.hidden.forEach((values, layer) => {
+    const colour = `hsl(${(layer * 110 + 260) % 360}, 60%, 45%)`;
+    const points = values.map((v, k) => (v > 0 ? `${x(k).toFixed(1)},${y(v).toFixed(1)}` : null)).filter(Boolean);
+    parts.push(svgElement("polyline", { points: points.join(" "), fill: "none", stroke: colour, "stroke-width": 1.5,
+      "data-layer": layer, "data-points": points.length }));
+    const k = curve.memory_horizons[layer];
+    if (k != null && values[k] > 0) parts.push(svgElement("circle", { cx: x(k), cy: y(values[k]), r: 3, fill: colour, "data-horizon": k }));
+  });
+  svg.replaceChildren(...parts);
+}
+
+async function memory(position) {
+  showError("");
+  try {
+    if (position === undefined) memoryText = $("memory-text").value;
+    let data = await api("/api/memory", { text: memoryText, position: position ?? 0 });
+    if (position === undefined && data.tokens.length > 1) { // start at the last token
+      data = await api("/api/memory", { text: memoryText, position: data.tokens.length - 1 });
+    }
+    const top = Math.max(0, ...data.influence.filter((v) => v != null));
+    const spans = data.tokens.map((token, i) => {
+      const span = document.createElement("span");
+      const v = data.influence[i];
+      span.className = "tok" + (i === data.position ? " chosen" : "");
+      span.textContent = display(token);
+      span.dataset.index = i;
+      if (v != null) span.dataset.influence = v;
+      span.title = i === data.position ? `log P = ${data.logprob.toFixed(3)}` : (v == null ? "after the chosen token" : `${v.toExponential(2)}`);
+      span.style.background = influenceColour(v, top);
+      span.addEventListener("click", () => memory(i));
+      return span;
+    });
+    const out = $("memory-output");
+    out.replaceChildren(...spans);
+    out.dataset.position = data.position;
+    drawCurve(data.curve);
+  } catch (err) { showError(err.message); }
+}
+
 function bindSlider(id, format) {
   const update = () => { $(`${id}-value`).textContent = format(Number($(id).value)); };
   $(id).addEventListener("input", update);
@@ -261,5 +332,6 @@ window.addEventListener("DOMContentLoaded", () => {
   $("inside-button").addEventListener("click", () => inside(null));
   $("find-button").addEventListener("click", () => inside($("pattern").value));
   $("translate-button").addEventListener("click", translate);
+  $("memory-button").addEventListener("click", () => memory());
   loadInfo().then(() => { document.body.dataset.ready = "1"; }).catch((e) => showError(e.message));
 });
