@@ -203,11 +203,12 @@ def train_from_cli(
     arguments: dict[str, Any],
     options: dict[str, Any],
     *,
-    kind: str,
-    speed_unit: str,
-    next_step: str,
+    kind: str | None,
 ) -> None:
-    """What both training commands do: print the effective config, or train with progress and a summary."""
+    """What the training commands do: print the effective config, or train with progress and a summary.
+
+    `kind`: the kind to train (None: the kind of the run given with --resume).
+    """
     import sys
 
     from charrnn import api, kinds
@@ -226,14 +227,14 @@ def train_from_cli(
         )  # fmt: skip
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 alone reports
-    spec = kinds.model_kind(kind)
+    spec = kinds.kind_of_run(result.run_dir)
     report_training(
         result,
         stop,
         title=spec.summary_title,
-        speed_unit=speed_unit,
+        speed_unit=spec.speed_unit,
         resume_command=f"charrnn {spec.train_command} --resume {result.run_dir}",
-        next_step=next_step.format(run=result.run_dir),
+        next_step=spec.next_step.format(run=result.run_dir),
         quiet=quiet,
         as_json=bool(arguments.get("as_json")),
     )

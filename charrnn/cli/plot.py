@@ -1,4 +1,4 @@
-"""Loss curves of one or more runs as a PNG (matplotlib, the optional extra `charrnn[plot]`).
+"""Loss curves of one or more runs, and a classifier's confusion matrix, as PNGs (matplotlib, the optional extra `charrnn[plot]`).
 
 Training loss is the mean over each logging window and validation loss the mean over the held-out
 stream, both in nats/token (natural-log cross-entropy); at char level the right axis shows the same
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 from charrnn.core import rundir
 from charrnn.core.errors import CharRNNError
@@ -46,12 +47,8 @@ def _labels(run_dirs: list[Path]) -> list[str]:
     return [name if names.count(name) == 1 else str(path) for name, path in zip(names, run_dirs, strict=True)]
 
 
-def plot_runs(run_dirs: list[str | Path], out: str | Path, x: str = "step") -> Path:
-    """Draw training (thin) and validation (thick, dots) loss of each run against steps or time; write a PNG."""
-    if x not in ("step", "time"):
-        raise CharRNNError(f"--x must be step or time, got {x!r}.")
-    if not run_dirs:
-        raise CharRNNError("Give at least one run directory to plot.")
+def _pyplot() -> Any:
+    """matplotlib's pyplot, drawing to files only; a one-line error when matplotlib is not installed."""
     try:
         import matplotlib
 
@@ -59,6 +56,51 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, x: str = "step") -> P
         import matplotlib.pyplot as plt
     except ImportError:
         raise CharRNNError(INSTALL_HINT) from None
+    return plt
+
+
+def _save(plt: Any, figure: Any, out: str | Path) -> Path:
+    out = Path(out)
+    try:
+        figure.savefig(out, format="png", dpi=DPI)
+    except OSError as exc:
+        raise CharRNNError(f"Cannot write {out}: {exc.strerror}.") from None
+    finally:
+        plt.close(figure)
+    return out
+
+
+def plot_confusion(report: Any, out: str | Path) -> Path:
+    """Draw a `ClassificationReport`'s confusion matrix, each row as shares of its true label, to a PNG."""
+    plt = _pyplot()
+    labels, matrix = report.labels, report.confusion
+    shares = [[n / max(sum(row), 1) for n in row] for row in matrix]
+    side = min(max(4.0, 0.45 * len(labels) + 2.0), 30.0)
+    figure, axes = plt.subplots(figsize=(side + 1.0, side), dpi=DPI)
+    image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    axes.set_xticks(range(len(labels)), labels, rotation=90)
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set_xlabel("predicted label")
+    axes.set_ylabel("true label")
+    if len(labels) <= 30:
+        for i, row in enumerate(matrix):
+            for j, n in enumerate(row):
+                if n:
+                    colour = "white" if shares[i][j] > 0.5 else "black"
+                    axes.text(j, i, str(n), ha="center", va="center", fontsize="x-small", color=colour)
+    figure.colorbar(image, ax=axes, label="share of the true label's examples")
+    axes.set_title(f"confusion matrix: accuracy {report.accuracy:.3f}, macro-F1 {report.macro_f1:.3f}")
+    figure.tight_layout()
+    return _save(plt, figure, out)
+
+
+def plot_runs(run_dirs: list[str | Path], out: str | Path, x: str = "step") -> Path:
+    """Draw training (thin) and validation (thick, dots) loss of each run against steps or time; write a PNG."""
+    if x not in ("step", "time"):
+        raise CharRNNError(f"--x must be step or time, got {x!r}.")
+    if not run_dirs:
+        raise CharRNNError("Give at least one run directory to plot.")
+    plt = _pyplot()
     paths = [Path(p) for p in run_dirs]
     levels = [run_facts(p, CONFIG_CLASSES)["level"] for p in paths]  # also checks each is a run directory
     metrics = [rundir.read_metrics(p) for p in paths]
@@ -90,11 +132,4 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, x: str = "step") -> P
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize="small")
     figure.tight_layout()
-    out = Path(out)
-    try:
-        figure.savefig(out, format="png", dpi=DPI)
-    except OSError as exc:
-        raise CharRNNError(f"Cannot write {out}: {exc.strerror}.") from None
-    finally:
-        plt.close(figure)
-    return out
+    return _save(plt, figure, out)
