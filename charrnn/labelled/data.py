@@ -221,8 +221,9 @@ def _read_jsonl(path: Path, label_field: str, text_field: str, encoding: str, er
 
 
 def label_summary(counts: dict[str, int], most: int = 30) -> str:
-    """The labels with their counts on one line: "3 labels: Russian 8,474, English 3,332, Korean 88"."""
-    shown = ", ".join(f"{label} {count:,}" for label, count in list(counts.items())[:most])
+    """The labels with their counts on one line, the most frequent first: "3 labels: Russian 8,474, English 3,332, Korean 88"."""
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    shown = ", ".join(f"{label} {count:,}" for label, count in ordered[:most])
     more = f", and {len(counts) - most} more" if len(counts) > most else ""
     return f"{len(counts)} labels: {shown}{more}"
 
