@@ -132,3 +132,16 @@ def test_a_conditional_model_learns_its_labels(tmp_path: Path) -> None:
     assert sum(c in "kptgd" for c in hard) > 0.9 * len(hard)
     report = run.evaluate(folder)
     assert report.accuracy == 1.0 and report.extra["nats_per_token"] < 1.5
+
+
+def test_resume_repeats_the_uninterrupted_run(tmp_path: Path) -> None:
+    from charrnn.core import rundir
+
+    settings = {**TINY, "eval_every": 3, "save_every": 3, "schedule": "constant", "seed": 4, "label_as": "state"}
+    charrnn.train(NAMES, condition="label", out=tmp_path / "whole", max_steps=16, **settings)
+    charrnn.train(NAMES, condition="label", out=tmp_path / "half", max_steps=7, **settings)
+    assert charrnn.train(resume=tmp_path / "half", max_steps=16).steps == 16
+    whole, _ = rundir.load_tensors(tmp_path / "whole" / rundir.RESUME_FILE)
+    half, _ = rundir.load_tensors(tmp_path / "half" / rundir.RESUME_FILE)
+    for name in (k for k in whole if k.startswith(("model.", "optim."))):
+        assert torch.equal(whole[name], half[name]), name

@@ -39,9 +39,9 @@ def test_train_picks_the_kind_the_task_asks_for(runs: dict[str, Path]) -> None:
     kinds = {name: json.loads((path / rundir.CONFIG_FILE).read_text())["kind"] for name, path in runs.items()}
     assert kinds == {"classifier": "classifier", "conditional": "conditional", "lm": "lm"}
     result = run_cli(["train", str(NAMES), "--task", "classify", "--print-config"])
-    assert result.code == 0 and 'pooling = "concat"' in result.stdout and "bptt" not in result.stdout
-    result = run_cli(["train", str(NAMES), "--condition", "label", "--print-config", "--label-as", "state"])
-    assert result.code == 0 and 'label_as = "state"' in result.stdout and "batch_size = 32" in result.stdout
+    assert result.code == 0 and 'pooling = "last"' in result.stdout and "bptt" not in result.stdout
+    result = run_cli(["train", str(NAMES), "--condition", "label", "--print-config", "--label-as", "input"])
+    assert result.code == 0 and 'label_as = "input"' in result.stdout and "batch_size = 32" in result.stdout
 
 
 def test_training_shows_the_labels_with_their_counts(tmp_path: Path) -> None:

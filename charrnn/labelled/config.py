@@ -20,9 +20,9 @@ from charrnn.core.version import FORMAT_VERSION, __version__
 from charrnn.labelled.data import DEFAULT_MAX_LABELS
 from charrnn.lm.config import MAX_LAYERS, MAX_UNITS, ModelConfig
 
-POOLINGS = ("concat", "last")
+POOLINGS = ("last", "concat")
 CLASS_WEIGHTS = ("none", "balanced")
-LABEL_AS = ("input", "state", "none")
+LABEL_AS = ("state", "input", "none")
 
 
 @dataclass
@@ -39,8 +39,10 @@ class ClassifierConfig:
     bidirectional: bool = option(
         True, "Read each example both ways (classifier).", flag="--bidirectional/--unidirectional"
     )
+    # On names (bench/labelled.py --parts pooling, 10 epochs each) last and concat scored alike (accuracy 0.813
+    # vs 0.810, macro-F1 0.473 vs 0.471); last is the simpler and cheaper, so it is the default.
     pooling: str = option(
-        "concat", "How a text becomes one vector: concat (last state, max and mean over time) or last (state)."
+        "last", "How a text becomes one vector: last (the final states) or concat (last, max and mean over time)."
     )
 
     @property
@@ -72,8 +74,10 @@ class ConditionalModelConfig(ModelConfig):
 
     n_labels: int = option(0, "Number of labels, from the training data.", derived=True)
     label_embed: int = option(16, "Size of the learned label embedding (--condition label).")
+    # On names (bench/labelled.py --parts label-as, 2 and 3 epochs each) state beat input at both: test
+    # nats/char 1.941 vs 1.962 after 3 epochs, and its Bayes classifier 0.809 vs 0.790 accuracy.
     label_as: str = option(
-        "input",
+        "state",
         "How the model sees the label: input (its embedding joins every step's input), state (it sets the "
         "initial state) or none (ignored: the same model without labels, a baseline).",
     )
