@@ -90,15 +90,18 @@ def evaluate_labelled(run_dir: Path, data: Path, options: dict[str, Any]) -> Non
         print(json.dumps({"data": str(data), **result.to_dict()}, ensure_ascii=False, indent=1))
         return
     console = Console()
-    rows = [
-        ("data", str(data)),
-        ("examples", f"{result.examples:,}"),
-        ("accuracy", f"{result.accuracy:.4f}"),
-        ("macro-F1", f"{result.macro_f1:.4f}"),
-    ]
+    rows = [("data", str(data))]
+    if result.examples:  # none when a conditional model ignores labels (--label-as none): nats/token only
+        rows += [
+            ("examples", f"{result.examples:,}"),
+            ("accuracy", f"{result.accuracy:.4f}"),
+            ("macro-F1", f"{result.macro_f1:.4f}"),
+        ]
     for name, value in (result.extra or {}).items():
         rows.append((name.replace("_", " ").replace("per", "/"), f"{value:.4f}"))
     console.print(summary_table(rows, f"evaluation of {run_dir}"))
+    if not result.examples:
+        return
     per_label = Table(title="per label", title_justify="left")
     for column in ("label", "precision", "recall", "F1", "support"):
         per_label.add_column(column, justify="left" if column == "label" else "right")

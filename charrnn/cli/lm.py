@@ -22,13 +22,15 @@ def register(app: typer.Typer) -> None:
     corpus = typer.Argument(
         None,
         help="UTF-8 text file(s) or folder(s) (their *.txt files; see --glob), or - for stdin "
-        "(default: bundled Tiny Shakespeare).",
+        "(default: bundled Tiny Shakespeare); with --task classify or --condition label, labelled data.",
     )
     add_train_command(
         app,
         "lm",
         parameter("corpus", list[Path] | None, corpus),
-        summary="Train a language model on CORPUS by truncated BPTT and save it to a run directory.",
+        summary="Train a language model on CORPUS by truncated BPTT and save it to a run directory; with --task "
+        "classify a classifier, with --condition label a language model conditioned on the label, of labelled data "
+        "(a folder of label files or folders, or a TSV/JSONL file).",
         default_out="checkpoints/<corpus>-<level>",
         tables="tokenizer, model, training",
     )
