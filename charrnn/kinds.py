@@ -3,7 +3,9 @@ engine look a kind of model up in.
 
 A kind is one subpackage (its config dataclass, model, training recipe with its `Task`, and its
 loaded-run class) plus one `ModelKind` entry in `KINDS` below; nothing else in charrnn switches on
-the kind (docs/architecture.md, "Adding a model kind"). Only the config classes are imported here:
+the kind (docs/architecture.md, "Adding a model kind"). `charrnn train` trains several kinds and
+picks one by `--task` and `--condition` (`training_kind`); the commands that work on a trained run
+(`sample`, `score-sentence`, `eval`, `classify`) call the function its kind names in `handlers`. Only the config classes are imported here:
 they are plain dataclasses, so the CLI can declare every option without importing torch. The recipe
 and the loaded-run class are imported when a run of that kind is trained or loaded.
 """
