@@ -89,7 +89,8 @@ class ModelKind:
     def handler(self, command: str, run_dir: PathLike = "RUN") -> Callable[..., Any]:
         """The function that runs `charrnn COMMAND` on a run of this kind (a one-line error where it does not apply)."""
         if command not in self.handlers:
-            able = " and ".join(kind.title for kind in KINDS.values() if command in kind.handlers)
+            titles = [kind.title for kind in KINDS.values() if command in kind.handlers]
+            able = " and ".join(filter(None, [", ".join(titles[:-1]), titles[-1]]))
             raise CharRNNError(
                 f"{run_dir} holds a {self.run_title} run; `charrnn {command}` works on {able} runs; {self.commands}."
             )
