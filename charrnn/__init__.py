@@ -1,4 +1,4 @@
-"""charrnn: recurrent language models (char, word, subword) and seq2seq with attention.
+"""charrnn: recurrent language models (char, word, subword), seq2seq with attention, and labelled text.
 
 import charrnn
 run = charrnn.load("checkpoints/tinyshakespeare-char")
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from charrnn.core.errors import CharRNNError
     from charrnn.core.scoring import SentenceScore
     from charrnn.core.state import Reporter, TrainResult
+    from charrnn.labelled.run import ClassifierRun, ConditionalRun
     from charrnn.lm.run import LanguageModelRun
     from charrnn.seq2seq.run import TranslationRun
 
@@ -40,10 +41,14 @@ _HOMES = {  # public name -> the module that defines it
     "TrainResult": "charrnn.core.state",
     "LanguageModelRun": "charrnn.lm.run",
     "TranslationRun": "charrnn.seq2seq.run",
+    "ClassifierRun": "charrnn.labelled.run",
+    "ConditionalRun": "charrnn.labelled.run",
 }
 
 __all__ = [
     "CharRNNError",
+    "ClassifierRun",
+    "ConditionalRun",
     "LanguageModelRun",
     "Reporter",
     "SentenceScore",

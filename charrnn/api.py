@@ -1,4 +1,4 @@
-"""The Python API: `load` a trained run, `train` a language model or a seq2seq model.
+"""The Python API: `load` a trained run, `train` a language model, a seq2seq model or a labelled-text model.
 
 The CLI commands are thin wrappers over these functions, so both take the same options with the
 same defaults (declared once, on the config dataclasses):
@@ -8,6 +8,8 @@ same defaults (declared once, on the config dataclasses):
     print(run.sample(prime="ROMEO:", length=200, temperature=0.8, seed=1))
     charrnn.train("my.txt", level="word", max_time=5)
     charrnn.train("pairs.tsv", kind="seq2seq", attention="bahdanau", max_steps=600)
+    charrnn.train("names/", task="classify", max_time=3)        # a classifier (N vs 1)
+    charrnn.train("names/", condition="label", max_time=3)      # a language model conditioned on the label
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ PathLike = str | Path
 
 
 def load(run_dir: PathLike, device: str = "cpu") -> Any:
-    """Load a trained run with its kind's class: a `LanguageModelRun` (sample, stream, score) or a
-    `TranslationRun` (translate, score).
+    """Load a trained run with its kind's class: a `LanguageModelRun` (sample, stream, score), a
+    `TranslationRun` (translate, score), a `ClassifierRun` (classify, evaluate) or a `ConditionalRun`
+    (sample with a label, score given a label, classify).
 
     Before a run's first evaluation has written its best weights, the latest weights from its
     resume file are used and `run.note` says so.
@@ -40,6 +43,8 @@ def effective_config(
     data: PathLike | list[PathLike] | None = None,
     *,
     kind: str | None = None,
+    task: str | None = None,
+    condition: str | None = None,
     resume: PathLike | None = None,
     config: PathLike | None = None,
     **options: Any,
@@ -49,7 +54,13 @@ def effective_config(
     Settings come from the dataclass defaults, then the TOML file `config`, then `options` (which
     win). On resume the run's saved config is the base instead (see `charrnn.core.resume`).
     """
-    spec = kinds.kind_of_run(resume) if resume is not None else kinds.model_kind(kind or "lm")
+    chosen = kinds.resolve(kind, task, condition) if kind or task or condition else None
+    spec = kinds.kind_of_run(resume) if resume is not None else chosen or kinds.model_kind("lm")
+    if resume is not None and chosen is not None and chosen.name != spec.name:
+        raise CharRNNError(
+            f"{resume} holds a {spec.run_title} run, not {chosen.article}; resume it without --task/--condition."
+        )
+    _check_options(spec, options)
     defaults = spec.config_class()
     if data is not None:
         options = {**options, **_data_options(spec, data, options.get("cache_dir"))}
@@ -63,6 +74,7 @@ def effective_config(
     run_config = defaults
     for path, value in explicit.items():
         set_path(run_config, path, value)
+    run_config.complete(set(explicit))
     if not any(getattr(run_config, field) for field in spec.config_class.DATA_FIELDS):
         for field, path in spec.bundled_data:
             found = bundled(Path(path))
@@ -71,6 +83,20 @@ def effective_config(
             setattr(run_config, field, str(found.resolve()))
     run_config.validate()
     return run_config, []
+
+
+def _check_options(spec: kinds.ModelKind, options: dict[str, Any]) -> None:
+    """Refuse, in one line, an option that belongs to another kind trained by the same command (--bptt with --task classify)."""
+    own = spec.options()
+    for name in options:
+        if name in own:
+            continue
+        others = [k for k in kinds.trained_by(spec.train_command) if name in k.options()]
+        if others:
+            flag = others[0].options()[name].cli_flag.split("/")[0]
+            raise CharRNNError(
+                f"{flag} is an option of {' and '.join(k.article for k in others)}, not of {spec.article}; drop it."
+            )
 
 
 def _data_options(
@@ -95,6 +121,8 @@ def train(
     data: PathLike | list[PathLike] | None = None,
     *,
     kind: str | None = None,
+    task: str | None = None,
+    condition: str | None = None,
     out: PathLike | None = None,
     resume: PathLike | None = None,
     overwrite: bool = False,
@@ -109,6 +137,9 @@ def train(
         files and folders, or "-" for standard input (default: the bundled Tiny Shakespeare); "seq2seq" an encoder–decoder on the TSV of pairs `data` (or the
         options source_file/target_file; default: the bundled Multi30k de-en slice); "lesson" a cell on
         a long-range task, `data` naming it: "adding" or "copy" (`charrnn.lessons`).
+    task, condition: what `charrnn train --task/--condition` choose, on labelled `data` (a folder of label
+        files or folders, a TSV or JSONL file): task="classify" a classifier, condition="label" a language
+        model conditioned on the label (task="generate", the default, with condition="none" is the language model).
     out: the run directory (default checkpoints/<data>-<level>, or -<attention> for seq2seq).
     resume: continue this run instead: its saved config is the base, and only options that may
         change mid-run (stopping rules, learning rate, cadence, device, ...) may differ.
@@ -121,7 +152,9 @@ def train(
 
     if resume is None and out is not None and resume_run.restarted(Path(out)):
         resume, data = out, None  # torchrun --max-restarts started this command again after a lost rank
-    run_config, _ = effective_config(data, kind=kind, resume=resume, config=config, **options)
+    run_config, _ = effective_config(
+        data, kind=kind, task=task, condition=condition, resume=resume, config=config, **options
+    )
     spec = kinds.model_kind(run_config.kind)
     run_dir = Path(resume or out or spec.run_name(run_config))
     return engine.train(

@@ -3,7 +3,9 @@ engine look a kind of model up in.
 
 A kind is one subpackage (its config dataclass, model, training recipe with its `Task`, and its
 loaded-run class) plus one `ModelKind` entry in `KINDS` below; nothing else in charrnn switches on
-the kind (docs/architecture.md, "Adding a model kind"). Only the config classes are imported here:
+the kind (docs/architecture.md, "Adding a model kind"). `charrnn train` trains several kinds and
+picks one by `--task` and `--condition` (`training_kind`); the commands that work on a trained run
+(`sample`, `score-sentence`, `eval`, `classify`) call the function its kind names in `handlers`. Only the config classes are imported here:
 they are plain dataclasses, so the CLI can declare every option without importing torch. The recipe
 and the loaded-run class are imported when a run of that kind is trained or loaded.
 """
@@ -12,12 +14,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from charrnn.core.errors import CharRNNError
 from charrnn.core.options import OptionSpec, option_specs
+from charrnn.labelled.config import ClassifierRunConfig, ConditionalRunConfig
 from charrnn.lessons.config import LessonRunConfig
 from charrnn.lm.config import RunConfig
 from charrnn.seq2seq.config import SIDE_OPTIONS, Seq2SeqRunConfig
@@ -65,8 +68,15 @@ class ModelKind:
     read_data: Callable[[list[str]], dict[str, Any]]  # the positional DATA argument(s) -> options
     bundled_data: tuple[tuple[str, str], ...]  # (field, file under corpora/) when no data is given
     name_suffix: Callable[[Any], str]  # the last part of the default run name, from the config
+    speed_unit: str  # what the training speed counts, per second
+    next_step: str  # said after training, with {run} for the run directory
     side_options: tuple[str, ...] = ()  # options set on both sides' tokenizers (seq2seq --level)
     served: bool = True  # `charrnn serve` has a page for its runs
+    task: str = ""  # `charrnn train --task ...` (generate or classify) for the kinds `charrnn train` trains
+    condition: str = "none"  # `charrnn train --condition ...` (none or label)
+    # The run-level commands (`charrnn sample`, `eval`, ...) this kind answers: the command's name -> the
+    # "module:function" that does it for a run of this kind, given the run directory and the command's options.
+    handlers: dict[str, str] = field(default_factory=dict)
 
     def options(self) -> dict[str, OptionSpec]:
         """The training options by flat name (what `train(kind=...)` and the CLI command accept)."""
@@ -86,6 +96,16 @@ class ModelKind:
     def run_class(self) -> Any:
         """The class that loads a trained run of this kind (imports the model package and torch)."""
         return _import(self.run_path)
+
+    def handler(self, command: str, run_dir: PathLike = "RUN") -> Callable[..., Any]:
+        """The function that runs `charrnn COMMAND` on a run of this kind (a one-line error where it does not apply)."""
+        if command not in self.handlers:
+            titles = [kind.title for kind in KINDS.values() if command in kind.handlers]
+            able = " and ".join(filter(None, [", ".join(titles[:-1]), titles[-1]]))
+            raise CharRNNError(
+                f"{run_dir} holds a {self.run_title} run; `charrnn {command}` works on {able} runs; {self.commands}."
+            )
+        return _import(self.handlers[command])
 
     def read_config(self, run_dir: PathLike) -> Any:
         """The saved, migrated and checked config of a run of this kind."""
@@ -111,6 +131,14 @@ KINDS: dict[str, ModelKind] = {
             read_data=_corpus_files,
             bundled_data=(("corpus", "corpora/tinyshakespeare.txt"),),
             name_suffix=lambda config: config.tokenizer.level,
+            speed_unit="tokens/s",
+            next_step="Sample with: charrnn sample {run}",
+            task="generate",
+            handlers={
+                "sample": "charrnn.cli.lm:sample_language_model",
+                "score-sentence": "charrnn.cli.lm:score_language_model",
+                "eval": "charrnn.cli.inspect:evaluate_language_model",
+            },
         ),
         ModelKind(
             name="seq2seq",
@@ -129,6 +157,8 @@ KINDS: dict[str, ModelKind] = {
                 ("val_pairs", "corpora/multi30k-de-en-small-val.tsv"),
             ),
             name_suffix=lambda config: config.model.attention,
+            speed_unit="target tokens/s",
+            next_step="Translate with: charrnn seq2seq translate {run} 'a sentence'",
             side_options=SIDE_OPTIONS,
         ),
         ModelKind(
@@ -146,6 +176,57 @@ KINDS: dict[str, ModelKind] = {
             bundled_data=(),
             name_suffix=lambda config: f"lesson-{config.lesson.task}-{config.model.cell}-T{config.lesson.length}",
             served=False,
+            speed_unit="sequence steps/s",
+            next_step="",
+        ),
+        ModelKind(
+            name="classifier",
+            title="classifier",
+            run_title="classifier",
+            article="a classifier",
+            commands="use `charrnn classify`/`eval` for classifiers",
+            train_command="train",
+            summary_title="classifier training summary",
+            config_class=ClassifierRunConfig,
+            recipe_path="charrnn.labelled.training:ClassifierRecipe",
+            run_path="charrnn.labelled.run:ClassifierRun",
+            read_data=_one_file("corpus", "labelled data is one folder or file"),
+            bundled_data=(),
+            name_suffix=lambda config: "classifier",
+            speed_unit="tokens/s",
+            next_step="Classify with: charrnn classify {run} 'a text'",
+            task="classify",
+            served=False,  # the web page has no panels for labelled runs yet
+            handlers={
+                "classify": "charrnn.cli.labelled:classify_texts",
+                "eval": "charrnn.cli.labelled:evaluate_labelled",
+            },
+        ),
+        ModelKind(
+            name="conditional",
+            title="conditional language model",
+            run_title="conditional language-model",
+            article="a conditional language model",
+            commands="use `charrnn sample --label`, `score-sentence --label`, `classify` or `eval` for them",
+            train_command="train",
+            summary_title="conditional language model training summary",
+            config_class=ConditionalRunConfig,
+            recipe_path="charrnn.labelled.training:ConditionalRecipe",
+            run_path="charrnn.labelled.run:ConditionalRun",
+            read_data=_one_file("corpus", "labelled data is one folder or file"),
+            bundled_data=(),
+            name_suffix=lambda config: "conditional",
+            speed_unit="tokens/s",
+            next_step="Sample with: charrnn sample {run} --label LABEL --num 10",
+            task="generate",
+            condition="label",
+            served=False,  # the web page has no panels for labelled runs yet
+            handlers={
+                "sample": "charrnn.cli.labelled:sample_with_label",
+                "score-sentence": "charrnn.cli.labelled:score_with_label",
+                "classify": "charrnn.cli.labelled:classify_texts",
+                "eval": "charrnn.cli.labelled:evaluate_labelled",
+            },
         ),
     )
 }
@@ -158,6 +239,46 @@ def model_kind(name: str) -> ModelKind:
     if name not in KINDS:
         raise CharRNNError(f"Unknown kind of model {name!r}; choose one of: {', '.join(KINDS)}.")
     return KINDS[name]
+
+
+TASKS = ("generate", "classify")
+CONDITIONS = ("none", "label")
+
+
+def training_kind(task: str | None = None, condition: str | None = None) -> ModelKind:
+    """The kind `charrnn train --task TASK --condition CONDITION` trains (default: generate, none: a language model)."""
+    task, condition = task or "generate", condition or "none"
+    if task not in TASKS:
+        raise CharRNNError(f"Unknown --task {task!r}; choose one of: {', '.join(TASKS)}.")
+    if condition not in CONDITIONS:
+        raise CharRNNError(f"Unknown --condition {condition!r}; choose one of: {', '.join(CONDITIONS)}.")
+    for kind in KINDS.values():
+        if kind.task == task and kind.condition == condition:
+            return kind
+    raise CharRNNError(
+        f"--task {task} reads the label as its answer, so it takes no --condition {condition}; drop one of them."
+    )
+
+
+def resolve(kind: str | None, task: str | None = None, condition: str | None = None) -> ModelKind:
+    """The kind named by `kind` (lm, seq2seq, ...) or chosen by `task` and `condition` (refused together)."""
+    if kind is not None and (task is not None or condition is not None):
+        chosen = training_kind(task, condition)
+        if chosen.name != kind:
+            raise CharRNNError(
+                f"kind={kind!r} and task/condition (which choose {chosen.name!r}) disagree; give one."
+            )
+    return model_kind(kind) if kind is not None else training_kind(task, condition)
+
+
+def trained_by(command: str) -> list[ModelKind]:
+    """The kinds one training command trains (`charrnn train`: lm, classifier, conditional)."""
+    return [kind for kind in KINDS.values() if kind.train_command == command]
+
+
+def handler(run_dir: PathLike, command: str) -> Callable[..., Any]:
+    """The function that runs `charrnn COMMAND` on the run in `run_dir`, by the run's kind (`ModelKind.handlers`)."""
+    return kind_of_run(run_dir).handler(command, run_dir)
 
 
 def kind_of_run(run_dir: PathLike, command: str = "train", expected: str | None = None) -> ModelKind:

@@ -134,3 +134,20 @@ def test_a_command_restarted_by_torchrun_resumes_its_run(corpus_file: Path, tmp_
         2,
         4,
     ]  # continued, not restarted
+
+
+def test_a_classifier_trains_in_two_processes_as_in_one(tmp_path: Path) -> None:
+    """2 processes x 4 examples follow 1 process x 8 step for step (no dropout); the run resumes in one process."""
+    names = REPO_ROOT / "tests" / "data" / "names"
+    flags = ["--task", "classify", "--embed", "8", "--hidden", "8", "--dropout", "0", "--threads", "1", *CADENCE]
+    one = run_cli(
+        ["train", str(names), "--out", str(tmp_path / "one"), "--batch-size", "8", "--max-steps", "4", *flags]
+    )
+    assert one.code == 0, one.stderr
+    two = [*flags, "--batch-size", "4", "--max-steps", "4", "--nproc", "2"]
+    charrnn_process(["train", str(names), "--out", str(tmp_path / "two"), *two], tmp_path)
+    reference, distributed = train_losses(tmp_path / "one"), train_losses(tmp_path / "two")
+    assert [distributed[s] for s in range(1, 5)] == pytest.approx([reference[s] for s in range(1, 5)], rel=1e-5)
+    assert (
+        charrnn.train(resume=tmp_path / "two", max_steps=6).steps == 6
+    )  # one process keeps the global batch of 8

@@ -1,7 +1,7 @@
 """The documentation is true as written: README.md, docs/*.md and bench/README.md run, parse and link.
 
 - every ```python block runs, in a folder holding what the examples name (small copies of the bundled
-  corpora, a tiny language model at checkpoints/tinyshakespeare-char, a tiny seq2seq run at
+  corpora, a few labelled names in names/, a tiny language model at checkpoints/tinyshakespeare-char, a tiny seq2seq run at
   checkpoints/multi30k-de-en-small-luong-general, and that language model exported to ONNX);
 - every `charrnn ...` command line parses with the real CLI (the subcommand exists, every option is known
   and has its value, numbers are numbers, nothing is left over); no command is run. Command lines are the lines of
@@ -339,13 +339,17 @@ TINY_LM = {**TINY, "bptt": 16, "eval_tokens": 2_000}
 
 @pytest.fixture(scope="session")
 def examples_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A working folder as the examples expect one: corpora/, trained runs in checkpoints/, an ONNX export."""
+    """A working folder as the examples expect one: corpora/, names/, trained runs in checkpoints/, an ONNX export."""
     folder = tmp_path_factory.mktemp("docs-examples")
     corpora = folder / "corpora"  # the bundled corpora are found here first, so these small copies are used
     corpora.mkdir()
     copy_head("tinyshakespeare.txt", corpora, chars=40_000)
     copy_head("multi30k-de-en-small.tsv", corpora, lines=400)
     copy_head("multi30k-de-en-small-val.tsv", corpora, lines=50)
+    names = folder / "names"  # labelled data, as docs/labelled.md's examples name it
+    names.mkdir()
+    for labelled in (REPO_ROOT / "tests" / "data" / "names").glob("*.txt"):
+        (names / labelled.name).write_bytes(labelled.read_bytes())
     with working_directory(folder):
         charrnn.train("corpora/tinyshakespeare.txt", out="checkpoints/tinyshakespeare-char", **TINY_LM)
         charrnn.train(kind="seq2seq", out="checkpoints/multi30k-de-en-small-luong-general", **TINY)

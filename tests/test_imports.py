@@ -91,7 +91,17 @@ def test_core_imports_nothing_above_it() -> None:
 
 # The layers, lowest first: a module may import its own layer and those below it. The model packages
 # (one per kind of model, and the lessons) share a layer but never import each other.
-LAYERS = {"core": 0, "lm": 1, "seq2seq": 1, "labelled": 1, "lessons": 1, "kinds": 2, "api": 3, "serve": 4, "cli": 5}
+LAYERS = {
+    "core": 0,
+    "lm": 1,
+    "seq2seq": 1,
+    "labelled": 1,
+    "lessons": 1,
+    "kinds": 2,
+    "api": 3,
+    "serve": 4,
+    "cli": 5,
+}
 MODEL_PACKAGES = {name for name, layer in LAYERS.items() if layer == 1}
 
 

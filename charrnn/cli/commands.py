@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from charrnn.cli import export, inspect, lessons, lm, prepare, serve
+from charrnn.cli import export, inspect, labelled, lessons, lm, prepare, serve
 from charrnn.cli.seq2seq import seq2seq_app
 from charrnn.core.version import __version__
 
@@ -35,6 +35,7 @@ def _root(
 
 
 lm.register(app)
+labelled.register(app)
 inspect.register(app)
 export.register(app)
 prepare.register(app)

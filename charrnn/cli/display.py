@@ -215,15 +215,14 @@ def train_from_cli(
     arguments: dict[str, Any],
     options: dict[str, Any],
     *,
-    kind: str,
-    speed_unit: str,
-    next_step: str,
+    kind: str | None,
     epilogue: Any = None,
 ) -> None:
-    """What every training command does: print the effective config, or train with progress and a summary.
+    """What the training commands do: print the effective config, or train with progress and a summary.
 
-    `epilogue(result)`, when given, returns (lines, figures): lines printed after the summary (unless
-    --quiet) and figures added to the --json output (a lesson's learning curve and verdict).
+    `kind`: the kind to train (None: the kind of the run given with --resume). `epilogue(result)`, when
+    given, returns (lines, figures): lines printed after the summary (unless --quiet) and figures added
+    to the --json output (a lesson's learning curve and verdict).
     """
     import sys
 
@@ -233,7 +232,8 @@ def train_from_cli(
 
     if arguments.get("nproc") is not None:  # `charrnn.cli.run` takes --nproc off the command lines that can use it
         raise CharRNNError(
-            f"--nproc is not available for `charrnn {kinds.model_kind(kind).train_command}`; it trains in one process."
+            f"--nproc is not available for `charrnn {kinds.model_kind(kind).train_command if kind else 'train'}`; "
+            "it trains in one process."
         )
     common = {"kind": kind, "resume": arguments["resume"], "config": arguments["config"]}
     if arguments["print_config"]:
@@ -248,15 +248,15 @@ def train_from_cli(
         )  # fmt: skip
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 alone reports
-    spec = kinds.model_kind(kind)
+    spec = kinds.kind_of_run(result.run_dir)
     lines, figures = epilogue(result) if epilogue is not None else ([], {})
     report_training(
         result,
         stop,
         title=spec.summary_title,
-        speed_unit=speed_unit,
+        speed_unit=spec.speed_unit,
         resume_command=f"charrnn {spec.train_command} --resume {result.run_dir}",
-        next_step=next_step.format(run=result.run_dir),
+        next_step=spec.next_step.format(run=result.run_dir),
         quiet=quiet,
         as_json=bool(arguments.get("as_json")),
         extra=figures,

@@ -34,11 +34,13 @@ def _number(value: Any, digits: int = 4) -> str:
 
 
 def _loss(loss: float | None, level: str | None) -> str:
-    """A validation loss in nats/token with bits/char (char level) or perplexity."""
+    """A validation loss in nats/token with bits/char (char level) or perplexity (nats/text for a classifier)."""
     if loss is None or not math.isfinite(loss):
         return "-"
     if level is None:  # a loss of its own kind (a lesson's squared error)
         return f"{loss:.4f}"
+    if level == "label":
+        return f"{loss:.4f} nats/text (perplexity {math.exp(min(loss, 700)):.2f} over the labels)"
     extra = (
         f"{loss / math.log(2.0):.3f} bits/char"
         if level == "char"
@@ -58,6 +60,12 @@ def info_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
 
     kind = KINDS[facts["kind"]].title
     seconds = facts["seconds_trained"]
+    labels = facts.get("labels")
+    label_rows = []
+    if labels:
+        from charrnn.labelled.data import label_summary
+
+        label_rows = [("labels", label_summary(labels, most=1000) + " (training examples)")]
     return [
         ("run", facts["run_dir"]),
         ("kind", kind),
@@ -72,12 +80,13 @@ def info_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
         ("epochs", _number(facts["epochs"], 2)),
         ("tokens seen", _number(facts["tokens_seen"])),
         ("time trained", format_seconds(seconds) if isinstance(seconds, int | float) else "-"),
-        ("best validation", _loss(facts["best_val_loss"], level)),
-        ("last validation", _loss(facts["last_val_loss"], level)),
+        ("best validation", _loss(facts["best_val_loss"], facts.get("loss_level") or level)),
+        ("last validation", _loss(facts["last_val_loss"], facts.get("loss_level") or level)),
         ("gradient norm", clipped_text(facts["clipped_share"])),
         ("device / precision", f"{facts['device']} / {facts['precision']}"),
         ("charrnn version", str(facts["charrnn_version"])),
         ("corpus", str(facts["corpus"] or "-")),
+        *label_rows,
         ("created", str(facts["created"] or "-")),
         ("updated", str(facts["updated"] or "-")),
     ]
@@ -149,30 +158,64 @@ def _relative(path: str, directory: Path) -> str:
 
 
 def evaluate(
-    run_dir: Path = typer.Argument(..., help="Language-model run directory written by `charrnn train`."),
-    file: Path = typer.Argument(..., help="UTF-8 text file, evaluated as one stream."),
+    run_dir: Path = typer.Argument(
+        ..., help="Run directory written by `charrnn train` (a language model, classifier or conditional model)."
+    ),
+    file: Path = typer.Argument(
+        ..., help="A language model: a UTF-8 text file, evaluated as one stream. A labelled run: labelled data."
+    ),
     oov: str = typer.Option("include", "--oov", help=OOV_HELP + " Default include: the validation loss."),
     oov_logprob: float | None = typer.Option(None, "--oov-logprob", help=OOV_LOGPROB_HELP),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Parallel streams (default: the run's)."),
     bptt: int | None = typer.Option(None, "--bptt", help="Tokens per chunk (default: the run's)."),
+    label_field: str | None = typer.Option(
+        None, "--label-field", help="Labelled data: the label's TSV column or JSONL key (default: the run's)."
+    ),
+    text_field: str | None = typer.Option(
+        None, "--text-field", help="Labelled data: the text's TSV column or JSONL key (default: the run's)."
+    ),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Labelled runs: also draw the confusion matrix to this PNG (needs matplotlib)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object for scripts."),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
     threads: int | None = typer.Option(
         None, help="CPU threads (default 1; try your core count on an idle machine)."
     ),
 ) -> None:
-    """Cross-entropy, perplexity and bits/char of a whole file, counted as training's validation counts it."""
+    """Measure a run on data: a language model's cross-entropy, perplexity and bits/char of a whole file, counted as
+    validation counts it; a classifier's (or conditional model's) accuracy, macro-F1 and confusion matrix."""
+    from charrnn import kinds
+
+    options = {name: value for name, value in locals().items() if name not in ("run_dir", "file", "kinds")}
+    kinds.handler(run_dir, "eval")(run_dir, file, options)
+
+
+def refuse_options(options: dict[str, Any], defaults: dict[str, Any], what: str) -> None:
+    """A one-line error for an option given a value other than its default where it does not apply."""
+    from charrnn.core.errors import CharRNNError
+
+    for name, default in defaults.items():
+        if options[name] != default:
+            flag = "--" + name.replace("_", "-")
+            raise CharRNNError(f"{flag} does not apply to {what}; drop it.")
+
+
+def evaluate_language_model(run_dir: Path, file: Path, options: dict[str, Any]) -> None:
+    """`charrnn eval` on a language model: the whole file read as validation reads it."""
     from charrnn.core.scoring import check_oov
 
+    refuse_options(options, {"label_field": None, "text_field": None, "plot": None}, "a language model")
+    oov, oov_logprob = options["oov"], options["oov_logprob"]
     check_oov(oov, oov_logprob)
-    result = load_run(run_dir, device, threads, "lm").evaluate_file(
-        file, batch_size=batch_size, bptt=bptt, oov=oov, oov_logprob=oov_logprob
+    result = load_run(run_dir, options["device"], options["threads"], "lm").evaluate_file(
+        file, batch_size=options["batch_size"], bptt=options["bptt"], oov=oov, oov_logprob=oov_logprob
     )
     if result.unk and oov != "skip":
         err_console().print(
             f"[yellow]note: {result.unk:,} <unk> token(s) in {file}, counted with --oov {oov}[/]", highlight=False
         )
-    if as_json:
+    if options["as_json"]:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=1))
         return
     rows = [

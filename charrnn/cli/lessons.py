@@ -37,8 +37,6 @@ def register(app: typer.Typer) -> None:
         "solved it or stayed at the no-memory baseline.",
         default_out="checkpoints/lesson-<task>-<cell>-T<length>",
         tables="lesson, model, training",
-        speed_unit="sequence steps/s",
-        next_step="",
         epilogue=lesson_epilogue,
     )
 

@@ -22,17 +22,17 @@ def register(app: typer.Typer) -> None:
     corpus = typer.Argument(
         None,
         help="UTF-8 text file(s) or folder(s) (their *.txt files; see --glob), or - for stdin "
-        "(default: bundled Tiny Shakespeare).",
+        "(default: bundled Tiny Shakespeare); with --task classify or --condition label, labelled data.",
     )
     add_train_command(
         app,
         "lm",
         parameter("corpus", list[Path] | None, corpus),
-        summary="Train a language model on CORPUS by truncated BPTT and save it to a run directory.",
+        summary="Train a language model on CORPUS by truncated BPTT and save it to a run directory; with --task "
+        "classify a classifier, with --condition label a language model conditioned on the label, of labelled data "
+        "(a folder of label files or folders, or a TSV/JSONL file).",
         default_out="checkpoints/<corpus>-<level>",
         tables="tokenizer, model, training",
-        speed_unit="tokens/s",
-        next_step="Sample with: charrnn sample {run}",
     )
     app.command()(sample)
     app.command("score-sentence")(score_sentence)
@@ -46,6 +46,11 @@ def _load_lm(run_dir: Path, device: str, threads: int | None):
     return load_run(run_dir, device, threads, "lm")
 
 
+LABEL_HELP = (
+    "The label to generate in (a run trained with --condition label; default: drawn from the training prior)."
+)
+
+
 def sample(
     run_dir: Path = typer.Argument(..., help="Run directory written by `charrnn train`."),
     temperature: float = typer.Option(1.0, "--temperature", "-t", help="Softmax temperature (> 0)."),
@@ -54,27 +59,47 @@ def sample(
     top_p: float | None = typer.Option(None, help="Draw from the smallest set with total probability >= P."),
     prime: str = typer.Option("", "--prime", "-p", help="Text the model reads first; the sample continues it."),
     length: int = typer.Option(500, "--length", "-n", help="Tokens to generate (at most)."),
-    until_eos: bool = typer.Option(False, "--until-eos", help="Stop each sample at the end of its line."),
+    until_eos: bool = typer.Option(
+        False, "--until-eos", help="Stop each sample at the end of its line (always, for a conditional model)."
+    ),
     num: int = typer.Option(1, "--num", help="Independent samples, generated together in one batch."),
     seed: int | None = typer.Option(None, help="Random seed for repeatable samples."),
+    label: str | None = typer.Option(None, "--label", "-l", help=LABEL_HELP),
     interactive: bool = typer.Option(
         False, "--interactive", "-i", help="A prompt loop: each line typed primes a sample; :help for commands."
     ),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
     threads: int | None = typer.Option(None, help=THREADS_HELP),
 ) -> None:
-    """Generate text from a trained model (streamed to stdout)."""
+    """Generate text from a trained model (streamed to stdout); with --label, texts of that label."""
+    options = {name: value for name, value in locals().items() if name != "run_dir"}  # for the run's kind
+    from charrnn import kinds
     from charrnn.core.sampling import SampleSettings
 
     settings = {"greedy": greedy, "top_k": top_k, "top_p": top_p, "until_eos": until_eos, "seed": seed}
     SampleSettings(length=length, temperature=temperature, num=num, **settings).validate()
-    run = _load_lm(run_dir, device, threads)
-    for note in sample_notes(run, prime, greedy, temperature):
+    kinds.handler(run_dir, "sample")(run_dir, options)
+
+
+def sample_language_model(run_dir: Path, options: dict[str, Any]) -> None:
+    """`charrnn sample` on a language model: stream one sample, or print --num of them, or the prompt loop."""
+    from charrnn.core.errors import CharRNNError
+
+    if options["label"] is not None:
+        raise CharRNNError(
+            f"{run_dir} is a language model without labels; --label needs a run trained with --condition label."
+        )
+    prime, temperature, length, num = options["prime"], options["temperature"], options["length"], options["num"]
+    settings = {name: options[name] for name in ("greedy", "top_k", "top_p", "until_eos", "seed")}
+    run = _load_lm(run_dir, options["device"], options["threads"])
+    for note in sample_notes(run, prime, settings["greedy"], temperature):
         err_console().print(f"[yellow]note: {note}[/]", highlight=False)
-    if interactive:
+    if options["interactive"]:
         from charrnn.cli.interactive import Settings, interactive_loop
 
-        interactive_loop(run, Settings(temperature, length, top_p, greedy, seed))
+        interactive_loop(
+            run, Settings(temperature, length, settings["top_p"], settings["greedy"], settings["seed"])
+        )
         return
     out = sys.stdout
     if num == 1:
@@ -114,6 +139,9 @@ def score_sentence(
     run_dir: Path = typer.Argument(..., help="Run directory written by `charrnn train`."),
     sentences: list[str] | None = typer.Argument(None, help="Sentences to score (or --file, or stdin)."),
     file: Path | None = typer.Option(None, "--file", "-f", help="Score each line of this file."),
+    label: str | None = typer.Option(
+        None, "--label", "-l", help="Score log P(text | label) (a run trained with --condition label)."
+    ),
     per_token: bool = typer.Option(False, "--per-token", help="Show each token's conditional probability."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array for scripts."),
     oov: str = typer.Option("penalty", "--oov", help=OOV_HELP),
@@ -123,11 +151,32 @@ def score_sentence(
     precision: str = typer.Option("fp32", help=SCORING_PRECISION_HELP),
 ) -> None:
     """Score how probable sentences are: log-probability, perplexity and per-token detail."""
+    from charrnn import kinds
     from charrnn.core.scoring import check_oov
 
     check_oov(oov, oov_logprob)
+    handler = kinds.handler(run_dir, "score-sentence")
     texts = read_sentences(sentences, file, "score")
-    scores = _load_lm(run_dir, device, threads).score(texts, oov=oov, oov_logprob=oov_logprob, precision=precision)
+    options = {"label": label, "oov": oov, "oov_logprob": oov_logprob, "precision": precision}
+    scores = handler(run_dir, texts, options, device, threads)
+    show_scores(scores, oov, as_json, per_token)
+
+
+def score_language_model(
+    run_dir: Path, texts: list[str], options: dict[str, Any], device: str, threads: int | None
+) -> list[Any]:
+    """`charrnn score-sentence` on a language model: log P(sentence) of each."""
+    from charrnn.core.errors import CharRNNError
+
+    if options.pop("label") is not None:
+        raise CharRNNError(
+            f"{run_dir} is a language model without labels; --label needs a run trained with --condition label."
+        )
+    return _load_lm(run_dir, device, threads).score(texts, **options)
+
+
+def show_scores(scores: list[Any], oov: str, as_json: bool, per_token: bool) -> None:
+    """The scores as a table (and per-token tables), or as JSON; a note on stderr about <unk> tokens."""
     with_unk = sum(1 for s in scores if s.n_unk)
     if with_unk:
         err_console().print(

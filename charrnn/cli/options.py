@@ -113,6 +113,13 @@ RESUME_RULE = (
 )
 
 
+TASK_HELP = (
+    "generate: a language model; classify: a classifier of labelled DATA (N vs 1). Each kind has its own "
+    "defaults (see --print-config); the defaults shown here are the language model's."
+)
+CONDITION_HELP = "label: a language model conditioned on the label of labelled DATA (1 vs N); none: plain."
+
+
 def add_train_command(
     app: typer.Typer,
     kind: str,
@@ -122,18 +129,38 @@ def add_train_command(
     default_out: str,
     tables: str,
     command: str = "train",
-    **report: Any,
+    epilogue: Any = None,
 ) -> None:
     """Register `command` (`train`) for a kind of model: DATA, the run parameters, one flag per option of the kind's config (`charrnn.kinds`).
 
-    `report` holds `speed_unit` and `next_step` for the summary after training (and optionally
-    `epilogue`, see `charrnn.cli.display.train_from_cli`).
+    Where one command trains several kinds (`charrnn train`: a language model, a classifier, a conditional
+    language model), it takes every option of each (the first kind's default shown) and `--task` and
+    `--condition` choose the kind; each kind keeps its own defaults for the options not typed.
+    `epilogue(result)`, when given, returns lines printed after the summary and figures added to --json
+    (see `charrnn.cli.display.train_from_cli`).
     """
     from charrnn import kinds
     from charrnn.cli.display import train_from_cli
 
-    def body(arguments: dict[str, Any], given: dict[str, Any]) -> None:
-        train_from_cli(arguments[data.name], arguments, given, kind=kind, **report)
+    spec = kinds.model_kind(kind)
+    trained = kinds.trained_by(spec.train_command)
+    specs: dict[str, OptionSpec] = {}
+    for other in trained:
+        for name, option in other.options().items():
+            specs.setdefault(name, option)
+    choosers = []
+    if len(trained) > 1:
+        choosers = [
+            parameter("task", str | None, typer.Option(None, "--task", help=TASK_HELP, show_default=False)),
+            parameter("condition", str | None, typer.Option(None, "--condition", help=CONDITION_HELP)),
+        ]
 
-    fixed = [data, *run_parameters(default_out, tables)]
-    add_config_command(app, command, kinds.model_kind(kind).options(), fixed, body, summary + "\n\n" + RESUME_RULE)
+    def body(arguments: dict[str, Any], given: dict[str, Any]) -> None:
+        task, condition = arguments.get("task"), arguments.get("condition")
+        chosen = None if arguments["resume"] and task is None and condition is None else kind
+        if task is not None or condition is not None:
+            chosen = kinds.training_kind(task, condition).name
+        train_from_cli(arguments[data.name], arguments, given, kind=chosen, epilogue=epilogue)
+
+    fixed = [data, *choosers, *run_parameters(default_out, tables)]
+    add_config_command(app, command, specs, fixed, body, summary + "\n\n" + RESUME_RULE)

@@ -1,4 +1,4 @@
-"""Loss curves of one or more runs as a PNG (matplotlib, the optional extra `charrnn[plot]`).
+"""Loss curves of one or more runs, and a classifier's confusion matrix, as PNGs (matplotlib, the optional extra `charrnn[plot]`).
 
 Training loss is the mean over each logging window and validation loss the mean over the held-out
 stream, both in nats/token (natural-log cross-entropy); at char level the right axis shows the same
@@ -45,6 +45,29 @@ def _labels(run_dirs: list[Path]) -> list[str]:
     """Short legend names: each folder's name, or its whole path where two names clash."""
     names = [p.name for p in run_dirs]
     return [name if names.count(name) == 1 else str(path) for name, path in zip(names, run_dirs, strict=True)]
+
+
+def plot_confusion(report: Any, out: str | Path) -> Path:
+    """Draw a `ClassificationReport`'s confusion matrix, each row as shares of its true label, to a PNG."""
+    plt = pyplot()
+    labels, matrix = report.labels, report.confusion
+    shares = [[n / max(sum(row), 1) for n in row] for row in matrix]
+    side = min(max(4.0, 0.45 * len(labels) + 2.0), 30.0)
+    figure, axes = plt.subplots(figsize=(side + 1.0, side), dpi=DPI)
+    image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    axes.set_xticks(range(len(labels)), labels, rotation=90)
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set_xlabel("predicted label")
+    axes.set_ylabel("true label")
+    if len(labels) <= 30:
+        for i, row in enumerate(matrix):
+            for j, n in enumerate(row):
+                if n:
+                    colour = "white" if shares[i][j] > 0.5 else "black"
+                    axes.text(j, i, str(n), ha="center", va="center", fontsize="x-small", color=colour)
+    figure.colorbar(image, ax=axes, label="share of the true label's examples")
+    axes.set_title(f"confusion matrix: accuracy {report.accuracy:.3f}, macro-F1 {report.macro_f1:.3f}")
+    return save_png(plt, figure, out)
 
 
 def plot_runs(run_dirs: list[str | Path], out: str | Path, x: str = "step", grad_norm: bool = False) -> Path:

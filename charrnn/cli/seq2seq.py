@@ -32,8 +32,6 @@ add_train_command(
     summary="Train an encoder–decoder on sentence pairs (teacher forcing) and save it to a run directory.",
     default_out="checkpoints/<pairs>-<attention>",
     tables="source_tokenizer, target_tokenizer, model, training",
-    speed_unit="target tokens/s",
-    next_step="Translate with: charrnn seq2seq translate {run} 'a sentence'",
 )
 
 

@@ -188,6 +188,10 @@ class RunConfigBase:
         """Build the config from config.json data, refusing unknown keys and wrong types."""
         return dataclass_from_dict(cls, data, "config")
 
+    def complete(self, given: set[str]) -> None:
+        """Fill in settings that follow from others, once a fresh run's settings are applied (`given`: the
+        dotted paths the user set); a classifier's --init-from takes its language model's tokenizer and shape."""
+
     @classmethod
     def migrate(cls, data: dict[str, Any]) -> dict[str, Any]:
         """config.json data of any readable format version, as this version reads it (a kind's own changes)."""

@@ -22,7 +22,7 @@ from charrnn.core.errors import CharRNNError
 from charrnn.core.precision import trained_precision
 from charrnn.core.runinfo import run_facts
 from charrnn.core.runtime import resolve_device
-from charrnn.core.tokenizers import Tokenizer
+from charrnn.core.tokenizers import SENTENCEPIECE_MODEL, TOKENIZER_JSON, Tokenizer
 
 
 class LoadedRun:
@@ -84,3 +84,21 @@ class LoadedRun:
             "precision": trained_precision(self.config.training),
             "config": dataclasses.asdict(self.config),
         }
+
+
+def read_one_tokenizer(run_dir: Path, config: Any) -> Tokenizer:
+    """The tokenizer of a run with one (`config.tokenizer`, `config.model.vocab_size`), checked against its model."""
+    missing = [n for n in (TOKENIZER_JSON,) if not (run_dir / n).is_file()]
+    if config.tokenizer.level == "subword" and not (run_dir / SENTENCEPIECE_MODEL).is_file():
+        missing.append(SENTENCEPIECE_MODEL)
+    if not (run_dir / rundir.WEIGHTS_FILE).is_file() and not (run_dir / rundir.RESUME_FILE).is_file():
+        missing.append(rundir.WEIGHTS_FILE)
+    if missing:
+        raise CharRNNError(f"{run_dir} is incomplete: {', '.join(missing)} missing.")
+    tokenizer = rundir.read_tokenizer(run_dir)
+    if tokenizer.vocab_size != config.model.vocab_size:
+        raise CharRNNError(
+            f"{run_dir}: the tokenizer has {tokenizer.vocab_size} entries but the model's embedding has "
+            f"{config.model.vocab_size} rows (config.json); the tokenizer file belongs to another run."
+        )
+    return tokenizer

@@ -94,12 +94,14 @@ def run_facts(run_dir: str | Path, config_classes: Mapping[str, Any]) -> dict[st
     summary = rundir.run_summary(run_dir)
     created, updated = _file_times(run_dir)
     best = summary["best_val_loss"]
-    measures = loss_measures(best, level)
+    loss_level = described.get("loss_level", level)  # what the loss is per: a token, or a classifier's label
+    measures = loss_measures(best, loss_level or "")
     return {
         "name": run_dir.name,
         "kind": kind,
         "run_dir": str(run_dir),
         "level": level,
+        "loss_level": loss_level,
         "vocab_size": vocab,
         "parameters": parameter_count(run_dir),
         "cell": model.get("cell"),
@@ -120,6 +122,7 @@ def run_facts(run_dir: str | Path, config_classes: Mapping[str, Any]) -> dict[st
         "precision": training.get("precision"),
         "charrnn_version": config.get("charrnn_version"),
         "corpus": corpus,
+        "labels": described.get("labels"),  # labelled kinds: training examples per label
         "created": _iso_time(created),
         "updated": _iso_time(updated),
     }

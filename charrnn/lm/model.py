@@ -36,7 +36,8 @@ def _fp32(tensor: torch.Tensor) -> contextlib.AbstractContextManager:
 class LanguageModel(nn.Module):
     """RecurrentCore -> dropout -> softmax over the vocabulary (full or adaptive)."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, extra_input: int = 0) -> None:
+        """`extra_input`: the width of a vector joined to every step's input (a conditional model's label)."""
         super().__init__()
         config.validate()
         self.config = config
@@ -50,6 +51,7 @@ class LanguageModel(nn.Module):
             config.layers,
             config.cell,
             config.dropout,
+            extra_input=extra_input,
             forget_bias=None,
         )
         self.dropout = nn.Dropout(config.dropout)

@@ -7,14 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from charrnn.core import rundir
-from charrnn.core.errors import CharRNNError
-from charrnn.core.loaded_run import LoadedRun
+from charrnn.core.loaded_run import LoadedRun, read_one_tokenizer
 from charrnn.core.runtime import scoring_autocast
 from charrnn.core.sampling import SampleSettings
 from charrnn.core.scoring import SentenceScore
 from charrnn.core.special_tokens import EOS_ID
 from charrnn.core.text import read_text
-from charrnn.core.tokenizers import SENTENCEPIECE_MODEL, TOKENIZER_JSON, Tokenizer
+from charrnn.core.tokenizers import Tokenizer
 from charrnn.lm.config import RunConfig
 from charrnn.lm.evaluation import FileEvaluation, evaluate_text
 from charrnn.lm.model import LanguageModel
@@ -41,20 +40,7 @@ class LanguageModelRun(LoadedRun):
 
     @classmethod
     def read_tokenizers(cls, run_dir: Path, config: RunConfig) -> tuple[Tokenizer]:
-        missing = [n for n in (TOKENIZER_JSON,) if not (run_dir / n).is_file()]
-        if config.tokenizer.level == "subword" and not (run_dir / SENTENCEPIECE_MODEL).is_file():
-            missing.append(SENTENCEPIECE_MODEL)
-        if not (run_dir / rundir.WEIGHTS_FILE).is_file() and not (run_dir / rundir.RESUME_FILE).is_file():
-            missing.append(rundir.WEIGHTS_FILE)
-        if missing:
-            raise CharRNNError(f"{run_dir} is incomplete: {', '.join(missing)} missing.")
-        tokenizer = rundir.read_tokenizer(run_dir)
-        if tokenizer.vocab_size != config.model.vocab_size:
-            raise CharRNNError(
-                f"{run_dir}: the tokenizer has {tokenizer.vocab_size} entries but the model's embedding has "
-                f"{config.model.vocab_size} rows (config.json); the tokenizer file belongs to another run."
-            )
-        return (tokenizer,)
+        return (read_one_tokenizer(run_dir, config),)
 
     @classmethod
     def build_model(cls, config: RunConfig) -> LanguageModel:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from charrnn.core.batching import LengthBatches
 from charrnn.core.errors import CharRNNError
 from charrnn.core.scoring import pad_sequences, teacher_inputs
 from charrnn.core.special_tokens import EOS_ID, PAD_ID
@@ -197,46 +198,18 @@ def make_batch(sources: list[list[int]], targets: list[list[int]]) -> PairBatch:
     )
 
 
-class PairBatches:
-    """Pairs cut into batches of similar length, in a fresh order every epoch that is fixed by (seed, epoch).
+class PairBatches(LengthBatches):
+    """Pairs cut into batches of similar length (source + target), in a fresh order every epoch fixed by (seed, epoch).
 
-    Each epoch shuffles the pairs, sorts pools of 50 batches by length (little padding) and shuffles
-    the batch order; the order depends only on the seed and the epoch, so a resumed run continues
-    exactly where it stopped.
+    The order is `charrnn.core.batching.LengthBatches`'; a resumed run continues exactly where it stopped.
     """
-
-    POOL_BATCHES = 50
 
     def __init__(self, pairs: EncodedPairs, batch_size: int, seed: int = 0, shuffle: bool = True) -> None:
         if len(pairs) == 0:
             raise CharRNNError("No pair is left to train on after tokenizing (check the data and --max-length).")
-        self.pairs, self.batch_size, self.seed, self.shuffle = pairs, batch_size, seed, shuffle
-        self._epoch: int | None = None
-        self._order: list[list[int]] = []
-
-    def __len__(self) -> int:
-        return (len(self.pairs) + self.batch_size - 1) // self.batch_size
-
-    def order(self, epoch: int) -> list[list[int]]:
-        """The batches of `epoch`, as lists of pair indices."""
-        if self._epoch == epoch:
-            return self._order
-        n = len(self.pairs)
-        key = [len(s) + len(t) for s, t in zip(self.pairs.sources, self.pairs.targets, strict=True)]
-        if not self.shuffle:
-            ordered = sorted(range(n), key=lambda i: key[i])
-            batches = [ordered[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
-        else:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            perm = torch.randperm(n, generator=generator).tolist()
-            pool = self.batch_size * self.POOL_BATCHES
-            batches = []
-            for start in range(0, n, pool):
-                chunk = sorted(perm[start : start + pool], key=lambda i: key[i])
-                batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
-            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-        self._epoch, self._order = epoch, batches
-        return batches
+        lengths = [len(s) + len(t) for s, t in zip(pairs.sources, pairs.targets, strict=True)]
+        super().__init__(lengths, batch_size, seed, shuffle)
+        self.pairs = pairs
 
     def batch(self, epoch: int, index: int) -> PairBatch:
         """Batch `index` of `epoch`, on the CPU."""

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from charrnn.core import distributed, engine, memory, rundir
+from charrnn.core import engine, memory, rundir
+from charrnn.core.batching import BatchedExamplesTask
 from charrnn.core.errors import CharRNNError
 from charrnn.core.state import Reporter, TrainResult, TrainState
 from charrnn.core.token_cache import data_fingerprint
@@ -166,7 +167,7 @@ def train_seq2seq(config: Seq2SeqRunConfig, run_dir: str | Path, **session: Any)
     return engine.train(Seq2SeqRecipe(), config, run_dir, **session)
 
 
-class Seq2SeqTask(distributed.DataParallelTask):
+class Seq2SeqTask(BatchedExamplesTask):
     """Teacher-forced batches of sentence pairs; nothing carries from one batch to the next."""
 
     def __init__(
@@ -181,38 +182,13 @@ class Seq2SeqTask(distributed.DataParallelTask):
         self.batches_per_epoch = len(batches)
         self._setup_forward()
 
-    def _lay_out(self, global_batch: int) -> None:
-        """Batches of `global_batch` pairs; under several processes this rank takes every N-th pair."""
-        self.batches = PairBatches(self.batches.pairs, global_batch, self.batches.seed)
-        self.batches_per_epoch = len(self.batches)
-
-    def start_epoch(self) -> None:
-        pass
-
     def step_loss(self, state: TrainState) -> tuple[torch.Tensor, int]:
-        rows = self.batches.order(state.epoch)[state.chunk]
-        mine = rows[self.world.rank :: self.world.size]
+        rows, mine = self.step_rows(state)
         pairs = self.batches.pairs
-        pick = mine or rows[:1]  # a last batch smaller than the world: this rank adds a zero gradient
-        batch = make_batch([pairs.sources[i] for i in pick], [pairs.targets[i] for i in pick]).to(self.device)
+        batch = make_batch([pairs.sources[i] for i in rows], [pairs.targets[i] for i in rows]).to(self.device)
         logits, _ = self.forward(batch.src, batch.src_lengths, batch.tgt_in, self.cfg.teacher_forcing)
         loss = self.model.loss(logits, batch.tgt_out, self.cfg.label_smoothing)
         return (loss if mine else loss * 0.0), batch.n_target_tokens if mine else 0
 
-    def end_step(self, finite: bool) -> None:
-        pass
-
     def evaluate(self) -> float:
         return evaluate_loss(self.model, self.val_pairs, self.device, self.cfg.batch_size)
-
-    def carried_tensors(self) -> dict[str, torch.Tensor]:
-        """Nothing, or (once several processes are involved) the global batch size the data position refers to."""
-        if self.batches.batch_size == self.cfg.batch_size and not self.world.active:
-            return {}
-        return {"global_batch": torch.tensor([self.batches.batch_size])}
-
-    def restore_carried(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Keep the saved run's global batches, whatever the number of processes now."""
-        saved = int(tensors["global_batch"][0]) if "global_batch" in tensors else self.cfg.batch_size
-        if saved != self.batches.batch_size:
-            self._lay_out(saved)
