@@ -54,7 +54,7 @@ def memory_horizons(work: Path, settings: dict[str, Any], threads: int | None, c
     from charrnn.core.errors import CharRNNError
     from charrnn.core.rundir import run_summary
     from charrnn.core.runinfo import parameter_count
-    from charrnn.lessons.gradients import run_gradient_flow, train_cells
+    from charrnn.lesson_runs import run_gradient_flow, train_cells
 
     started = time.perf_counter()
     runs = train_cells(

@@ -188,7 +188,7 @@ def test_init_from_refuses_what_does_not_fit(language_model: Path, classifier_ru
         )
     with pytest.raises(CharRNNError, match="--level word differs"):
         charrnn.api.effective_config(NAMES, task="classify", init_from=str(language_model), level="word")
-    with pytest.raises(CharRNNError, match="holds a classifier run, not a language model"):
+    with pytest.raises(CharRNNError, match="holds a run of kind 'classifier', not 'lm'"):
         charrnn.api.effective_config(NAMES, task="classify", init_from=str(classifier_run))
     config, _ = charrnn.api.effective_config(NAMES, task="classify", init_from=str(language_model))
     config.model.hidden = 7  # a config built by hand, past the API's completion: the recipe refuses it too

@@ -144,7 +144,7 @@ def gradients(
     """Gradient flow through time: mean ‖∂L_t/∂h_{t−k}‖ for k = 0 … --horizon, per layer, and the memory horizon."""
     from charrnn.core.runtime import set_inference_threads
     from charrnn.core.text import read_text
-    from charrnn.lessons.gradients import run_gradient_flow, train_cells
+    from charrnn.lesson_runs import run_gradient_flow, train_cells
 
     if run_dir is None and cells is None:
         raise CharRNNError("Give a RUN directory to measure, or --cells rnn,gru,lstm to train and compare.")

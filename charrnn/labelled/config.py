@@ -202,9 +202,10 @@ class ClassifierRunConfig(LabelledRunConfig):
         """With --init-from, take the language model's tokenizer settings and core shape (refusing given ones that differ)."""
         if not self.init_from:
             return
-        from charrnn import kinds
+        from charrnn.core.rundir import read_run_config
+        from charrnn.lm.config import RunConfig
 
-        lm = kinds.kind_of_run(self.init_from, "train", expected="lm").read_config(self.init_from)
+        lm = read_run_config(Path(self.init_from), RunConfig, "train")
         paths = [f"tokenizer.{f.name}" for f in dataclasses.fields(TokenizerConfig)] + list(self.SHARED_WITH_LM)
         for path in paths:
             theirs = get_path(lm, path)

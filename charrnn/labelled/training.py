@@ -143,9 +143,9 @@ class ClassifierRecipe(LabelledRecipe):
         """With --init-from, the language model's own tokenizer (its core is read now, loaded in `prepare`)."""
         if not config.init_from:
             return super().tokenizer_for(config, data)
-        from charrnn import kinds
+        from charrnn.lm.run import LanguageModelRun
 
-        lm = kinds.load(config.init_from, "cpu", expected="lm")
+        lm = LanguageModelRun.load(config.init_from, "cpu")
         for path in ("tokenizer", *config.SHARED_WITH_LM):
             section, _, name = path.partition(".")
             mine, theirs = getattr(config, section), getattr(lm.config, section)
