@@ -156,7 +156,7 @@ def add_train_command(
         ]
 
     def body(arguments: dict[str, Any], given: dict[str, Any]) -> None:
-        task, condition = arguments.get("task"), arguments.get("condition")
+        task, condition = (arguments.get("task"), arguments.get("condition")) if choosers else (None, None)
         chosen = None if arguments["resume"] and task is None and condition is None else kind
         if task is not None or condition is not None:
             chosen = kinds.training_kind(task, condition).name
