@@ -11,7 +11,7 @@ import io
 import sys
 from typing import Any
 
-from charrnn.cli.streams import guarded_streams
+from charrnn.cli.streams import guarded_streams, visible
 from charrnn.core.errors import CharRNNError
 from charrnn.core.version import __version__
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     except CharRNNError as exc:
         if debug:
             raise
-        print(f"charrnn: error: {exc}", file=sys.stderr)
+        print(f"charrnn: error: {visible(str(exc), one_line=True)}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("charrnn: interrupted", file=sys.stderr)
@@ -79,11 +79,12 @@ def main(argv: list[str] | None = None) -> None:
             raise
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # a usage error from typer/click
             message = " ".join(exc.format_message().split())
-            print(f"charrnn: error: {message} (see --help)", file=sys.stderr)
+            print(f"charrnn: error: {visible(message, one_line=True)} (see --help)", file=sys.stderr)
             sys.exit(exc.exit_code)
         # anything else is a bug in charrnn: still one line unless --debug
         print(
-            f"charrnn: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            f"charrnn: internal error: {type(exc).__name__}: {visible(str(exc), one_line=True)} "
+            "(rerun with --debug for the traceback)",
             file=sys.stderr,
         )
         sys.exit(EXIT_INTERNAL_ERROR)

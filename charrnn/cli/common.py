@@ -33,5 +33,5 @@ def read_sentences(sentences: list[str] | None, file: Path | None, what: str) ->
     if not texts:
         raise CharRNNError(f"No sentence to {what}: give SENTENCE arguments, --file FILE, or lines on stdin.")
     if skipped:
-        err_console().print(f"[yellow]skipped {skipped} blank line(s)[/]")
+        err_console().print(f"skipped {skipped} blank line(s)", style="yellow")
     return texts

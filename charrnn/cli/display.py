@@ -19,7 +19,25 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
+from charrnn.cli.streams import visible
+
 LN2 = math.log(2.0)
+
+
+class PlainConsole(Console):
+    """A rich console for user strings: no markup, no emoji codes, no highlighting, control characters visible.
+
+    Paths, run names, sentences and config values are printed as text: `[red]x[/red]` or `[/i]` stays
+    as typed (rich would otherwise style it, turn `[link=...]` into a terminal hyperlink, or fail with
+    MarkupError). Styles are given as `style=` or `Text` objects, never as markup.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs = {"markup": False, "emoji": False, "highlight": False, **kwargs}
+        super().__init__(**kwargs)
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(visible(text), **kwargs)
 
 
 def loss_summary(loss: float | None, level: str) -> str:
@@ -61,10 +79,16 @@ class RichReporter:
         self.started = time.perf_counter()
         resumed = " (resumed at step {})".format(info["start_step"]) if info.get("resumed") else ""
         self.console.print(
-            f"[bold]charrnn[/] training{resumed}: {info.get('parameters', 0):,} parameters, "
-            f"vocab {info.get('vocab_size')}, {info.get('train_tokens', 0):,} train / "
-            f"{info.get('val_tokens', 0):,} val tokens, device {info.get('device')} ({info.get('precision', 'fp32')}), "
-            f"run {info.get('run_dir')}",
+            Text("charrnn", style="bold"),
+            Text(
+                visible(
+                    f" training{resumed}: {info.get('parameters', 0):,} parameters, "
+                    f"vocab {info.get('vocab_size')}, {info.get('train_tokens', 0):,} train / "
+                    f"{info.get('val_tokens', 0):,} val tokens, device {info.get('device')} "
+                    f"({info.get('precision', 'fp32')}), run {info.get('run_dir')}"
+                )
+            ),
+            sep="",
             highlight=False,
         )
         if info.get("precision_reason") not in (None, "asked for"):
@@ -79,7 +103,7 @@ class RichReporter:
             self.progress = Progress(
                 BarColumn(bar_width=16),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[status]}"),
+                TextColumn("{task.fields[status]}", markup=False),
                 console=self.console,
                 transient=False,
             )
@@ -130,7 +154,7 @@ class RichReporter:
             self.console.print(f"step {record['step']}  validation {self.val_text}", highlight=False)
 
     def message(self, text: str) -> None:
-        self.console.print(f"[yellow]{text}[/]")
+        self.console.print(text, style="yellow")
 
     def close(self) -> None:
         if self.progress is not None:
@@ -149,10 +173,15 @@ def summary_table(rows: list[tuple[str, str]], title: str) -> Table:
 
 
 def err_console() -> Console:
-    """A rich console on stderr (stdout is kept for results); lines are never wrapped when it is not a terminal."""
-    console = Console(stderr=True)
+    """A plain console on stderr (stdout is kept for results); lines are never wrapped when it is not a terminal."""
+    console = PlainConsole(stderr=True)
     console.soft_wrap = not console.is_terminal
     return console
+
+
+def out_console() -> Console:
+    """A plain console on stdout, for result tables (user strings in them are text, never markup)."""
+    return PlainConsole()
 
 
 class StopFlag:
@@ -310,5 +339,5 @@ def load_run(run_dir: Any, device: str, threads: int | None, kind: str) -> Any:
     set_inference_threads(threads)
     run = kinds.load(run_dir, device, expected=kind)
     if run.note:
-        err_console().print(f"[yellow]note: {run.note}[/]", highlight=False)
+        err_console().print(f"note: {run.note}", style="yellow")
     return run

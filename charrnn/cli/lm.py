@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from charrnn.cli.common import OOV_HELP, OOV_LOGPROB_HELP, SCORING_PRECISION_HELP, read_sentences
-from charrnn.cli.display import err_console, load_run
+from charrnn.cli.display import err_console, load_run, out_console
 from charrnn.cli.options import add_train_command, parameter
 
 
@@ -70,7 +69,7 @@ def sample(
     SampleSettings(length=length, temperature=temperature, num=num, **settings).validate()
     run = _load_lm(run_dir, device, threads)
     for note in sample_notes(run, prime, greedy, temperature):
-        err_console().print(f"[yellow]note: {note}[/]", highlight=False)
+        err_console().print(f"note: {note}", style="yellow")
     if interactive:
         from charrnn.cli.interactive import Settings, interactive_loop
 
@@ -131,14 +130,14 @@ def score_sentence(
     with_unk = sum(1 for s in scores if s.n_unk)
     if with_unk:
         err_console().print(
-            f"[yellow]note: {with_unk} sentence(s) contain <unk> (tokens the model never saw), "
-            f"counted with --oov {oov}; see --help[/]",
-            highlight=False,
+            f"note: {with_unk} sentence(s) contain <unk> (tokens the model never saw), "
+            f"counted with --oov {oov}; see --help",
+            style="yellow",
         )
     if as_json:
         print(json.dumps([s.to_dict() for s in scores], ensure_ascii=False, indent=1))
         return
-    console = Console()
+    console = out_console()
     table = Table(title="sentence scores (natural log unless noted)")
     for column in ("sentence", "log P", "log10 P", "tokens", "<unk>", "perplexity"):
         table.add_column(column, justify="left" if column == "sentence" else "right")

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from charrnn.cli.display import err_console
+from charrnn.cli.display import err_console, out_console
 from charrnn.cli.options import add_config_command, parameter
 
 PREPARE_OPTIONS = ("encoding", "errors", "glob", "cache_dir", "val_corpus")
@@ -38,14 +38,12 @@ def register(app: typer.Typer) -> None:
 
 def prepare(corpus: list[Path], options: dict[str, Any]) -> None:
     """Build or find the token cache of `corpus`; progress on stderr, a summary table on stdout."""
-    from rich.console import Console
-
     from charrnn import api
     from charrnn.lm.training import prepare_corpus
 
     config, _ = api.effective_config(corpus, kind="lm", **options)
     columns = (
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
@@ -80,4 +78,4 @@ def prepare(corpus: list[Path], options: dict[str, Any]) -> None:
             table.add_row(f"{part} tokenize", f"{header['seconds']:.2f} s, {speed:,.1f} MB/s")
     table.add_row("level", f"{prepared.tokenizer.level}, {prepared.tokenizer.vocab_size:,} entries")
     table.add_row("total time", f"{seconds:.2f} s")
-    Console().print(table)
+    out_console().print(table)

@@ -44,7 +44,7 @@ def serve(
     for name, run_dir in zip(run_names(run_dirs), run_dirs, strict=True):
         run = charrnn.load(run_dir, device)
         if run.note:
-            err_console().print(f"[yellow]note: {run_dir}: {run.note}[/]", highlight=False)
+            err_console().print(f"note: {run_dir}: {run.note}", style="yellow")
         runs[name] = run
     app = create_app(runs, Limits(max_length=max_length, max_text=max_text))
     err_console().print(f"Serving {', '.join(runs)} at http://{host}:{port}/ (Ctrl-C to stop)", highlight=False)

@@ -1,16 +1,36 @@
 """Standard streams that fail in one line: a closed or full stdout is "cannot write output: ...",
-a closed stdin reads as empty input, a closed stderr is quietly discarded."""
+a closed stdin reads as empty input, a closed stderr is quietly discarded; text that the terminal must
+not obey (control characters, lone surrogates) is shown as escapes."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import os
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
 
 from charrnn.core.errors import CharRNNError
+
+# C0 controls but line feed and tab, DEL, C1 controls, and lone surrogates: shown as escapes, never sent raw
+_CONTROL = re.compile("[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f\\ud800-\\udfff]")
+_CONTROL_OR_LINE = re.compile("[\\x00-\\x1f\\x7f-\\x9f\\ud800-\\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: str, one_line: bool = False) -> str:
+    """`text` with control characters and lone surrogates written as escapes (`\\x1b`, `\\ud800`).
+
+    A file name holding ESC, BEL or an OSC sequence is shown, never obeyed by the terminal;
+    `one_line` escapes line breaks and tabs too (error messages are one line).
+    """
+    return (_CONTROL_OR_LINE if one_line else _CONTROL).sub(_escape, text)
 
 
 class GuardedOutput:
@@ -37,6 +57,9 @@ class GuardedOutput:
             )
         try:
             return self._stream.write(text)
+        except UnicodeEncodeError:  # a lone surrogate (or a character the stream's encoding lacks): escaped
+            encoding = getattr(self._stream, "encoding", None) or "utf-8"
+            return self.write(text.encode(encoding, "backslashreplace").decode(encoding))
         except BrokenPipeError:
             raise
         except (OSError, ValueError) as exc:

@@ -57,16 +57,25 @@ def finite(value: Any) -> Any:
     return value
 
 
+def to_json(data: Any) -> str:
+    """`data` as JSON text that UTF-8 can always encode (a lone surrogate, "\\ud800", is written escaped)."""
+    text = json.dumps(finite(data), ensure_ascii=False, default=str)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # from a request's own text, or a unit of the tokenizer
+        text = json.dumps(finite(data), ensure_ascii=True, default=str)
+    return text
+
+
 def json_response(data: Any, status: int = 200) -> Response:
-    """A JSON response that never fails on inf/NaN or on a value json cannot encode."""
-    body = json.dumps(finite(data), ensure_ascii=False, default=str)
-    return Response(body, status, media_type="application/json")
+    """A JSON response that never fails on inf/NaN, on a lone surrogate or on a value json cannot encode."""
+    return Response(to_json(data), status, media_type="application/json")
 
 
 def event(data: dict[str, Any], name: str | None = None) -> str:
     """One server-sent event carrying `data` as JSON."""
     head = f"event: {name}\n" if name else ""
-    return f"{head}data: {json.dumps(finite(data), ensure_ascii=False)}\n\n"
+    return f"{head}data: {to_json(data)}\n\n"
 
 
 class EventStream(StreamingResponse):

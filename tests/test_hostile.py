@@ -1,0 +1,104 @@
+"""Hostile files, strings and values (issue 21): user strings are text, never markup; bad values are one line.
+
+Each test is named for what it shows; docs/reliability.md's misuse table lists them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from charrnn.core import rundir
+from tests.support import TINY_FLAGS, copy_run, run_cli, subprocess_env, write_corpus
+
+
+def one_line(result, *fragments: str) -> str:
+    """The error line of a CLI result that failed as a user error should: exit 1, one `charrnn: error:` line."""
+    lines = result.stderr.strip().splitlines()
+    assert result.code == 1, result
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr
+    assert lines[-1].startswith("charrnn: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[-1], lines[-1]
+    return lines[-1]
+
+
+def cli_bytes(args: list[bytes | str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`python -m charrnn.cli ARGS` in a subprocess with real pipes (arguments may be undecodable bytes).
+
+    Its streams are strict UTF-8, as on a UTF-8 terminal (under the C locale Python would pass the
+    undecodable bytes back out with surrogateescape).
+    """
+    env = {**subprocess_env(), "PYTHONIOENCODING": "utf-8:strict"}
+    return subprocess.run(
+        [sys.executable, "-m", "charrnn.cli", *args], cwd=cwd, env=env, capture_output=True, timeout=timeout
+    )
+
+
+# --- strings from users are text, never markup (items 9, 10) ---------------------------------------------------
+
+
+def test_markup_in_paths_run_names_and_sentences_is_shown_as_typed(trained_run: Path, tmp_path: Path) -> None:
+    """Item 9: `[/i]`, `[red]`, `[link=...]` in paths, run names and sentences are text, not rich markup."""
+    folder = tmp_path / "w[" / "i]"  # the path 'w[/i]': a closing tag without an opening one
+    folder.mkdir(parents=True)
+    corpus = write_corpus(folder, chars=1500, name="c.txt")
+    trained = run_cli(["train", str(corpus), "--out", str(folder / "run"), "--max-steps", "2", *TINY_FLAGS])
+    assert trained.code == 0, trained.stderr
+    assert (folder / "run" / rundir.WEIGHTS_FILE).is_file() or (folder / "run" / rundir.RESUME_FILE).is_file()
+    assert f"charrnn sample {folder / 'run'}" in trained.stderr
+
+    scored = run_cli(["score-sentence", str(trained_run), "[red]hi[/red] there"])
+    assert scored.code == 0 and "[red]hi[/red] there" in scored.stdout, scored
+
+    runs_dir = tmp_path / "runs"
+    for name in ("[red]R", "[link=file:x]y[/link", "w["):
+        copy_run(trained_run, runs_dir / name)
+    shutil.move(runs_dir / "w[", folder / "w-run")  # and a run under the 'w[/i]' path
+    listed = run_cli(["runs", str(runs_dir)])
+    assert listed.code == 0, listed
+    assert "[red]R" in listed.stdout and "[link=file:x]y[/link" in listed.stdout
+    info = run_cli(["info", str(folder / "w-run")])
+    assert info.code == 0 and "w[/i]" in info.stdout.replace(os.sep, "/"), info
+    evaluated = run_cli(["eval", str(folder / "w-run"), str(corpus)])
+    assert evaluated.code == 0 and "w[/i]/c.txt" in evaluated.stderr.replace(os.sep, "/"), evaluated
+    plotted = run_cli(["plot", str(folder / "w-run"), "-o", str(folder / "p.png")])
+    assert plotted.code == 0 and "p.png" in plotted.stderr, plotted
+
+
+def test_control_characters_in_paths_are_shown_never_sent_to_the_terminal(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    """Item 9: ESC, BEL and OSC sequences in file names reach the terminal as escapes (`\\x1b`), never raw."""
+    title = "R\x1b]0;TITLE\x07"
+    copy_run(trained_run, tmp_path / "runs" / title)
+    listed = run_cli(["runs", str(tmp_path / "runs")])
+    assert listed.code == 0 and "R\\x1b]0;TITLE\\x07" in listed.stdout, listed
+    assert "\x1b]" not in listed.stdout and "\x07" not in listed.stdout
+    missing = run_cli(["info", str(tmp_path / "nope\x1b[31m\nline")])
+    line = one_line(missing, "nope\\x1b[31m\\x0aline")
+    assert "\x1b" not in missing.stderr and len(missing.stderr.strip().splitlines()) == 1, line
+
+
+def test_lone_surrogates_never_crash_sample_info_or_score(run: Path, trained_run: Path, tmp_path: Path) -> None:
+    """Item 10: '\\ud800' in a tokenizer is a damaged file; in config.json or a sentence it is printed escaped."""
+    tokenizer = json.loads((run / "tokenizer.json").read_text())
+    tokenizer["units"][-1] = "\ud800"
+    (run / "tokenizer.json").write_text(json.dumps(tokenizer))
+    one_line(run_cli(["sample", str(run), "-n", "5"]), "tokenizer.json is damaged", "lone surrogate")
+
+    odd = copy_run(trained_run, tmp_path / "odd")
+    config = json.loads((odd / "config.json").read_text())
+    config["corpus"] = "\ud800x.txt"
+    (odd / "config.json").write_text(json.dumps(config))
+    info = cli_bytes(["info", str(odd)], tmp_path)
+    assert info.returncode == 0 and b"\\ud800x.txt" in info.stdout, info.stderr.decode()
+    scored = cli_bytes(["score-sentence", str(trained_run), b"caf\xff hello", "--per-token"], tmp_path)
+    assert scored.returncode == 0, scored.stderr.decode()
+    assert b"\\udcff" in scored.stdout
+    as_json = cli_bytes(["score-sentence", str(trained_run), b"a\xffb", "--json"], tmp_path)
+    assert as_json.returncode == 0 and json.loads(as_json.stdout)[0]["sentence"] == "a\udcffb", as_json.stderr
