@@ -81,12 +81,14 @@ def _data_options(
     Standard input is copied into the cache folder (`.charrnn-cache/` here, or --cache-dir) under a
     name made from its content, so that the run can be resumed from that file.
     """
-    from charrnn.core.corpus import spool_stdin
+    from charrnn.core.corpus import check_corpus_path, spool_stdin
     from charrnn.core.token_cache import CACHE_DIR_NAME
 
     items = list(data) if isinstance(data, list | tuple) else [data]
     if not items:
         return {}
+    for item in items:
+        check_corpus_path(item)
     items = [spool_stdin(Path(cache_dir or CACHE_DIR_NAME)) if str(item) == "-" else item for item in items]
     return spec.read_data(items)
 

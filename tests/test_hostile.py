@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from charrnn.core import rundir
 from tests.support import TINY_FLAGS, copy_run, run_cli, subprocess_env, write_corpus
 
@@ -102,3 +104,88 @@ def test_lone_surrogates_never_crash_sample_info_or_score(run: Path, trained_run
     assert b"\\udcff" in scored.stdout
     as_json = cli_bytes(["score-sentence", str(trained_run), b"a\xffb", "--json"], tmp_path)
     assert as_json.returncode == 0 and json.loads(as_json.stdout)[0]["sentence"] == "a\udcffb", as_json.stderr
+
+
+# --- values (items 11, 12, 13) -----------------------------------------------------------------------------------
+
+
+def test_seeds_out_of_range_tiny_temperatures_and_huge_weights(
+    run: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    """Item 11: a seed outside 0..2**63-1 is one line; temperature 1e-300 and top-p 5e-324 sample (as greedy
+    nearly does); finite weights of 3e38 that overflow to NaN are one line in sample, score-sentence and eval."""
+    for seed in ("1180591620717411303424", "-1"):
+        one_line(run_cli(["sample", str(trained_run), "-n", "5", "--seed", seed]), "--seed must be between 0")
+    looped = run_cli(["sample", str(trained_run), "-i", "-n", "5"], stdin=":seed 1180591620717411303424\nTo\n")
+    assert looped.code == 0 and ":seed must be between 0" in looped.stderr and "internal" not in looped.stderr
+    for flags in (["--temperature", "1e-300"], ["--top-p", "5e-324"], ["-t", "5e-324", "--top-p", "5e-324"]):
+        drawn = run_cli(["sample", str(trained_run), "-n", "5", "--seed", "1", *flags])
+        assert drawn.code == 0 and len(drawn.stdout.strip()) > 0, drawn
+
+    import torch
+
+    tensors, metadata = rundir.load_tensors(run / rundir.WEIGHTS_FILE)
+    huge = {k: torch.full_like(v, 3e38) if v.is_floating_point() else v for k, v in tensors.items()}
+    rundir.save_tensors(run / rundir.WEIGHTS_FILE, huge, metadata)
+    corpus = write_corpus(tmp_path, chars=300)
+    for args in (
+        ["sample", str(run), "-n", "5"],
+        ["score-sentence", str(run), "hello"],
+        ["eval", str(run), str(corpus)],
+    ):
+        one_line(run_cli(args), "output is not finite")
+
+
+def test_config_encodings_globs_deep_arrays_and_empty_corpus_paths_are_one_line(tmp_path: Path) -> None:
+    """Item 12: only text encodings; a glob stays inside the corpus folder; deep TOML nesting and an empty
+    corpus path (which would name every .txt under the current folder) are refused in one line."""
+    folder = tmp_path / "books"
+    folder.mkdir()
+    write_corpus(folder, chars=1500)
+    (tmp_path / "secret.txt").write_text("outside the corpus folder\n" * 50)
+    train = ["train", "--out", str(tmp_path / "r"), "--max-steps", "1", *TINY_FLAGS]
+    for encoding in ("rot13", "uu_codec", "base64", "zlib"):
+        one_line(run_cli([*train, str(folder), "--encoding", encoding]), f"--encoding {encoding!r} is a transform")
+    for glob in ("/etc/passwd", "../*.txt", "../../../../etc/*", "sub/../../*.txt"):
+        one_line(run_cli([*train, str(folder), "--glob", glob]), "reaches outside the corpus folder")
+    toml = tmp_path / "deep.toml"
+    toml.write_text("[model]\nhidden = " + "[" * 50_000 + "]" * 50_000 + "\n")
+    one_line(run_cli([*train, str(folder), "--config", str(toml)]), "nested too deeply")
+    (tmp_path / "empty.toml").write_text('corpus = ""\n')
+    one_line(run_cli([*train, "--config", str(tmp_path / "empty.toml")]), "corpus is an empty path")
+    one_line(run_cli([*train, ""]), "An empty corpus path")
+    one_line(run_cli(["prepare", ""]), "An empty corpus path")
+    assert not (tmp_path / "r").exists() and not list(tmp_path.rglob(".charrnn-cache"))
+
+
+@pytest.mark.parametrize(
+    ("forge", "fragment"),
+    [
+        (lambda t, s: s.update(lr_scale="x"), "lr_scale is 'x'"),
+        (lambda t, s: s.update(best_val_loss="abc"), "best_val_loss is 'abc'"),
+        (lambda t, s: s.update(step=-100), "step is -100"),
+        (lambda t, s: s.update(lr_scale=float("nan")), "lr_scale is nan"),
+        (lambda t, s: t.pop("task.hidden.1"), "the model needs ['hidden.0', 'hidden.1']"),
+        (lambda t, s: t.update({"task.hidden.0": t["task.hidden.0"][:1]}), "does not fit the model"),
+    ],
+    ids=[
+        "lr_scale-string",
+        "best_val_loss-string",
+        "negative-step",
+        "nan-lr_scale",
+        "missing-hidden",
+        "bad-hidden",
+    ],
+)
+def test_a_forged_training_state_in_the_resume_file_is_one_line(run: Path, forge, fragment: str) -> None:
+    """Item 13: types and ranges of the saved counters, and the carried hidden state, are checked on resume;
+    `info` and `runs` still describe the run."""
+    tensors, metadata = rundir.load_tensors(run / rundir.RESUME_FILE)
+    forge(tensors, metadata["train_state"])
+    rundir.save_tensors(run / rundir.RESUME_FILE, tensors, metadata)
+    before = (run / rundir.RESUME_FILE).read_bytes()
+    one_line(run_cli(["train", "--resume", str(run), "--max-steps", "8"]), "is incomplete or damaged", fragment)
+    assert (run / rundir.RESUME_FILE).read_bytes() == before
+    assert run_cli(["info", str(run)]).code == 0
+    listed = run_cli(["runs", str(run.parent)])
+    assert listed.code == 0 and "run" in listed.stdout, listed

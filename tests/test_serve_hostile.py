@@ -69,3 +69,10 @@ def test_lone_surrogates_in_a_score_text_or_a_streamed_prime_are_answered(url: s
     assert status == 200, raw
     text = raw.decode("utf-8")
     assert "event: done" in text and "event: error" not in text, text
+
+
+def test_a_tiny_temperature_or_top_p_samples_instead_of_a_500(url: str) -> None:
+    """Item 11: temperature 1e-300 and top_p 5e-324 pass the API's checks and sample (NaN before)."""
+    for settings in ({"temperature": 1e-300}, {"top_p": 5e-324}):
+        status, raw = post(url, "/api/sample", {"prime": "T", "length": 5, "seed": 1, **settings})
+        assert status == 200 and json.loads(raw)["text"].startswith("T"), raw

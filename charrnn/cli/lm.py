@@ -13,7 +13,7 @@ from rich.table import Table
 
 from charrnn.cli.common import OOV_HELP, OOV_LOGPROB_HELP, SCORING_PRECISION_HELP, read_sentences
 from charrnn.cli.display import err_console, load_run, out_console
-from charrnn.cli.options import add_train_command, parameter
+from charrnn.cli.options import add_train_command, corpus_argument, parameter
 
 
 def register(app: typer.Typer) -> None:
@@ -22,6 +22,7 @@ def register(app: typer.Typer) -> None:
         None,
         help="UTF-8 text file(s) or folder(s) (their *.txt files; see --glob), or - for stdin "
         "(default: bundled Tiny Shakespeare).",
+        parser=corpus_argument,
     )
     add_train_command(
         app,

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from charrnn.cli.display import err_console, out_console
-from charrnn.cli.options import add_config_command, parameter
+from charrnn.cli.options import add_config_command, corpus_argument, parameter
 
 PREPARE_OPTIONS = ("encoding", "errors", "glob", "cache_dir", "val_corpus")
 
@@ -25,7 +25,11 @@ def register(app: typer.Typer) -> None:
         for name, spec in kinds.model_kind("lm").options().items()
         if name in PREPARE_OPTIONS or all(p.startswith("tokenizer.") for p in spec.paths)
     }
-    corpus = typer.Argument(..., help="Text file(s) or folder(s) (their *.txt files; see --glob), or - for stdin.")
+    corpus = typer.Argument(
+        ...,
+        help="Text file(s) or folder(s) (their *.txt files; see --glob), or - for stdin.",
+        parser=corpus_argument,
+    )
     add_config_command(
         app,
         "prepare",

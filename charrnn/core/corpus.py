@@ -12,7 +12,7 @@ import hashlib
 import os
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from charrnn.core.errors import CharRNNError
 from charrnn.core.text import check_encoding
@@ -21,10 +21,29 @@ CHUNK_BYTES = 4 << 20  # bytes read at a time: memory stays bounded whatever the
 DEFAULT_GLOB = "*.txt"
 
 
+def check_glob(glob: str) -> None:
+    """Refuse a --glob that is empty, absolute or climbs out of the corpus folder ('..')."""
+    if not isinstance(glob, str) or not glob.strip() or "\0" in glob:
+        raise CharRNNError(f"--glob must be a pattern of file names such as '*.txt', got {glob!r}.")
+    if PurePath(glob).is_absolute() or glob.startswith(("/", "\\")) or ".." in PurePath(glob).parts:
+        raise CharRNNError(
+            f"--glob {glob!r} reaches outside the corpus folder; give a pattern inside it, such as '*.txt' "
+            "or 'books/*.txt' (to read other files, name them or their folder as the corpus)."
+        )
+
+
+def check_corpus_path(given: str | Path) -> None:
+    """Refuse an empty corpus path: it would name the current folder and every text file under it."""
+    if str(given) == "":
+        raise CharRNNError("An empty corpus path names no file; give a file, a folder or - for standard input.")
+
+
 def expand_corpus(paths: list[str | Path], glob: str = DEFAULT_GLOB) -> list[Path]:
     """The files named by `paths` (a folder: its files matching `glob`, recursively), sorted within each folder."""
+    check_glob(glob)
     files: list[Path] = []
     for given in paths:
+        check_corpus_path(given)
         path = Path(given)
         if not path.exists():
             raise CharRNNError(f"{path}: no such file.")

@@ -159,7 +159,7 @@ def load_resume_state(
             optim_state["state"].setdefault(int(index), {}).update(entry)
         optimizer.load_state_dict(optim_state)
         carried = {k[len("task.") :]: v.to(device) for k, v in tensors.items() if k.startswith("task.")}
-        state = TrainState(**meta["train_state"])
+        state = TrainState.from_dict(meta["train_state"])
         rng: dict[str, Any] = {k: v for k, v in tensors.items() if k.startswith("rng.")}
         rng["python"] = meta["python_rng"]
         if "numpy_rng" in meta:
@@ -201,7 +201,12 @@ class Resumed:
                 "The training data changed since this run started (its encoded text or pairs differ); "
                 "resume needs the same data."
             )
-        task.restore_carried(point.carried)
+        try:
+            task.restore_carried(point.carried)
+        except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
+            raise CharRNNError(
+                f"{self.run_dir / RESUME_FILE} is incomplete or damaged ({exc}); cannot resume."
+            ) from None
         point.restore_rng()
         if writes:
             remove_temp_files(self.run_dir)  # left by a save that was killed

@@ -522,12 +522,17 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     state = read_metadata(run_dir / RESUME_FILE).get("train_state")
     state = state if isinstance(state, dict) else {}
     best_step = read_metadata(run_dir / WEIGHTS_FILE).get("step") if (run_dir / WEIGHTS_FILE).is_file() else None
+
+    def number(value: Any, kind: type = float) -> Any:  # a forged file's "abc" or -100 shows as unknown
+        ok = isinstance(value, int if kind is int else int | float) and not isinstance(value, bool) and value >= 0
+        return value if ok else None
+
     return {
-        "steps": state.get("step"),
-        "epoch": state.get("epoch"),
-        "tokens_seen": state.get("tokens_seen"),
-        "seconds_trained": state.get("elapsed"),
-        "best_val_loss": state.get("best_val_loss"),
-        "last_val_loss": state.get("last_val_loss"),
-        "best_weights_step": best_step,
+        "steps": number(state.get("step"), int),
+        "epoch": number(state.get("epoch"), int),
+        "tokens_seen": number(state.get("tokens_seen"), int),
+        "seconds_trained": number(state.get("elapsed")),
+        "best_val_loss": number(state.get("best_val_loss")),
+        "last_val_loss": number(state.get("last_val_loss")),
+        "best_weights_step": number(best_step, int),
     }

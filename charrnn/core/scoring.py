@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from charrnn.core.errors import CharRNNError
+from charrnn.core.sampling import NOT_FINITE
 from charrnn.core.special_tokens import EOS_ID, PAD_ID, UNK_ID
 from charrnn.core.tokenizers import Tokenizer
 
@@ -93,6 +94,8 @@ def batched_target_log_probs(
         batch_ids = order[start : start + rows]
         targets = pad_sequences([sequences[i] for i in batch_ids], longest)
         logp = run_batch(batch_ids, teacher_inputs(targets), targets).float().cpu()  # (rows, longest)
+        if bool(torch.isnan(logp).any()):
+            raise CharRNNError(NOT_FINITE)
         for r, i in enumerate(batch_ids):
             results[i] = logp[r, : len(sequences[i])].tolist()
         start += rows

@@ -12,9 +12,13 @@ from charrnn.core.errors import CharRNNError
 def check_encoding(encoding: str, errors: str) -> None:
     """Refuse an unknown --encoding or --errors value."""
     try:
-        codecs.lookup(encoding)
-    except LookupError:
+        info = codecs.lookup(encoding)
+    except (LookupError, TypeError, ValueError):
         raise CharRNNError(f"Unknown --encoding {encoding!r} (try utf-8, latin-1, cp1252).") from None
+    if not getattr(info, "_is_text_encoding", True):  # rot13, base64, uu_codec, zlib: bytes-to-bytes transforms
+        raise CharRNNError(
+            f"--encoding {encoding!r} is a transform, not a text encoding; give one such as utf-8, latin-1, cp1252."
+        )
     if errors not in ("strict", "replace", "ignore"):
         raise CharRNNError(f"--errors must be strict, replace or ignore, got {errors!r}.")
 
