@@ -41,6 +41,26 @@ def cli_bytes(args: list[bytes | str], cwd: Path, timeout: float = 120) -> subpr
     )
 
 
+LIMITED = """
+import resource, sys
+fsize, address_space = int(sys.argv[1]), int(sys.argv[2])
+if fsize:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))  # a bigger write fails with EFBIG
+if address_space:
+    resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))  # a bigger allocation fails
+from charrnn.cli import main
+main(sys.argv[3:])
+"""
+
+
+def cli_limited(args: list[str], cwd: Path, fsize: int = 0, address_space: int = 0, timeout: float = 120, **kw):
+    """`charrnn ARGS` in a subprocess under RLIMIT_FSIZE and/or RLIMIT_AS (0: no limit); text output."""
+    return subprocess.run(
+        [sys.executable, "-c", LIMITED, str(fsize), str(address_space), *args],
+        cwd=cwd, env=subprocess_env(), capture_output=True, text=True, timeout=timeout, **kw,
+    )  # fmt: skip
+
+
 # --- strings from users are text, never markup (items 9, 10) ---------------------------------------------------
 
 
@@ -189,3 +209,35 @@ def test_a_forged_training_state_in_the_resume_file_is_one_line(run: Path, forge
     assert run_cli(["info", str(run)]).code == 0
     listed = run_cli(["runs", str(run.parent)])
     assert listed.code == 0 and "run" in listed.stdout, listed
+
+
+# --- writes (item 14) --------------------------------------------------------------------------------------------
+
+
+def test_export_and_plot_write_atomically_and_never_through_a_link(trained_run: Path, tmp_path: Path) -> None:
+    """Item 14: a write cut short by a file-size limit leaves the previous export and plot whole (and the
+    export's files matching); a symbolic link at a target is replaced, its target untouched."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "m.onnx"
+    assert run_cli(["export", str(trained_run), "-o", str(out), "-q"]).code == 0
+    assert run_cli(["plot", str(trained_run), "-o", str(tmp_path / "p.png")]).code == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    limit = min(len(before["m.onnx"]), len(before["p.png"])) // 2
+    for args in (
+        ["export", str(trained_run), "-o", str(out)],
+        ["plot", str(trained_run), "-o", str(tmp_path / "p.png")],
+    ):
+        result = cli_limited(args, tmp_path, fsize=limit)
+        assert result.returncode == 1 and "internal error" not in result.stderr, result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith("charrnn: error: Could not write")
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before  # no temporaries
+    for name, command in (("m.onnx", "export"), ("p.png", "plot")):
+        target = tmp_path / f"elsewhere-{name}"
+        target.write_bytes(b"the user's own file")
+        (tmp_path / name).unlink()
+        (tmp_path / name).symlink_to(target)
+        args = [command, str(trained_run), "-o", str(tmp_path / name)]
+        assert run_cli(args).code == 0
+        assert target.read_bytes() == b"the user's own file" and not (tmp_path / name).is_symlink()
+        assert (tmp_path / name).read_bytes() == before[name] or command == "plot"

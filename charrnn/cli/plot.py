@@ -7,6 +7,7 @@ values in bits/char (nats / ln 2).
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -91,10 +92,10 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, x: str = "step") -> P
     axes.legend(fontsize="small")
     figure.tight_layout()
     out = Path(out)
+    buffer = io.BytesIO()
     try:
-        figure.savefig(out, format="png", dpi=DPI)
-    except OSError as exc:
-        raise CharRNNError(f"Cannot write {out}: {exc.strerror}.") from None
+        figure.savefig(buffer, format="png", dpi=DPI)
     finally:
         plt.close(figure)
+    rundir.atomic_write(out, buffer.getvalue())  # temp + rename: never half a PNG, never through a link
     return out
