@@ -241,3 +241,92 @@ def test_export_and_plot_write_atomically_and_never_through_a_link(trained_run: 
         assert run_cli(args).code == 0
         assert target.read_bytes() == b"the user's own file" and not (tmp_path / name).is_symlink()
         assert (tmp_path / name).read_bytes() == before[name] or command == "plot"
+
+
+# --- caches are data, not trust (items 7, 8) ---------------------------------------------------------------------
+
+
+def _cache(folder: Path, kind: str) -> Path:
+    [found] = (folder / ".charrnn-cache").glob(f"{kind}-*")
+    return found
+
+
+def test_a_damaged_token_cache_is_rebuilt_with_a_note(tmp_path: Path) -> None:
+    """Item 7: a truncated or out-of-range tokens.bin, a damaged header.json, a FIFO or /dev/zero link or a
+    tampered file in the vocabulary cache: validated like a run file, rebuilt with a note, never trusted."""
+    import numpy as np
+
+    folder = tmp_path / "books"
+    folder.mkdir()
+    corpus = write_corpus(folder, chars=2000)
+    assert run_cli(["prepare", str(corpus)]).code == 0
+    reference = np.fromfile(_cache(folder, "tokens") / "tokens.bin", dtype=np.uint8).tolist()
+
+    def header(path: Path, **changes) -> None:
+        data = json.loads(path.read_text())
+        path.write_text(json.dumps({**data, **changes}))
+
+    damages = {
+        "truncated tokens.bin": lambda t, v: os.truncate(t / "tokens.bin", 100),
+        "ids out of range": lambda t, v: (t / "tokens.bin").write_bytes(b"\xff" * len(reference)),
+        "header not JSON": lambda t, v: (t / "header.json").write_text("{"),
+        "header a list": lambda t, v: (t / "header.json").write_text("[1]"),
+        "negative count": lambda t, v: header(t / "header.json", tokens=-5),
+        "object dtype": lambda t, v: header(t / "header.json", dtype="|O"),
+        "tokens.bin a directory": lambda t, v: ((t / "tokens.bin").unlink(), (t / "tokens.bin").mkdir()),
+        "vocabulary FIFO": lambda t, v: ((v / "tokenizer.json").unlink(), os.mkfifo(v / "tokenizer.json")),
+        "vocabulary /dev/zero": lambda t, v: ((v / "tokenizer.json").unlink(), (v / "tokenizer.json").symlink_to("/dev/zero")),
+        "tampered vocabulary": lambda t, v: header(v / "tokenizer.json", units=["<pad>", "<unk>", "<eos>", "a", "b"]),
+        "truncated vocabulary": lambda t, v: os.truncate(v / "tokenizer.json", 20),
+    }  # fmt: skip
+    for name, damage in damages.items():
+        damage(_cache(folder, "tokens"), _cache(folder, "vocab"))
+        if "FIFO" in name:  # in a process of its own, which a FIFO read would block
+            result = cli_limited(["prepare", str(corpus)], tmp_path, timeout=60)
+            result = type("Result", (), {"code": result.returncode, "stderr": result.stderr})
+        else:
+            result = run_cli(["prepare", str(corpus)])
+        assert result.code == 0, (name, result.stderr)
+        assert "is rebuilt" in result.stderr and str(folder / ".charrnn-cache") in result.stderr, (
+            name,
+            result.stderr,
+        )
+        assert np.fromfile(_cache(folder, "tokens") / "tokens.bin", dtype=np.uint8).tolist() == reference, name
+        assert [p.name for p in (folder / ".charrnn-cache").glob("*/*") if p.name.endswith(".tmp")] == [], name
+    os.truncate(_cache(folder, "tokens") / "tokens.bin", 100)
+    trained = run_cli(["train", str(corpus), "--out", str(tmp_path / "r"), "--max-steps", "2", *TINY_FLAGS])
+    assert trained.code == 0 and "is rebuilt" in trained.stderr, trained.stderr
+
+
+def test_a_stale_cache_is_rebuilt_when_the_middle_of_a_file_changes(tmp_path: Path) -> None:
+    """Item 8: bytes in the middle of a 3 MB corpus change with its size and mtime put back (`touch -r`): the
+    file's ctime is later than the cache, so the cache re-hashes the whole file and is rebuilt; `prepare
+    --verify` re-hashes whatever the ctime."""
+    from tests.support import tiny_text
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    corpus = folder / "c.txt"
+    corpus.write_text(tiny_text(30_000) * 100)  # 3 MB: the key hashes only the first and last MB
+    assert run_cli(["prepare", str(corpus)]).code == 0
+
+    def change_the_middle(new: bytes) -> None:
+        times = corpus.stat()
+        raw = bytearray(corpus.read_bytes())
+        raw[len(raw) // 2 : len(raw) // 2 + len(new)] = new
+        corpus.write_bytes(bytes(raw))
+        os.utime(corpus, ns=(times.st_atime_ns, times.st_mtime_ns))  # as `touch -r` does
+
+    change_the_middle(b"ZZZZZ")  # a unit the vocabulary never saw: the vocabulary cache is stale
+    stale = run_cli(["prepare", str(corpus)])
+    assert stale.code == 0 and "changed since it was made" in stale.stderr, stale.stderr
+    assert "already cached" not in stale.stdout
+    assert "already cached" in run_cli(["prepare", str(corpus)]).stdout  # and then reused
+
+    for cache in (folder / ".charrnn-cache").glob("*/header.json"):  # as if made after any later change
+        data = json.loads(cache.read_text())
+        cache.write_text(json.dumps({**data, "built_ns": 2**62}))
+    change_the_middle(b"eeeee")
+    assert "already cached" in run_cli(["prepare", str(corpus)]).stdout  # the ctime says nothing changed
+    verified = run_cli(["prepare", str(corpus), "--verify"])
+    assert verified.code == 0 and "changed since it was made" in verified.stderr, verified.stderr

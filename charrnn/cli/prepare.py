@@ -34,13 +34,22 @@ def register(app: typer.Typer) -> None:
         app,
         "prepare",
         specs,
-        [parameter("corpus", list[Path], corpus)],
-        lambda arguments, given: prepare(arguments["corpus"], given),
+        [
+            parameter("corpus", list[Path], corpus),
+            parameter(
+                "verify",
+                bool,
+                typer.Option(
+                    False, "--verify", help="Re-hash every corpus file against the cache; rebuild what changed."
+                ),
+            ),
+        ],
+        lambda arguments, given: prepare(arguments["corpus"], given, arguments["verify"]),
         "Tokenize CORPUS into the token cache `charrnn train` reads (built once, reused by later runs).",
     )
 
 
-def prepare(corpus: list[Path], options: dict[str, Any]) -> None:
+def prepare(corpus: list[Path], options: dict[str, Any], verify: bool = False) -> None:
     """Build or find the token cache of `corpus`; progress on stderr, a summary table on stdout."""
     from charrnn import api
     from charrnn.lm.training import prepare_corpus
@@ -62,7 +71,10 @@ def prepare(corpus: list[Path], options: dict[str, Any]) -> None:
                 tasks[phase] = bar.add_task(phase, total=total)
             bar.update(tasks[phase], completed=done)
 
-        prepared = prepare_corpus(config, progress)
+        def note(text: str) -> None:
+            bar.console.print(f"note: {text}", style="yellow")
+
+        prepared = prepare_corpus(config, progress, note, verify)
     seconds = time.perf_counter() - started
     table = Table(title="token cache", show_header=False)
     table.add_column(justify="left")

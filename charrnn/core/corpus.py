@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePath
+from typing import Any
 
 from charrnn.core.errors import CharRNNError
 from charrnn.core.text import check_encoding
@@ -65,11 +66,13 @@ def read_chunks(
     errors: str = "strict",
     chunk_bytes: int = CHUNK_BYTES,
     on_bytes: Callable[[int], None] | None = None,
+    digest: Any = None,
 ) -> Iterator[str]:
     """The text of `path` in pieces of whole lines ('\\r\\n' read as '\\n'), about `chunk_bytes` at a time.
 
     Joined, the pieces equal the decoded file; each but the last ends with '\\n'. A byte that does not
-    decode is reported with its file, offset and line. `on_bytes(n)` is called after each read.
+    decode is reported with its file, offset and line. `on_bytes(n)` is called after each read, and
+    `digest` (a hashlib object) is updated with the bytes read.
     """
     if path.is_dir():
         raise CharRNNError(f"{path} is a directory; give the path of a text file.")
@@ -101,6 +104,8 @@ def read_chunks(
                 ) from None
             offset += len(raw)
             newlines += raw.count(b"\n")
+            if digest is not None:
+                digest.update(raw)
             if on_bytes is not None:
                 on_bytes(len(raw))
             text = carry + text
