@@ -330,3 +330,37 @@ def test_a_stale_cache_is_rebuilt_when_the_middle_of_a_file_changes(tmp_path: Pa
     assert "already cached" in run_cli(["prepare", str(corpus)]).stdout  # the ctime says nothing changed
     verified = run_cli(["prepare", str(corpus), "--verify"])
     assert verified.code == 0 and "changed since it was made" in verified.stderr, verified.stderr
+
+
+# --- memory, disk and time (items 1-6) ---------------------------------------------------------------------------
+
+
+def test_a_weights_header_naming_a_tensor_the_model_lacks_is_refused_before_its_data_is_read(
+    run: Path, tmp_path: Path
+) -> None:
+    """Item 1: a sparse 3 GB model.safetensors whose header is consistent but holds one extra tensor is refused
+    from its header, under a 4 GB address-space limit (it was read whole: 6.2 GB, MemoryError)."""
+    path = run / rundir.WEIGHTS_FILE
+    raw = path.read_bytes()
+    length = int.from_bytes(raw[:8], "little")
+    header, data = json.loads(raw[8 : 8 + length]), raw[8 + length :]
+    extra = 3 << 30
+    header["zzz.extra"] = {"dtype": "U8", "shape": [extra], "data_offsets": [len(data), len(data) + extra]}
+    encoded = json.dumps(header).encode()
+    with open(path, "wb") as handle:  # holes, not 3 GB of disk
+        handle.write(len(encoded).to_bytes(8, "little") + encoded + data)
+        handle.truncate(8 + len(encoded) + len(data) + extra)
+    result = cli_limited(["sample", str(run), "-n", "5"], tmp_path, address_space=4 << 30)
+    assert result.returncode == 1 and "internal error" not in result.stderr, result.stderr
+    assert "holds tensors the model does not have (zzz.extra)" in result.stderr.strip().splitlines()[-1]
+
+
+def test_memory_guards_respect_the_address_space_limit(tmp_path: Path) -> None:
+    """Item 4: under `prlimit --as=4000000000` a model too big for the limit is the documented one-line
+    refusal (it was an internal allocation error: the guard read MemAvailable alone)."""
+    corpus = write_corpus(tmp_path, chars=1500)
+    args = ["train", str(corpus), "--out", str(tmp_path / "r"), *TINY_FLAGS, "--hidden", "4096", "--layers", "2"]
+    result = cli_limited(args, tmp_path, address_space=4_000_000_000)
+    assert result.returncode == 1 and "internal error" not in result.stderr, result.stderr
+    assert "parameters; to train it needs about" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "r").exists()

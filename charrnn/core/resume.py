@@ -30,6 +30,7 @@ from charrnn.core.errors import CharRNNError
 from charrnn.core.options import get_path, option_specs, path_info, set_path
 from charrnn.core.rundir import (
     RESUME_FILE,
+    RESUME_NAMES,
     check_weights,
     load_tensors,
     remove_temp_files,
@@ -131,7 +132,7 @@ def load_resume_state(
     """Restore weights and optimiser from resume.safetensors (any readable format version)."""
     path = Path(run_dir) / RESUME_FILE
     expected = {f"model.{name}": tuple(t.shape) for name, t in model.state_dict().items()}
-    tensors, meta = load_tensors(path, expected)  # shapes checked before the data is read
+    tensors, meta = load_tensors(path, expected, "model.", RESUME_NAMES)  # names, shapes checked before the data
     version = meta.get("format_version", FORMAT_VERSION)
     if version not in READABLE_VERSIONS:
         raise CharRNNError(
