@@ -52,7 +52,7 @@ def effective_config(
     spec = kinds.kind_of_run(resume) if resume is not None else kinds.model_kind(kind or "lm")
     defaults = spec.config_class()
     if data is not None:
-        options = {**options, **_data_options(spec, data, options.get("cache_dir"))}
+        options = {**options, **_data_options(spec, data, options.get("cache_dir"), options.get("max_bytes"))}
     explicit: dict[str, Any] = {}
     if config is not None:
         explicit.update(toml_to_paths(defaults, read_toml(config), f"--config {config}"))
@@ -74,7 +74,10 @@ def effective_config(
 
 
 def _data_options(
-    spec: kinds.ModelKind, data: PathLike | list[PathLike], cache_dir: PathLike | None
+    spec: kinds.ModelKind,
+    data: PathLike | list[PathLike],
+    cache_dir: PathLike | None,
+    max_bytes: int | None = None,
 ) -> dict[str, Any]:
     """The options the positional DATA sets (a language model's corpus may be several files or folders), or "-".
 
@@ -89,7 +92,9 @@ def _data_options(
         return {}
     for item in items:
         check_corpus_path(item)
-    items = [spool_stdin(Path(cache_dir or CACHE_DIR_NAME)) if str(item) == "-" else item for item in items]
+    items = [
+        spool_stdin(Path(cache_dir or CACHE_DIR_NAME), max_bytes) if str(item) == "-" else item for item in items
+    ]
     return spec.read_data(items)
 
 

@@ -55,9 +55,10 @@ main(sys.argv[3:])
 
 def cli_limited(args: list[str], cwd: Path, fsize: int = 0, address_space: int = 0, timeout: float = 120, **kw):
     """`charrnn ARGS` in a subprocess under RLIMIT_FSIZE and/or RLIMIT_AS (0: no limit); text output."""
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **kw}
     return subprocess.run(
         [sys.executable, "-c", LIMITED, str(fsize), str(address_space), *args],
-        cwd=cwd, env=subprocess_env(), capture_output=True, text=True, timeout=timeout, **kw,
+        cwd=cwd, env=subprocess_env(), text=True, timeout=timeout, **streams,
     )  # fmt: skip
 
 
@@ -364,3 +365,175 @@ def test_memory_guards_respect_the_address_space_limit(tmp_path: Path) -> None:
     assert result.returncode == 1 and "internal error" not in result.stderr, result.stderr
     assert "parameters; to train it needs about" in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "r").exists()
+
+
+def test_an_overlong_line_is_split_at_char_level_and_refused_at_word_level(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 3: a corpus with no line break no longer grows memory with its length (the carried partial line
+    was the whole file): the char level reads it in bounded pieces with the same ids; word and subword
+    levels, which need whole lines, refuse it with the line's number."""
+    import tracemalloc
+
+    import numpy as np
+
+    from charrnn.core import corpus as corpus_module
+
+    path = tmp_path / "one-line.txt"
+    path.write_bytes(b"ab\r\ncd\n" + b"to be or not " * 300_000 + b"end")  # a third line of 3.9 MB, no break
+    tracemalloc.start()
+    pieces = [len(p) for p in corpus_module.read_chunks(path, chunk_bytes=1 << 16, max_line=1 << 18)]
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert max(pieces) < (1 << 18) + (1 << 17) and sum(pieces) == len(path.read_text().replace("\r\n", "\n"))
+    assert peak < 8 << 20, peak  # the whole line is 3.9 MB of text: it was held (and copied) whole
+    joined = "".join(corpus_module.read_chunks(path, chunk_bytes=1 << 16, max_line=1 << 18))
+    assert joined == path.read_text(encoding="utf-8").replace("\r\n", "\n")
+
+    monkeypatch.setattr(corpus_module, "MAX_LINE_CHARS", 1 << 18)
+    assert run_cli(["prepare", str(path), "--cache-dir", str(tmp_path / "c")]).code == 0
+    [tokens] = (tmp_path / "c").glob("tokens-*/tokens.bin")
+    from charrnn.core.tokenizers import tokenizer_from_files
+
+    [vocab] = (tmp_path / "c").glob("vocab-*/tokenizer.json")
+    tokenizer = tokenizer_from_files({"tokenizer.json": vocab.read_bytes()})
+    expected = [i for line in joined.split("\n") for i in [*tokenizer.encode(line), 2]]
+    assert np.fromfile(tokens, dtype=np.uint8).tolist() == expected  # split pieces, the same ids
+    for level in ("word", "subword"):
+        refused = run_cli(["prepare", str(path), "--level", level, "--cache-dir", str(tmp_path / level)])
+        one_line(refused, "line 3 is longer than 262,144 characters", "--level char")
+
+
+def test_batch_and_input_sizes_are_capped(trained_run: Path, tmp_path: Path) -> None:
+    """Item 4: `sample --num 1000000`, `seq2seq translate --beam 1000000`, a 17 MB line to `score-sentence
+    --file`, `yes | score-sentence` are one line each; a sentence too long for the memory left under
+    RLIMIT_AS is refused before its scores are computed."""
+    one_line(run_cli(["sample", str(trained_run), "--num", "1000000"]), "--num must be between 1 and 10,000")
+    one_line(
+        run_cli(["seq2seq", "translate", str(tmp_path), "x", "--beam", "1000000"]), "--beam must be between 1"
+    )
+    long_line = tmp_path / "long.txt"
+    long_line.write_text("a" * (17 << 20) + "\n")
+    one_line(run_cli(["score-sentence", str(trained_run), "--file", str(long_line)]), "more than 16,777,216")
+    endless = "y\n" * (9 << 20)  # what `yes` gives, cut here at 18 MiB
+    one_line(run_cli(["score-sentence", str(trained_run)], stdin=endless), "standard input holds more than")
+    long_line.write_text("a" * 5_000_000 + "\n")
+    result = cli_limited(
+        ["score-sentence", str(trained_run), "--file", str(long_line)], tmp_path, address_space=3 << 30
+    )
+    assert result.returncode == 1 and "internal error" not in result.stderr, result.stderr
+    assert "A sentence of 5,000,001 tokens needs about" in result.stderr.strip().splitlines()[-1]
+
+
+SLOW_BUILD = """
+import sys, time
+from charrnn.core import corpus, token_cache
+def slow(*args, **kwargs):  # a token cache build that takes seconds: read 2 KB at a time, slowly
+    for piece in corpus.read_chunks(*args, **{**kwargs, "chunk_bytes": 2048}):
+        time.sleep(0.05)
+        yield piece
+token_cache.read_chunks = slow
+from charrnn.cli import main
+main(sys.argv[1:])
+"""
+
+
+def start_slow(args: list[str], cwd: Path, **streams) -> subprocess.Popen:
+    """`charrnn ARGS` in a subprocess whose token cache build is slow (see SLOW_BUILD)."""
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **streams}
+    return subprocess.Popen(
+        [sys.executable, "-c", SLOW_BUILD, *args], cwd=cwd, env=subprocess_env(), text=True, **streams
+    )
+
+
+def wait_for(predicate, process: subprocess.Popen, timeout: float = 60) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def temporaries(folder: Path) -> list[str]:
+    return [p.name for p in folder.rglob("*.tmp")] if folder.exists() else []
+
+
+def test_endless_stdin_is_bounded_and_its_spool_always_removed(tmp_path: Path) -> None:
+    """Item 2: `yes x | charrnn train -` stops at --max-bytes (default 8 GiB), a file-size limit is one line,
+    SIGTERM ends the copy (exit 143); the spool `stdin.PID.tmp` never stays behind."""
+    import signal
+
+    def endless() -> subprocess.Popen:
+        return subprocess.Popen(["yes", "to be or not to be"], stdout=subprocess.PIPE)
+
+    cache = tmp_path / "cache"
+    train = ["train", "-", "--out", str(tmp_path / "r"), "--cache-dir", str(cache), *TINY_FLAGS]
+    source = endless()
+    capped = cli_limited([*train, "--max-bytes", "1000000"], tmp_path, stdin=source.stdout)
+    source.kill()
+    assert capped.returncode == 1 and "more than --max-bytes 1,000,000" in capped.stderr, capped.stderr
+    source = endless()
+    full = cli_limited(train, tmp_path, fsize=2_000_000, stdin=source.stdout)
+    source.kill()
+    assert full.returncode == 1 and "Could not copy standard input" in full.stderr, full.stderr
+    assert "internal error" not in full.stderr and temporaries(cache) == [] and not (tmp_path / "r").exists()
+
+    source = endless()
+    process = start_slow(train, tmp_path, stdin=source.stdout)
+    wait_for(lambda: temporaries(cache) != [], process)  # copying
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    source.kill()
+    assert process.returncode == 143 and "charrnn: terminated" in err and temporaries(cache) == [], err
+
+
+def test_signals_while_blocked_end_the_command_and_clean_up(tmp_path: Path) -> None:
+    """Item 5: a FIFO corpus in a TOML config is refused, never waited on; SIGTERM during the cache build
+    inside `train` ends it at once (143); Ctrl-C in `prepare` says so (130) and removes its temporary file,
+    and a temporary a killed build left is removed by the next."""
+    import signal
+
+    os.mkfifo(tmp_path / "pipe.txt")
+    (tmp_path / "fifo.toml").write_text(f'corpus = "{tmp_path / "pipe.txt"}"\n')
+    fifo = cli_limited(
+        ["train", "--config", str(tmp_path / "fifo.toml"), "--out", str(tmp_path / "f")], tmp_path, timeout=60
+    )
+    assert fifo.returncode == 1 and "is not a regular file (a FIFO" in fifo.stderr, fifo.stderr
+
+    corpus = write_corpus(tmp_path, chars=60_000)
+    cache = tmp_path / ".charrnn-cache"
+    for command, stop, code, word in (
+        ("train", signal.SIGTERM, 143, "terminated"),
+        ("prepare", signal.SIGINT, 130, "interrupted"),
+    ):
+        args = [command, str(corpus), *(["--out", str(tmp_path / "r"), *TINY_FLAGS] if command == "train" else [])]
+        process = start_slow(args, tmp_path)
+        wait_for(lambda: any(name.startswith("tokens.bin.") for name in temporaries(cache)), process)  # encoding
+        process.send_signal(stop)
+        _, err = process.communicate(timeout=30)
+        assert process.returncode == code and f"charrnn: {word}" in err, (command, process.returncode, err)
+        assert temporaries(cache) == [] and "Traceback" not in err
+    [tokens] = cache.glob("tokens-*")
+    (tokens / "tokens.bin.999999999.tmp").write_bytes(b"left by a build killed with SIGKILL")
+    assert run_cli(["prepare", str(corpus)]).code == 0
+    assert temporaries(cache) == []
+
+
+def test_a_full_or_closed_stderr_never_costs_the_run(tmp_path: Path) -> None:
+    """Item 6: `train ... 2>/dev/full` and `train ... 2>&1 | head -1` train to the end and save."""
+    corpus = write_corpus(tmp_path, chars=1500)
+    args = ["--max-steps", "30", "--log-every", "1", "--eval-every", "10", *TINY_FLAGS]
+    with open("/dev/full", "w") as full:
+        result = cli_limited(["train", str(corpus), "--out", str(tmp_path / "full"), *args], tmp_path, stderr=full)
+    assert result.returncode == 0 and (tmp_path / "full" / rundir.WEIGHTS_FILE).is_file()
+    process = subprocess.Popen(
+        [sys.executable, "-c", LIMITED, "0", "0", "train", str(corpus), "--out", str(tmp_path / "head"), *args],
+        cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    assert process.stdout.readline()  # `head -1`: one line, then the pipe is closed
+    process.stdout.close()
+    assert process.wait(timeout=120) == 0
+    state = rundir.read_metadata(tmp_path / "head" / rundir.RESUME_FILE)["train_state"]
+    assert state["step"] == 30 and (tmp_path / "head" / rundir.WEIGHTS_FILE).is_file()

@@ -185,15 +185,29 @@ def out_console() -> Console:
 
 
 class StopFlag:
-    """First SIGINT/SIGTERM asks training to stop after the current step; a second SIGINT exits at once."""
+    """First SIGINT/SIGTERM asks training to stop after the current step; a second SIGINT exits at once.
+
+    Before the training loop first asks (`__call__`), nothing would act on the flag: reading a corpus
+    from stdin or a FIFO, building a token cache, setting the model up. A signal then ends the command
+    at once (KeyboardInterrupt, or `Terminated` for SIGTERM), and the clean-up of what it was doing runs.
+    """
 
     def __init__(self) -> None:
         self.signal: int | None = None
+        self.polled = False  # whether the training loop has started asking
 
     def __call__(self) -> bool:
+        self.polled = True
         return self.signal is not None
 
     def handle(self, signum: int, frame) -> None:  # noqa: ARG002
+        if not self.polled:
+            from charrnn.cli.streams import interrupt
+            from charrnn.core.errors import Terminated
+
+            if signum == signal.SIGTERM:
+                raise Terminated()
+            interrupt(signum, frame)
         self.signal = signum
         signal.signal(signal.SIGINT, signal.default_int_handler)
         # os.write, not print: a handler that prints while the interrupted code prints raises "reentrant call"

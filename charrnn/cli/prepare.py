@@ -13,7 +13,7 @@ from rich.table import Table
 from charrnn.cli.display import err_console, out_console
 from charrnn.cli.options import add_config_command, corpus_argument, parameter
 
-PREPARE_OPTIONS = ("encoding", "errors", "glob", "cache_dir", "val_corpus")
+PREPARE_OPTIONS = ("encoding", "errors", "glob", "cache_dir", "val_corpus", "max_bytes")
 
 
 def register(app: typer.Typer) -> None:

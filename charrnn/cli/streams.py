@@ -33,6 +33,15 @@ def visible(text: str, one_line: bool = False) -> str:
     return (_CONTROL_OR_LINE if one_line else _CONTROL).sub(_escape, text)
 
 
+INTERRUPTED = [False]  # set when Ctrl-C ended the command (typer turns KeyboardInterrupt into a silent 130)
+
+
+def interrupt(signum: int, frame: Any) -> None:
+    """SIGINT: remember it, then raise KeyboardInterrupt as Python's own handler does."""
+    INTERRUPTED[0] = True
+    raise KeyboardInterrupt()
+
+
 class GuardedOutput:
     """Standard output whose write errors become a `CharRNNError` ("cannot write output: ...")."""
 
@@ -86,14 +95,50 @@ class GuardedOutput:
         return getattr(self._stream, name)
 
 
+class QuietErrors:
+    """Standard error whose write failures are ignored: progress and notes must never cost a run.
+
+    `2>/dev/full` (ENOSPC) or `2>&1 | head -1` (a broken pipe) used to end training at its first progress
+    line with nothing saved; now the first failure silences stderr and the command carries on.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.failed = False
+
+    def write(self, text: str) -> int:
+        if not self.failed:
+            try:
+                return self._stream.write(text)
+            except (OSError, ValueError):
+                self.failed = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.failed:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self.failed = True
+
+    def isatty(self) -> bool:
+        try:
+            return not self.failed and self._stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 @contextlib.contextmanager
 def guarded_streams() -> Iterator[None]:
-    """For the block: stdout guarded, a closed stdin replaced by empty input, a closed stderr by a sink."""
+    """For the block: stdout guarded, a closed stdin replaced by empty input, a closed stderr by a sink,
+    and failing writes to stderr ignored."""
     saved = sys.stdin, sys.stdout, sys.stderr
     if sys.stdin is None:
         sys.stdin = io.StringIO("")
-    if sys.stderr is None:
-        sys.stderr = io.StringIO()
+    sys.stderr = QuietErrors(sys.stderr if sys.stderr is not None else io.StringIO())  # type: ignore[assignment]
     guard = GuardedOutput(sys.stdout)
     sys.stdout = guard  # type: ignore[assignment]
     try:

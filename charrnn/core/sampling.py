@@ -19,6 +19,8 @@ import torch
 from charrnn.core.errors import CharRNNError
 from charrnn.core.special_tokens import PAD_ID, UNK_ID
 
+MAX_NUM = 10_000  # samples drawn together: each holds its state and a (vocabulary) row of scores
+
 
 @dataclass
 class SampleSettings:
@@ -38,14 +40,33 @@ class SampleSettings:
             raise CharRNNError(f"--temperature must be a finite number > 0, got {self.temperature}.")
         if self.length < 0:
             raise CharRNNError(f"--length must be 0 or more, got {self.length}.")
-        if self.num < 1:
-            raise CharRNNError(f"--num must be at least 1, got {self.num}.")
+        if not 1 <= self.num <= MAX_NUM:
+            raise CharRNNError(
+                f"--num must be between 1 and {MAX_NUM:,} (samples drawn together in one batch), got {self.num}; "
+                "run the command again for more."
+            )
         if self.top_k is not None and self.top_k < 1:
             raise CharRNNError(f"--top-k must be at least 1, got {self.top_k}.")
         if self.top_p is not None and not (0.0 < self.top_p <= 1.0):
             raise CharRNNError(f"--top-p must be in (0, 1], got {self.top_p}.")
         if self.seed is not None and not 0 <= self.seed < 2**63:  # torch's generators take 64-bit seeds
             raise CharRNNError(f"--seed must be between 0 and 2**63 - 1, got {self.seed}.")
+
+
+def check_rows_fit(rows: int, vocab: int, what: str) -> None:
+    """Refuse decoding `rows` rows at once when their (rows, vocabulary) scores need more than half the free memory."""
+    from charrnn.core.memory import available_bytes, gib
+
+    needed = rows * max(vocab, 1) * BYTES_PER_ROW_ENTRY
+    free = available_bytes()
+    if free is not None and needed > free // 2:
+        raise CharRNNError(
+            f"{what} asks for {rows:,} rows decoded at once, which need about {gib(needed)} of memory with a "
+            f"vocabulary of {vocab:,}, but {gib(free)} is available; lower it."
+        )
+
+
+BYTES_PER_ROW_ENTRY = 24  # per decoded row and vocabulary entry: scores, probabilities and sorting copies
 
 
 NOT_FINITE = (

@@ -237,7 +237,9 @@ def build_vocabulary(
     digests = {path: hashlib.sha256() for path in files}
 
     def read(path: Path) -> Iterator[str]:
-        yield from read_chunks(path, encoding, errors, on_bytes=meter, digest=digests[path])
+        yield from read_chunks(
+            path, encoding, errors, on_bytes=meter, digest=digests[path], split_long_lines=config.level == "char"
+        )
 
     tokenizer = _build_vocabulary(files, config, read)
     if hashes is not None:
@@ -308,15 +310,19 @@ def encode_files(
                 digest = hashlib.sha256()
 
                 def pieces(path: Path = path, ends: list[bool] = ends, digest: Any = digest) -> Iterator[str]:
-                    for text in read_chunks(path, encoding, errors, on_bytes=meter, digest=digest):
+                    split = tokenizer.level == "char"  # a line too long for memory: split (char) or refused
+                    for text in read_chunks(
+                        path, encoding, errors, on_bytes=meter, digest=digest, split_long_lines=split
+                    ):
                         ends.append(text.endswith("\n"))
                         yield text
 
-                for number, ids in enumerate(_in_order(encode, pieces(), workers)):
-                    if not ends[number]:
-                        ids = np.append(ids, np.uint32(EOS_ID))  # the file's last line has no newline
+                for ids in _in_order(encode, pieces(), workers):
                     ids.astype(dtype).tofile(out)
                     count += len(ids)
+                if ends and not ends[-1]:  # the file's last line has no line break: it still ends with <eos>
+                    np.array([EOS_ID], dtype=dtype).tofile(out)
+                    count += 1
                 per_file.append({**_file_entry(path, digest), "tokens": count})
         os.replace(temp, folder / TOKENS_FILE)
     except BaseException:  # an error, Ctrl-C or SIGTERM: never leave the temporary file behind
