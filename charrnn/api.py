@@ -98,6 +98,14 @@ def _data_options(
     return spec.read_data(items)
 
 
+def check_resume_or_overwrite(resume: Any, overwrite: bool) -> None:
+    """Refuse --resume with --overwrite: one continues a run, the other replaces it."""
+    if resume is not None and overwrite:
+        raise CharRNNError(
+            "--resume continues a run and --overwrite replaces it; give one of them (the run is unchanged)."
+        )
+
+
 def train(
     data: PathLike | list[PathLike] | None = None,
     *,
@@ -125,8 +133,10 @@ def train(
     """
     from charrnn.core import engine
 
+    check_resume_or_overwrite(resume, overwrite)
     if resume is None and out is not None and resume_run.restarted(Path(out)):
         resume, data = out, None  # torchrun --max-restarts started this command again after a lost rank
+        overwrite = False  # the first start replaced the old run; the restart continues the new one
     run_config, _ = effective_config(data, kind=kind, resume=resume, config=config, **options)
     spec = kinds.model_kind(run_config.kind)
     run_dir = Path(resume or out or spec.run_name(run_config))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from charrnn.core import rundir
-from tests.support import TINY_FLAGS, copy_run, run_cli, subprocess_env, write_corpus
+from tests.support import SHAKESPEARE, TINY_FLAGS, copy_run, run_cli, snapshot, subprocess_env, write_corpus
 
 
 def one_line(result, *fragments: str) -> str:
@@ -537,3 +537,59 @@ def test_a_full_or_closed_stderr_never_costs_the_run(tmp_path: Path) -> None:
     assert process.wait(timeout=120) == 0
     state = rundir.read_metadata(tmp_path / "head" / rundir.RESUME_FILE)["train_state"]
     assert state["step"] == 30 and (tmp_path / "head" / rundir.WEIGHTS_FILE).is_file()
+
+
+# --- torchrun (item 15) -------------------------------------------------------------------------------------------
+
+
+def test_torchrun_environment_and_resume_with_overwrite_are_one_line(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 15: WORLD_SIZE=abc, WORLD_SIZE=2 without RANK, `--resume X --overwrite` are one line each."""
+    corpus = write_corpus(tmp_path, chars=1500)
+    train = ["train", str(corpus), "--out", str(tmp_path / "r"), "--max-steps", "2", *TINY_FLAGS]
+    monkeypatch.setenv("WORLD_SIZE", "abc")
+    one_line(run_cli(train), "WORLD_SIZE must be a whole number", "'abc'")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("RANK", raising=False)
+    one_line(run_cli(train), "RANK is not set")
+    monkeypatch.delenv("WORLD_SIZE")
+    before = snapshot(run)
+    one_line(run_cli(["train", "--resume", str(run), "--overwrite"]), "--resume continues a run and --overwrite")
+    assert snapshot(run) == before
+
+
+def test_a_killed_rank_leaves_the_survivor_saying_so_in_one_line(tmp_path: Path) -> None:
+    """Item 15: SIGKILL to one of two `--nproc 2` processes: the survivor says that another process died and
+    how to resume (it was `internal error: RuntimeError: [gloo] Connection reset by peer`)."""
+    import signal
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:20_000])
+    run = tmp_path / "run"
+    args = ["train", str(corpus), "--out", str(run), "--nproc", "2", "--max-steps", "100000", *TINY_FLAGS]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "charrnn.cli", *args], cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: any(r.get("step", 0) >= 3 for r in rundir.read_metrics(run)), process, timeout=120)
+        workers = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        ranks = {pid: _environment(pid).get("RANK") for pid in workers}
+        [victim] = [int(pid) for pid, rank in ranks.items() if rank == "1"]
+        os.kill(victim, signal.SIGKILL)  # a process this test started (a child of its charrnn)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode != 0 and "internal error" not in err and "Traceback" not in err, err[-3000:]
+    assert "training process 0 of 2 lost the others" in err and f"charrnn train --resume {run}" in err, err[-3000:]
+    assert "process 1 was killed by SIGKILL" in err.strip().splitlines()[-1], err[-3000:]
+
+
+def _environment(pid: str) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)

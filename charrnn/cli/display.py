@@ -256,6 +256,7 @@ def train_from_cli(
     from charrnn import api, kinds
     from charrnn.core.options import to_toml
 
+    api.check_resume_or_overwrite(arguments["resume"], arguments["overwrite"])
     common = {"kind": kind, "resume": arguments["resume"], "config": arguments["config"]}
     if arguments["print_config"]:
         run_config, _ = api.effective_config(data, **common, **options)

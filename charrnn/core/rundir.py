@@ -277,7 +277,7 @@ def _check_memory(path: Path, size: int) -> None:
 
 
 # what a resume file holds (format 1 kept the hidden state as hidden.N)
-RESUME_NAMES = re.compile(r"model\..+|optim\.\d+\.\w+|(task\.)?\w+\.\d+|rng\.\w+")
+RESUME_NAMES = re.compile(r"model\..+|optim\.\d+\.\w+|task\.\w+(\.\d+)?|hidden\.\d+|rng\.\w+")
 
 
 def write_config(run_dir: Path, config: Any) -> None:
