@@ -63,7 +63,7 @@ def effective_config(
     _check_options(spec, options)
     defaults = spec.config_class()
     if data is not None:
-        options = {**options, **_data_options(spec, data, options.get("cache_dir"))}
+        options = {**options, **_data_options(spec, data, options.get("cache_dir"), options.get("max_bytes"))}
     explicit: dict[str, Any] = {}
     if config is not None:
         explicit.update(toml_to_paths(defaults, read_toml(config), f"--config {config}"))
@@ -100,21 +100,36 @@ def _check_options(spec: kinds.ModelKind, options: dict[str, Any]) -> None:
 
 
 def _data_options(
-    spec: kinds.ModelKind, data: PathLike | list[PathLike], cache_dir: PathLike | None
+    spec: kinds.ModelKind,
+    data: PathLike | list[PathLike],
+    cache_dir: PathLike | None,
+    max_bytes: int | None = None,
 ) -> dict[str, Any]:
     """The options the positional DATA sets (a language model's corpus may be several files or folders), or "-".
 
     Standard input is copied into the cache folder (`.charrnn-cache/` here, or --cache-dir) under a
     name made from its content, so that the run can be resumed from that file.
     """
-    from charrnn.core.corpus import spool_stdin
+    from charrnn.core.corpus import check_corpus_path, spool_stdin
     from charrnn.core.token_cache import CACHE_DIR_NAME
 
     items = list(data) if isinstance(data, list | tuple) else [data]
     if not items:
         return {}
-    items = [spool_stdin(Path(cache_dir or CACHE_DIR_NAME)) if str(item) == "-" else item for item in items]
+    for item in items:
+        check_corpus_path(item)
+    items = [
+        spool_stdin(Path(cache_dir or CACHE_DIR_NAME), max_bytes) if str(item) == "-" else item for item in items
+    ]
     return spec.read_data(items)
+
+
+def check_resume_or_overwrite(resume: Any, overwrite: bool) -> None:
+    """Refuse --resume with --overwrite: one continues a run, the other replaces it."""
+    if resume is not None and overwrite:
+        raise CharRNNError(
+            "--resume continues a run and --overwrite replaces it; give one of them (the run is unchanged)."
+        )
 
 
 def train(
@@ -150,8 +165,10 @@ def train(
     """
     from charrnn.core import engine
 
+    check_resume_or_overwrite(resume, overwrite)
     if resume is None and out is not None and resume_run.restarted(Path(out)):
         resume, data = out, None  # torchrun --max-restarts started this command again after a lost rank
+        overwrite = False  # the first start replaced the old run; the restart continues the new one
     run_config, _ = effective_config(
         data, kind=kind, task=task, condition=condition, resume=resume, config=config, **options
     )

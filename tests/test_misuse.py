@@ -104,7 +104,7 @@ def test_info_and_runs_return_at_once_when_the_weights_are_a_fifo(run: Path) -> 
 
 
 def test_dev_zero_as_a_corpus_is_refused_at_once(tmp_path: Path) -> None:
-    one_line(run_cli(["train", "/dev/zero", "--out", str(tmp_path / "r")]), "binary file")
+    one_line(run_cli(["train", "/dev/zero", "--out", str(tmp_path / "r")]), "is not a regular file")
     assert not (tmp_path / "r").exists()
 
 

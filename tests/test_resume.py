@@ -213,6 +213,9 @@ def test_second_sigint_raises_keyboard_interrupt_in_process() -> None:
     flag = StopFlag()
     previous = flag.install()
     try:
+        with pytest.raises(KeyboardInterrupt):  # before the loop asks, there is no step to finish: at once
+            signal.raise_signal(signal.SIGINT)
+        assert not flag()  # the training loop has started asking
         signal.raise_signal(signal.SIGINT)
         assert flag() and flag.signal == signal.SIGINT  # the first one only asks to stop
         with pytest.raises(KeyboardInterrupt):

@@ -159,7 +159,9 @@ def test_malformed_or_oversized_bodies_and_unknown_routes_get_json_errors(url: s
     host, port = url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=60)
     chunks = [b'{"text": "'] + [b"a" * 65536] * 5 + [b'"}']  # no Content-Length: read only up to the cap
-    connection.request("POST", "/api/score", body=iter(chunks), encode_chunked=True)
+    connection.request(
+        "POST", "/api/score", body=iter(chunks), encode_chunked=True, headers={"Content-Type": "application/json"}
+    )
     answer = connection.getresponse()
     assert answer.status == 413 and "over 262144 bytes" in json.loads(answer.read())["error"]
     connection.close()
@@ -167,22 +169,34 @@ def test_malformed_or_oversized_bodies_and_unknown_routes_get_json_errors(url: s
     assert call(url + "/api/info?run=missing")[0] == 404
 
 
-def test_one_generation_at_a_time_per_client(url: str) -> None:
-    request = urllib.request.Request(
-        url + "/api/sample",
-        data=json.dumps({"length": 300, "stream": True, "seed": 1}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as first:
-        assert first.readline().startswith(b"data: ")  # the first generation is under way
-        status, body = call(url + "/api/sample", {"length": 5})
-        assert status == 429 and "one generation at a time" in body["error"].lower()
-        first.read()  # let it finish
-    assert call(url + "/api/sample", {"length": 5, "seed": 1})[0] == 200
+def test_one_generation_at_a_time_per_server_with_a_queue(runs: dict) -> None:
+    """One generation runs at a time for the whole server (every tab of every client); `max_waiting` wait
+    for it, and one more is refused with 429 (issue 21, item 17)."""
+    app = create_app({"lm": runs["lm"]}, Limits(max_length=10**6, max_waiting=1))
+    with serving(app) as base:
+        request = urllib.request.Request(
+            base + "/api/sample",
+            data=json.dumps({"length": 10**6, "stream": True, "seed": 1}).encode(),  # minutes of generating
+            headers={"Content-Type": "application/json"},
+        )
+        with ThreadPoolExecutor(1) as pool:
+            with urllib.request.urlopen(request, timeout=60) as first:
+                assert first.readline().startswith(b"data: ")  # the first generation is under way
+                queued = pool.submit(call, base + "/api/sample", {"length": 5, "seed": 1})
+                for _ in range(500):  # until the queued request waits for the slot
+                    if app.state.server.waiting == 1:
+                        break
+                    time.sleep(0.02)
+                status, body = call(base + "/api/sample", {"length": 5})
+                assert status == 429 and "one generation at a time" in body["error"].lower()
+                assert not queued.done()
+            # the first client hung up: its generation stops and the queued one runs
+            assert queued.result(timeout=60)[0] == 200
+        assert call(base + "/api/sample", {"length": 5, "seed": 1})[0] == 200
 
 
 def test_a_client_that_hangs_up_frees_its_generation_slot(runs: dict) -> None:
-    with serving(create_app({"lm": runs["lm"]}, Limits(max_length=10**6))) as base:
+    with serving(create_app({"lm": runs["lm"]}, Limits(max_length=10**6, max_waiting=0))) as base:
         request = urllib.request.Request(
             base + "/api/sample",
             data=json.dumps({"length": 10**6, "stream": True}).encode(),  # minutes of generating

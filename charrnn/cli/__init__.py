@@ -11,8 +11,8 @@ import io
 import sys
 from typing import Any
 
-from charrnn.cli.streams import guarded_streams
-from charrnn.core.errors import CharRNNError
+from charrnn.cli.streams import INTERRUPTED, guarded_streams, interrupt, visible
+from charrnn.core.errors import CharRNNError, Terminated
 from charrnn.core.version import __version__
 
 # Exit codes: 0 success, 1 a user error (CharRNNError), 2 a usage error (the command line did not parse),
@@ -54,16 +54,23 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning user errors into one line and an exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    previous = _install_signal_handlers()
+    INTERRUPTED[0] = False
     try:
         with guarded_streams():
             code = run(args)
+        if code == 130 and INTERRUPTED[0]:  # typer's silent exit for KeyboardInterrupt: say it
+            _say("charrnn: interrupted")
     except CharRNNError as exc:
         if debug:
             raise
-        print(f"charrnn: error: {exc}", file=sys.stderr)
+        _say(f"charrnn: error: {visible(str(exc), one_line=True)}")
         sys.exit(exc.exit_code)
+    except Terminated:
+        _say("charrnn: terminated")
+        sys.exit(143)
     except KeyboardInterrupt:
-        print("charrnn: interrupted", file=sys.stderr)
+        _say("charrnn: interrupted")
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
@@ -73,18 +80,53 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(exc, typer.Exit):
             sys.exit(exc.exit_code)
         if isinstance(exc, typer.Abort):
-            print("charrnn: aborted", file=sys.stderr)
+            _say("charrnn: aborted")
             sys.exit(130)
         if debug:
             raise
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # a usage error from typer/click
             message = " ".join(exc.format_message().split())
-            print(f"charrnn: error: {message} (see --help)", file=sys.stderr)
+            _say(f"charrnn: error: {visible(message, one_line=True)} (see --help)")
             sys.exit(exc.exit_code)
         # anything else is a bug in charrnn: still one line unless --debug
-        print(
-            f"charrnn: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-            file=sys.stderr,
+        _say(
+            f"charrnn: internal error: {type(exc).__name__}: {visible(str(exc), one_line=True)} "
+            "(rerun with --debug for the traceback)"
         )
         sys.exit(EXIT_INTERNAL_ERROR)
+    finally:
+        _restore_signal_handlers(previous)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _install_signal_handlers() -> dict[int, Any]:
+    """For the command's duration: SIGTERM raises `Terminated` (its clean-up runs: temporary files are
+    removed, a blocked read ends), SIGINT is remembered as it raises KeyboardInterrupt; returns the
+    previous handlers (none off the main thread: a test calling main keeps its own)."""
+    import signal
+
+    previous = {}
+    for signum, handler in ((signal.SIGTERM, _raise_terminated), (signal.SIGINT, interrupt)):
+        try:
+            previous[signum] = signal.signal(signum, handler)
+        except ValueError:  # not the main thread
+            break
+    return previous
+
+
+def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+    import signal
+
+    for signum, handler in previous.items():
+        with contextlib.suppress(ValueError, TypeError):
+            signal.signal(signum, handler)
+
+
+def _say(line: str) -> None:
+    """A last line on stderr, never failing (stderr may be closed or full)."""
+    with contextlib.suppress(Exception):
+        print(line, file=sys.stderr)

@@ -19,7 +19,25 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
+from charrnn.cli.streams import visible
+
 LN2 = math.log(2.0)
+
+
+class PlainConsole(Console):
+    """A rich console for user strings: no markup, no emoji codes, no highlighting, control characters visible.
+
+    Paths, run names, sentences and config values are printed as text: `[red]x[/red]` or `[/i]` stays
+    as typed (rich would otherwise style it, turn `[link=...]` into a terminal hyperlink, or fail with
+    MarkupError). Styles are given as `style=` or `Text` objects, never as markup.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs = {"markup": False, "emoji": False, "highlight": False, **kwargs}
+        super().__init__(**kwargs)
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(visible(text), **kwargs)
 
 
 def loss_summary(loss: float | None, level: str) -> str:
@@ -75,8 +93,14 @@ class RichReporter:
             f"{info.get('val_tokens', 0):,} val tokens"
         )
         self.console.print(
-            f"[bold]charrnn[/] training{resumed}: {info.get('parameters', 0):,} parameters, {data}, "
-            f"device {info.get('device')} ({info.get('precision', 'fp32')}), run {info.get('run_dir')}",
+            Text("charrnn", style="bold"),
+            Text(
+                visible(
+                    f" training{resumed}: {info.get('parameters', 0):,} parameters, {data}, "
+                    f"device {info.get('device')} ({info.get('precision', 'fp32')}), run {info.get('run_dir')}"
+                )
+            ),
+            sep="",
             highlight=False,
         )
         if info.get("precision_reason") not in (None, "asked for"):
@@ -91,7 +115,7 @@ class RichReporter:
             self.progress = Progress(
                 BarColumn(bar_width=16),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[status]}"),
+                TextColumn("{task.fields[status]}", markup=False),
                 console=self.console,
                 transient=False,
             )
@@ -142,7 +166,7 @@ class RichReporter:
             self.console.print(f"step {record['step']}  validation {self.val_text}", highlight=False)
 
     def message(self, text: str) -> None:
-        self.console.print(f"[yellow]{text}[/]")
+        self.console.print(text, style="yellow")
 
     def close(self) -> None:
         if self.progress is not None:
@@ -161,22 +185,41 @@ def summary_table(rows: list[tuple[str, str]], title: str) -> Table:
 
 
 def err_console() -> Console:
-    """A rich console on stderr (stdout is kept for results); lines are never wrapped when it is not a terminal."""
-    console = Console(stderr=True)
+    """A plain console on stderr (stdout is kept for results); lines are never wrapped when it is not a terminal."""
+    console = PlainConsole(stderr=True)
     console.soft_wrap = not console.is_terminal
     return console
 
 
+def out_console() -> Console:
+    """A plain console on stdout, for result tables (user strings in them are text, never markup)."""
+    return PlainConsole()
+
+
 class StopFlag:
-    """First SIGINT/SIGTERM asks training to stop after the current step; a second SIGINT exits at once."""
+    """First SIGINT/SIGTERM asks training to stop after the current step; a second SIGINT exits at once.
+
+    Before the training loop first asks (`__call__`), nothing would act on the flag: reading a corpus
+    from stdin or a FIFO, building a token cache, setting the model up. A signal then ends the command
+    at once (KeyboardInterrupt, or `Terminated` for SIGTERM), and the clean-up of what it was doing runs.
+    """
 
     def __init__(self) -> None:
         self.signal: int | None = None
+        self.polled = False  # whether the training loop has started asking
 
     def __call__(self) -> bool:
+        self.polled = True
         return self.signal is not None
 
     def handle(self, signum: int, frame) -> None:  # noqa: ARG002
+        if not self.polled:
+            from charrnn.cli.streams import interrupt
+            from charrnn.core.errors import Terminated
+
+            if signum == signal.SIGTERM:
+                raise Terminated()
+            interrupt(signum, frame)
         self.signal = signum
         signal.signal(signal.SIGINT, signal.default_int_handler)
         # os.write, not print: a handler that prints while the interrupted code prints raises "reentrant call"
@@ -235,6 +278,7 @@ def train_from_cli(
             f"--nproc is not available for `charrnn {kinds.model_kind(kind).train_command if kind else 'train'}`; "
             "it trains in one process."
         )
+    api.check_resume_or_overwrite(arguments["resume"], arguments["overwrite"])
     common = {"kind": kind, "resume": arguments["resume"], "config": arguments["config"]}
     if arguments["print_config"]:
         run_config, _ = api.effective_config(data, **common, **options)
@@ -344,5 +388,5 @@ def load_run(run_dir: Any, device: str, threads: int | None, kind: str) -> Any:
     set_inference_threads(threads)
     run = kinds.load(run_dir, device, expected=kind)
     if run.note:
-        err_console().print(f"[yellow]note: {run.note}[/]", highlight=False)
+        err_console().print(f"note: {run.note}", style="yellow")
     return run

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from charrnn.cli.common import OOV_HELP, OOV_LOGPROB_HELP
-from charrnn.cli.display import clipped_text, err_console, format_seconds, load_run, summary_table
+from charrnn.cli.display import clipped_text, err_console, format_seconds, load_run, out_console, summary_table
 
 
 def register(app: typer.Typer) -> None:
@@ -106,7 +105,7 @@ def info(
     if as_json:
         print(json.dumps(facts, ensure_ascii=False, indent=1))
         return
-    Console().print(summary_table(info_rows(facts), f"charrnn run {run_dir}"))
+    out_console().print(summary_table(info_rows(facts), f"charrnn run {run_dir}"))
 
 
 def runs(
@@ -122,7 +121,7 @@ def runs(
 
     facts, problems = list_runs(directory, CONFIG_CLASSES, sort)
     for problem in problems:
-        err_console().print(f"[yellow]skipped: {problem}[/]", highlight=False)
+        err_console().print(f"skipped: {problem}", style="yellow")
     if as_json:
         print(json.dumps(facts, ensure_ascii=False, indent=1))
         return
@@ -143,7 +142,7 @@ def runs(
             _relative(f["run_dir"], directory), f["kind"], f["level"] or "-", _number(f["parameters"]), _number(f["steps"]),
             _number(f["best_val_loss"]), unit, (f["updated"] or "-")[:16].replace("T", " "),
         )  # fmt: skip
-    console = Console()
+    console = out_console()
     if not console.is_terminal:
         console.width = 200  # one line per run in a pipe or a file
     console.print(table)
@@ -213,7 +212,7 @@ def evaluate_language_model(run_dir: Path, file: Path, options: dict[str, Any]) 
     )
     if result.unk and oov != "skip":
         err_console().print(
-            f"[yellow]note: {result.unk:,} <unk> token(s) in {file}, counted with --oov {oov}[/]", highlight=False
+            f"note: {result.unk:,} <unk> token(s) in {file}, counted with --oov {oov}", style="yellow"
         )
     if options["as_json"]:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=1))
@@ -228,7 +227,7 @@ def evaluate_language_model(run_dir: Path, file: Path, options: dict[str, Any]) 
     if result.bits_per_char is not None:
         rows.append(("bits/char", f"{result.bits_per_char:.4f}"))
     rows += [("perplexity", f"{result.perplexity:.3f}"), ("batches", f"{result.batch_size} x bptt {result.bptt}")]
-    Console().print(summary_table(rows, f"evaluation of {run_dir}"))
+    out_console().print(summary_table(rows, f"evaluation of {run_dir}"))
 
 
 def plot(

@@ -86,7 +86,10 @@ def apply_command(settings: Settings, line: str) -> str | None:
     elif name == "greedy":
         settings.greedy = arg != "off"
     elif name == "seed":
-        settings.seed = None if arg == "off" else _number(arg, int, name)
+        value = None if arg == "off" else _number(arg, int, name)
+        if value is not None and not 0 <= value < 2**63:
+            raise CharRNNError(f":seed must be between 0 and 2**63 - 1, got {arg}")
+        settings.seed = value
     else:
         raise CharRNNError(f"unknown command :{name}; :help lists the commands")
     return settings.describe()

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from charrnn.cli.common import SCORING_PRECISION_HELP, read_sentences
 from charrnn.cli.display import err_console, load_run, summary_table
@@ -124,7 +125,10 @@ def confusion_table(labels: list[str], matrix: list[list[int]]) -> Table:
     for label in labels:
         table.add_column(label[:4], justify="right", no_wrap=True)
     for i, (label, row) in enumerate(zip(labels, matrix, strict=True)):
-        cells = [f"[bold]{n}[/]" if i == j else (str(n) if n else "[dim]·[/]") for j, n in enumerate(row)]
+        cells = [
+            Text(str(n), style="bold") if i == j else Text(str(n) if n else "·", style="" if n else "dim")
+            for j, n in enumerate(row)
+        ]
         table.add_row(label, *cells)
     return table
 

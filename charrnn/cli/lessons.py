@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from charrnn.cli.display import err_console, training_session
 from charrnn.core.errors import CharRNNError
@@ -70,11 +71,23 @@ def lesson_epilogue(result: Any) -> tuple[list[Any], dict[str, Any]]:
     if ratios:
         lines.append(f"loss / baseline  {sparkline(ratios)}  (log scale, first to last evaluation)")
     if report.verdict == SOLVED:
-        lines.append(f"[bold green]solved[/] at step {report.solved_at:,} (95% of the held-out sequences solved)")
+        lines.append(
+            Text.from_markup(
+                f"[bold green]solved[/] at step {report.solved_at:,} (95% of the held-out sequences solved)"
+            )
+        )
     elif report.verdict == STUCK_AT_BASELINE:
-        lines.append("[bold red]stuck at the baseline[/]: the loss never fell below 0.9 x the no-memory baseline")
+        lines.append(
+            Text.from_markup(
+                "[bold red]stuck at the baseline[/]: the loss never fell below 0.9 x the no-memory baseline"
+            )
+        )
     else:
-        lines.append(f"[bold yellow]{report.verdict}[/]: better than no memory, not yet 95% of sequences solved")
+        lines.append(
+            Text.from_markup(
+                f"[bold yellow]{report.verdict}[/]: better than no memory, not yet 95% of sequences solved"
+            )
+        )
     return lines, {"lesson": report.to_dict()}
 
 

@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from charrnn.cli.common import OOV_HELP, OOV_LOGPROB_HELP, SCORING_PRECISION_HELP, read_sentences
-from charrnn.cli.display import err_console, load_run
-from charrnn.cli.options import add_train_command, parameter
+from charrnn.cli.display import err_console, load_run, out_console
+from charrnn.cli.options import add_train_command, corpus_argument, parameter
 
 
 def register(app: typer.Typer) -> None:
@@ -23,6 +22,7 @@ def register(app: typer.Typer) -> None:
         None,
         help="UTF-8 text file(s) or folder(s) (their *.txt files; see --glob), or - for stdin "
         "(default: bundled Tiny Shakespeare); with --task classify or --condition label, labelled data.",
+        parser=corpus_argument,
     )
     add_train_command(
         app,
@@ -93,7 +93,7 @@ def sample_language_model(run_dir: Path, options: dict[str, Any]) -> None:
     settings = {name: options[name] for name in ("greedy", "top_k", "top_p", "until_eos", "seed")}
     run = _load_lm(run_dir, options["device"], options["threads"])
     for note in sample_notes(run, prime, settings["greedy"], temperature):
-        err_console().print(f"[yellow]note: {note}[/]", highlight=False)
+        err_console().print(f"note: {note}", style="yellow")
     if options["interactive"]:
         from charrnn.cli.interactive import Settings, interactive_loop
 
@@ -180,14 +180,14 @@ def show_scores(scores: list[Any], oov: str, as_json: bool, per_token: bool) -> 
     with_unk = sum(1 for s in scores if s.n_unk)
     if with_unk:
         err_console().print(
-            f"[yellow]note: {with_unk} sentence(s) contain <unk> (tokens the model never saw), "
-            f"counted with --oov {oov}; see --help[/]",
-            highlight=False,
+            f"note: {with_unk} sentence(s) contain <unk> (tokens the model never saw), "
+            f"counted with --oov {oov}; see --help",
+            style="yellow",
         )
     if as_json:
         print(json.dumps([s.to_dict() for s in scores], ensure_ascii=False, indent=1))
         return
-    console = Console()
+    console = out_console()
     table = Table(title="sentence scores (natural log unless noted)")
     for column in ("sentence", "log P", "log10 P", "tokens", "<unk>", "perplexity"):
         table.add_column(column, justify="left" if column == "sentence" else "right")

@@ -69,6 +69,16 @@ def _typed_by_user(ctx: typer.Context, name: str) -> bool:
     return source is not None and source.name == "COMMANDLINE"
 
 
+def corpus_argument(text: str) -> Any:
+    """A corpus argument as a path; an empty one is refused (as a path it would be '.', every file under it)."""
+    from pathlib import Path
+
+    from charrnn.core.corpus import check_corpus_path
+
+    check_corpus_path(text)
+    return Path(text)
+
+
 def parameter(name: str, annotation: Any, default: Any) -> inspect.Parameter:
     """A fixed (non-config) parameter of a command: `default` is a typer.Argument or typer.Option."""
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)

@@ -7,6 +7,7 @@ values in bits/char (nats / ln 2).
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -168,12 +169,12 @@ def save_png(plt: Any, figure: Any, out: str | Path) -> Path:
     """Write `figure` to the PNG `out` (a one-line error when it cannot) and close it."""
     figure.tight_layout()
     out = Path(out)
+    buffer = io.BytesIO()
     try:
-        figure.savefig(out, format="png", dpi=DPI)
-    except OSError as exc:
-        raise CharRNNError(f"Cannot write {out}: {exc.strerror}.") from None
+        figure.savefig(buffer, format="png", dpi=DPI)
     finally:
         plt.close(figure)
+    rundir.atomic_write(out, buffer.getvalue())  # temp + rename: never half a PNG, never through a link
     return out
 
 

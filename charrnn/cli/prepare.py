@@ -10,10 +10,10 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from charrnn.cli.display import err_console
-from charrnn.cli.options import add_config_command, parameter
+from charrnn.cli.display import err_console, out_console
+from charrnn.cli.options import add_config_command, corpus_argument, parameter
 
-PREPARE_OPTIONS = ("encoding", "errors", "glob", "cache_dir", "val_corpus")
+PREPARE_OPTIONS = ("encoding", "errors", "glob", "cache_dir", "val_corpus", "max_bytes")
 
 
 def register(app: typer.Typer) -> None:
@@ -25,27 +25,38 @@ def register(app: typer.Typer) -> None:
         for name, spec in kinds.model_kind("lm").options().items()
         if name in PREPARE_OPTIONS or all(p.startswith("tokenizer.") for p in spec.paths)
     }
-    corpus = typer.Argument(..., help="Text file(s) or folder(s) (their *.txt files; see --glob), or - for stdin.")
+    corpus = typer.Argument(
+        ...,
+        help="Text file(s) or folder(s) (their *.txt files; see --glob), or - for stdin.",
+        parser=corpus_argument,
+    )
     add_config_command(
         app,
         "prepare",
         specs,
-        [parameter("corpus", list[Path], corpus)],
-        lambda arguments, given: prepare(arguments["corpus"], given),
+        [
+            parameter("corpus", list[Path], corpus),
+            parameter(
+                "verify",
+                bool,
+                typer.Option(
+                    False, "--verify", help="Re-hash every corpus file against the cache; rebuild what changed."
+                ),
+            ),
+        ],
+        lambda arguments, given: prepare(arguments["corpus"], given, arguments["verify"]),
         "Tokenize CORPUS into the token cache `charrnn train` reads (built once, reused by later runs).",
     )
 
 
-def prepare(corpus: list[Path], options: dict[str, Any]) -> None:
+def prepare(corpus: list[Path], options: dict[str, Any], verify: bool = False) -> None:
     """Build or find the token cache of `corpus`; progress on stderr, a summary table on stdout."""
-    from rich.console import Console
-
     from charrnn import api
     from charrnn.lm.training import prepare_corpus
 
     config, _ = api.effective_config(corpus, kind="lm", **options)
     columns = (
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
@@ -60,7 +71,10 @@ def prepare(corpus: list[Path], options: dict[str, Any]) -> None:
                 tasks[phase] = bar.add_task(phase, total=total)
             bar.update(tasks[phase], completed=done)
 
-        prepared = prepare_corpus(config, progress)
+        def note(text: str) -> None:
+            bar.console.print(f"note: {text}", style="yellow")
+
+        prepared = prepare_corpus(config, progress, note, verify)
     seconds = time.perf_counter() - started
     table = Table(title="token cache", show_header=False)
     table.add_column(justify="left")
@@ -80,4 +94,4 @@ def prepare(corpus: list[Path], options: dict[str, Any]) -> None:
             table.add_row(f"{part} tokenize", f"{header['seconds']:.2f} s, {speed:,.1f} MB/s")
     table.add_row("level", f"{prepared.tokenizer.level}, {prepared.tokenizer.vocab_size:,} entries")
     table.add_row("total time", f"{seconds:.2f} s")
-    Console().print(table)
+    out_console().print(table)

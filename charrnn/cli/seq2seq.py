@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from charrnn.cli.common import SCORING_PRECISION_HELP, read_sentences
-from charrnn.cli.display import attention_table, err_console, load_run, summary_table
+from charrnn.cli.display import attention_table, err_console, load_run, out_console, summary_table
 from charrnn.cli.options import add_train_command, parameter
 from charrnn.core.errors import CharRNNError
 
@@ -76,16 +75,16 @@ def translate_command(
     if as_json:
         print(json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=1))
         return
-    console = Console()
+    console = out_console()
     for result in results:
         if show_attention and result.attention is not None:
-            console.print(f"[bold]{result.source}[/]", highlight=False)
+            console.print(result.source, style="bold")
             console.print(attention_table(result.source_tokens, result.tokens, result.attention))
-            console.print(result.text, highlight=False, markup=False)
+            console.print(result.text)
         else:
             print(result.text, flush=True)
         if not result.finished:
-            err_console().print(f"[yellow]stopped at the length limit: {result.source!r}[/]")
+            err_console().print(f"stopped at the length limit: {result.source!r}", style="yellow")
 
 
 @seq2seq_app.command("eval")
@@ -118,9 +117,11 @@ def eval_command(
     run = _load_translation(run_dir, device, threads)
     corpus = read_pairs(pairs, src, tgt, skip_malformed=skip_malformed)
     if corpus.skipped_empty:
-        err_console().print(f"[yellow]skipped {corpus.skipped_empty} pair(s) with an empty source or target[/]")
+        err_console().print(
+            f"skipped {corpus.skipped_empty} pair(s) with an empty source or target", style="yellow"
+        )
     if corpus.malformed_lines:
-        err_console().print(f"[yellow]skipped {len(corpus.malformed_lines)} malformed line(s)[/]")
+        err_console().print(f"skipped {len(corpus.malformed_lines)} malformed line(s)", style="yellow")
     sources, references = corpus.sources[:limit], corpus.targets[:limit]
     set_inference_threads(threads, rows=decoder_rows(len(sources), beam))
     result = run.evaluate(
@@ -139,7 +140,7 @@ def eval_command(
             ]
         print(json.dumps(payload, ensure_ascii=False, indent=1))
         return
-    console = Console()
+    console = out_console()
     if per_sentence:
         table = Table(title="per sentence")
         for column in ("#", "source", "reference", "translation", "log P(ref | src)"):

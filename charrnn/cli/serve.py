@@ -24,11 +24,15 @@ def serve(
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
     max_length: int = typer.Option(2000, help="Most tokens one generation may draw."),
     max_text: int = typer.Option(4000, help="Most characters in one text sent to the model."),
+    allow_host: list[str] | None = typer.Option(
+        None, "--allow-host", help="Another name the page may be reached by (a proxy's); repeatable."
+    ),
 ) -> None:
     """Serve a local web page to generate, score, look inside and translate with trained runs."""
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401
 
+        from charrnn.serve import guard
         from charrnn.serve.app import create_app, run_names
         from charrnn.serve.params import Limits
     except ImportError:
@@ -49,14 +53,22 @@ def serve(
             )
         run = kinds.load(run_dir, device)
         if run.note:
-            err_console().print(f"[yellow]note: {run_dir}: {run.note}[/]", highlight=False)
+            err_console().print(f"note: {run_dir}: {run.note}", style="yellow")
         runs[name] = run
-    app = create_app(runs, Limits(max_length=max_length, max_text=max_text))
+    app = create_app(
+        runs, Limits(max_length=max_length, max_text=max_text), guard.allowed_hosts(host, allow_host or ())
+    )
     err_console().print(f"Serving {', '.join(runs)} at http://{host}:{port}/ (Ctrl-C to stop)", highlight=False)
+    if not guard.is_loopback(host):
+        err_console().print(
+            f"warning: --host {host} makes the page reachable from other machines; anyone who reaches it can "
+            "use these models (there is no login). Use --host 127.0.0.1 to keep it on this machine.",
+            style="yellow",
+        )
     # uvicorn's server (>= 0.29) shuts down cleanly on a signal and then raises it again: SIGTERM ends
     # the process as SIGTERM does (143), Ctrl-C arrives here as KeyboardInterrupt (`uvicorn.run` would
     # swallow it and exit 0).
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    server = uvicorn.Server(guard.server_config(app, host=host, port=port))
     try:
         server.run()
     except KeyboardInterrupt:

@@ -69,16 +69,38 @@ class DataParallelTask:
         self.forward = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
 
 
+def _environment_number(name: str, default: str | None = None) -> int:
+    """A whole number torchrun puts in the environment (RANK, WORLD_SIZE, LOCAL_RANK), with one-line errors."""
+    value = os.environ.get(name, default)
+    if value is None:
+        raise CharRNNError(
+            f"WORLD_SIZE is {os.environ.get('WORLD_SIZE')} but {name} is not set; start distributed training "
+            "with torchrun or `charrnn train --nproc N`, or unset WORLD_SIZE."
+        )
+    try:
+        number = int(value)
+    except ValueError:
+        raise CharRNNError(
+            f"{name} must be a whole number (torchrun sets it), got {value!r}; unset it to train in one process."
+        ) from None
+    if number < 0:
+        raise CharRNNError(f"{name} must be 0 or more, got {number}.")
+    return number
+
+
 def launched() -> bool:
     """Whether this process was started by torchrun (or another launcher setting WORLD_SIZE) with several ranks."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return _environment_number("WORLD_SIZE", "1") > 1
 
 
 def join(device: torch.device) -> tuple[World, torch.device]:
     """Join the process group torchrun set up (gloo on CPU, NCCL on CUDA); this process's device."""
     if not launched():
         return World(), device
-    world = World(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")))
+    size = _environment_number("WORLD_SIZE")
+    world = World(_environment_number("RANK"), size, _environment_number("LOCAL_RANK", "0"))
+    if world.rank >= size:
+        raise CharRNNError(f"RANK {world.rank} is not below WORLD_SIZE {size}; start the processes with torchrun.")
     if device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
@@ -87,6 +109,24 @@ def join(device: torch.device) -> tuple[World, torch.device]:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return world, device
+
+
+def is_lost_peer(exc: BaseException) -> bool:
+    """Whether `exc` is a collective failing because another training process stopped or died."""
+    if isinstance(exc, getattr(dist, "DistError", ())):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        word in text for word in ("gloo", "Gloo", "NCCL", "Connection reset", "Connection closed", "Broken pipe")
+    )
+
+
+def lost_peer_error(world: World, exc: BaseException, run_dir: object) -> CharRNNError:
+    """The one line a surviving process prints when another one died."""
+    return CharRNNError(
+        f"training process {world.rank} of {world.size} lost the others: another process stopped or died "
+        f"({type(exc).__name__}). The last checkpoint is intact; continue with: charrnn train --resume {run_dir}"
+    )
 
 
 def leave(world: World) -> None:
@@ -184,5 +224,14 @@ def launch(nproc: int, args: list[str]) -> int:
     except ChildFailedError as exc:
         codes = [failure.exitcode for failure in exc.failures.values()]
         code = next((c for c in codes if c > 0), 1)
-        raise CharRNNError(f"training in {nproc} processes failed (the first error is above).", code) from None
+        killed = [
+            f"process {rank} was killed by {failure.signal_name()}"
+            for rank, failure in sorted(exc.failures.items())
+            if failure.exitcode < 0
+        ]
+        raise CharRNNError(
+            f"training in {nproc} processes failed ({'; '.join(killed) + '; ' if killed else ''}"
+            "the first error is above).",
+            code,
+        ) from None
     return 0

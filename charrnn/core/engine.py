@@ -14,6 +14,7 @@ and stopping).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,8 +103,13 @@ def train(
             return _train(
                 recipe, config, writer.run_dir, writer, resume, overwrite, reporter, should_stop, world, device
             )
+    except Exception as exc:
+        if world.active and not isinstance(exc, CharRNNError) and distributed.is_lost_peer(exc):
+            raise distributed.lost_peer_error(world, exc, run_dir) from None
+        raise
     finally:
-        distributed.leave(world)
+        with contextlib.suppress(Exception):  # the group may be broken already (a process died)
+            distributed.leave(world)
 
 
 def _train(

@@ -24,7 +24,14 @@ TRAIN_BYTES_PER_PARAMETER = 32
 
 
 def available_bytes() -> int | None:
-    """Memory the system can give this process now (MemAvailable on Linux), or None when unknown."""
+    """Memory this process can still get now, or None when unknown: the least of the system's free memory
+    (MemAvailable on Linux), the room left under the address-space limit (RLIMIT_AS, as `ulimit -v` or
+    `prlimit --as` set it) and the room left in the process's cgroup (a container's memory limit)."""
+    known = [n for n in (_system_available(), _address_space_room(), _cgroup_room()) if n is not None]
+    return max(min(known), 0) if known else None
+
+
+def _system_available() -> int | None:
     try:
         with open("/proc/meminfo", encoding="ascii") as handle:
             for line in handle:
@@ -36,6 +43,53 @@ def available_bytes() -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def _address_space_room() -> int | None:
+    """RLIMIT_AS minus the address space in use (None without a limit)."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit == resource.RLIM_INFINITY:
+            return None
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            used = int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        return limit - used
+    except (ImportError, OSError, ValueError, IndexError):
+        return None
+
+
+def _cgroup_room() -> int | None:
+    """The memory limit of this process's cgroup minus its usage (v2, else v1; None without a limit)."""
+    try:
+        with open("/proc/self/cgroup", encoding="ascii") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        if parts[0] == "0" and parts[1] == "":  # cgroup v2
+            files = ("memory.max", "memory.current")
+        elif "memory" in parts[1].split(","):  # cgroup v1
+            files = ("memory.limit_in_bytes", "memory.usage_in_bytes")
+        else:
+            continue
+        root = "/sys/fs/cgroup" if files[0] == "memory.max" else "/sys/fs/cgroup/memory"
+        for folder in (root + parts[2], root):  # the process's own group, or the mount's root in a container
+            try:
+                with open(f"{folder}/{files[0]}", encoding="ascii") as handle:
+                    limit_text = handle.read().strip()
+                with open(f"{folder}/{files[1]}", encoding="ascii") as handle:
+                    used = int(handle.read().strip())
+            except (OSError, ValueError):
+                continue
+            if limit_text == "max" or not limit_text.isdigit() or int(limit_text) >= 1 << 60:
+                return None
+            return int(limit_text) - used
+    return None
 
 
 def model_shapes(build: Callable[[], torch.nn.Module]) -> dict[str, tuple[int, ...]]:

@@ -19,6 +19,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from charrnn.core import safeio
 from charrnn.core.errors import CharRNNError
 
 T = TypeVar("T")
@@ -279,9 +280,14 @@ def read_toml(path: Any) -> dict[str, Any]:
     if not path.is_file():
         raise CharRNNError(f"--config {path}: no such file.")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(safeio.read_regular(path, MAX_TOML_BYTES, "config file").decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise CharRNNError(f"--config {path} is not valid TOML: {exc}.") from None
+    except RecursionError:
+        raise CharRNNError(f"--config {path} is nested too deeply to be a charrnn config.") from None
+
+
+MAX_TOML_BYTES = 16 << 20  # a config file is a few hundred bytes
 
 
 NONE = "none"  # TOML has no null: an unset optional setting is written as the string "none"
@@ -300,6 +306,9 @@ def toml_to_paths(config: Any, data: dict[str, Any], source: str) -> dict[str, A
         else:
             paths[_checked(config, key, value, source)] = value
     typed = {p: _typed(config, p, v, source) for p, v in paths.items()}
+    for p, v in typed.items():
+        if v == "" and path_info(config, p)[1].get("path"):
+            raise CharRNNError(f"{source}: {p} is an empty path; give a file or folder, or leave the setting out.")
     return {
         p: absolute(v) if v is not None and path_info(config, p)[1].get("path") else v for p, v in typed.items()
     }

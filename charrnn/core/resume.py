@@ -30,6 +30,7 @@ from charrnn.core.errors import CharRNNError
 from charrnn.core.options import get_path, option_specs, path_info, set_path
 from charrnn.core.rundir import (
     RESUME_FILE,
+    RESUME_NAMES,
     check_weights,
     load_tensors,
     remove_temp_files,
@@ -131,7 +132,7 @@ def load_resume_state(
     """Restore weights and optimiser from resume.safetensors (any readable format version)."""
     path = Path(run_dir) / RESUME_FILE
     expected = {f"model.{name}": tuple(t.shape) for name, t in model.state_dict().items()}
-    tensors, meta = load_tensors(path, expected)  # shapes checked before the data is read
+    tensors, meta = load_tensors(path, expected, "model.", RESUME_NAMES)  # names, shapes checked before the data
     version = meta.get("format_version", FORMAT_VERSION)
     if version not in READABLE_VERSIONS:
         raise CharRNNError(
@@ -159,7 +160,7 @@ def load_resume_state(
             optim_state["state"].setdefault(int(index), {}).update(entry)
         optimizer.load_state_dict(optim_state)
         carried = {k[len("task.") :]: v.to(device) for k, v in tensors.items() if k.startswith("task.")}
-        state = TrainState(**meta["train_state"])
+        state = TrainState.from_dict(meta["train_state"])
         rng: dict[str, Any] = {k: v for k, v in tensors.items() if k.startswith("rng.")}
         rng["python"] = meta["python_rng"]
         if "numpy_rng" in meta:
@@ -201,7 +202,12 @@ class Resumed:
                 "The training data changed since this run started (its encoded text or pairs differ); "
                 "resume needs the same data."
             )
-        task.restore_carried(point.carried)
+        try:
+            task.restore_carried(point.carried)
+        except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
+            raise CharRNNError(
+                f"{self.run_dir / RESUME_FILE} is incomplete or damaged ({exc}); cannot resume."
+            ) from None
         point.restore_rng()
         if writes:
             remove_temp_files(self.run_dir)  # left by a save that was killed

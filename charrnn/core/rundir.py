@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
@@ -181,8 +182,29 @@ def read_header(path: Path) -> dict[str, Any]:
         raise CharRNNError(f"{path}: cannot read ({exc.strerror}).") from None
 
 
-def check_shapes(path: Path, header: dict[str, Any], expected: dict[str, tuple[int, ...]]) -> None:
-    """Refuse a file whose header lacks a name in `expected` or declares another shape for it."""
+def check_shapes(
+    path: Path,
+    header: dict[str, Any],
+    expected: dict[str, tuple[int, ...]],
+    closed: str | None = None,
+    allowed: re.Pattern[str] | None = None,
+) -> None:
+    """Refuse a file whose header lacks a name in `expected` or declares another shape for it; with
+    `closed` (a prefix, "" for every name) also one holding a name under that prefix that `expected`
+    lacks, and with `allowed` one holding a name the pattern does not match."""
+    names = [name for name in header if name != "__metadata__"]
+    unexpected = [
+        name
+        for name in names
+        if (closed is not None and name.startswith(closed) and name not in expected)
+        or (allowed is not None and not allowed.fullmatch(name))
+    ]
+    if unexpected:
+        raise CharRNNError(
+            f"{path} does not match the model in config.json: it holds tensors the model does not have "
+            f"({', '.join(sorted(unexpected)[:3])[:120]}); the weights and config/tokenizer come from different "
+            "runs, or the file is damaged."
+        )
     missing = sorted(set(expected) - set(header))
     if missing:
         raise CharRNNError(
@@ -204,11 +226,16 @@ def check_shapes(path: Path, header: dict[str, Any], expected: dict[str, tuple[i
 
 
 def load_tensors(
-    path: Path, expected: dict[str, tuple[int, ...]] | None = None
+    path: Path,
+    expected: dict[str, tuple[int, ...]] | None = None,
+    closed: str | None = None,
+    allowed: re.Pattern[str] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a safetensors file written by `save_tensors`, checking its checksum; never executes anything from it.
 
-    The header is checked against the file size (and the shapes against `expected`) before the data is read.
+    The header is checked against the file size, its names and shapes against `expected` (`closed`,
+    `allowed`: see `check_shapes`), and the memory its data needs against what is available, before
+    the data is read.
     """
     path = Path(path)
     if not path.exists():
@@ -216,7 +243,8 @@ def load_tensors(
     try:
         with os.fdopen(safeio.open_regular(path), "rb") as handle:
             header, start, size = _header_of(handle, path)
-            check_shapes(path, header, expected or {})
+            check_shapes(path, header, expected or {}, closed, allowed)
+            _check_memory(path, size)
             raw = start + handle.read(size - len(start))
     except OSError as exc:
         raise CharRNNError(f"{path}: cannot read ({exc.strerror}).") from None
@@ -235,6 +263,22 @@ def load_tensors(
             "(a disk or copy error); restore it from a backup or retrain."
         )
     return tensors, metadata
+
+
+def _check_memory(path: Path, size: int) -> None:
+    """Refuse a file whose reading (its bytes, then its tensors: twice its size) needs more than is available."""
+    from charrnn.core.memory import available_bytes, gib
+
+    free = available_bytes()
+    if free is not None and 2 * size > free:
+        raise CharRNNError(
+            f"{path} is {gib(size)}; reading it needs about {gib(2 * size)} of memory but {gib(free)} is "
+            "available (free memory, the address-space limit and the cgroup's limit counted)."
+        )
+
+
+# what a resume file holds (format 1 kept the hidden state as hidden.N)
+RESUME_NAMES = re.compile(r"model\..+|optim\.\d+\.\w+|task\.\w+(\.\d+)?|hidden\.\d+|rng\.\w+")
 
 
 def write_config(run_dir: Path, config: Any) -> None:
@@ -418,9 +462,12 @@ def read_weights(
     if (run_dir / weights).exists() or weights != WEIGHTS_FILE or not (run_dir / RESUME_FILE).is_file():
         if not (run_dir / weights).exists():
             raise CharRNNError(f"{run_dir} is incomplete: {weights} is missing.")
-        tensors, metadata = load_tensors(run_dir / weights, expected)
+        tensors, metadata = load_tensors(run_dir / weights, expected, closed="" if expected else None)
         return tensors, metadata, None
-    tensors, metadata = load_tensors(run_dir / RESUME_FILE, {f"model.{k}": v for k, v in expected.items()})
+    model_shapes = {f"model.{k}": v for k, v in expected.items()}
+    tensors, metadata = load_tensors(
+        run_dir / RESUME_FILE, model_shapes, closed="model." if expected else None, allowed=RESUME_NAMES
+    )
     model = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     state = metadata.get("train_state")
     step = state.get("step") if isinstance(state, dict) else None
@@ -523,13 +570,18 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     state = read_metadata(run_dir / RESUME_FILE).get("train_state")
     state = state if isinstance(state, dict) else {}
     best_step = read_metadata(run_dir / WEIGHTS_FILE).get("step") if (run_dir / WEIGHTS_FILE).is_file() else None
+
+    def number(value: Any, kind: type = float) -> Any:  # a forged file's "abc" or -100 shows as unknown
+        ok = isinstance(value, int if kind is int else int | float) and not isinstance(value, bool) and value >= 0
+        return value if ok else None
+
     return {
-        "steps": state.get("step"),
-        "epoch": state.get("epoch"),
-        "tokens_seen": state.get("tokens_seen"),
-        "seconds_trained": state.get("elapsed"),
-        "best_val_loss": state.get("best_val_loss"),
-        "last_val_loss": state.get("last_val_loss"),
-        "best_weights_step": best_step,
+        "steps": number(state.get("step"), int),
+        "epoch": number(state.get("epoch"), int),
+        "tokens_seen": number(state.get("tokens_seen"), int),
+        "seconds_trained": number(state.get("elapsed")),
+        "best_val_loss": number(state.get("best_val_loss")),
+        "last_val_loss": number(state.get("last_val_loss")),
+        "best_weights_step": number(best_step, int),
         "clipped_share": clipped_share(state),
     }

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from charrnn.core.errors import CharRNNError
+from charrnn.core.sampling import NOT_FINITE
 from charrnn.core.special_tokens import EOS_ID, PAD_ID, UNK_ID
 from charrnn.core.tokenizers import Tokenizer
 
@@ -75,6 +76,7 @@ def batched_target_log_probs(
     sequences: list[list[int]],
     max_batch_tokens: int,
     run_batch: Callable[[list[int], torch.Tensor, torch.Tensor], torch.Tensor],
+    vocab: int = 0,
 ) -> list[list[float]]:
     """The shared scoring loop: log P of each token of each sequence, computed in padded batches.
 
@@ -85,6 +87,8 @@ def batched_target_log_probs(
     position's value.
     """
     order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+    if order:
+        check_sentence_fits(len(sequences[order[0]]), vocab)
     results: list[list[float]] = [[] for _ in sequences]
     start = 0
     while start < len(order):
@@ -93,10 +97,29 @@ def batched_target_log_probs(
         batch_ids = order[start : start + rows]
         targets = pad_sequences([sequences[i] for i in batch_ids], longest)
         logp = run_batch(batch_ids, teacher_inputs(targets), targets).float().cpu()  # (rows, longest)
+        if bool(torch.isnan(logp).any()):
+            raise CharRNNError(NOT_FINITE)
         for r, i in enumerate(batch_ids):
             results[i] = logp[r, : len(sequences[i])].tolist()
         start += rows
     return results
+
+
+BYTES_PER_SCORE = 12  # per token and vocabulary entry: the logits, their log-softmax, a copy on the way
+
+
+def check_sentence_fits(tokens: int, vocab: int) -> None:
+    """Refuse a sentence whose scores (tokens x vocabulary, computed at once) need more than half the free memory."""
+    from charrnn.core.memory import available_bytes, gib
+
+    needed = tokens * max(vocab, 1) * BYTES_PER_SCORE
+    free = available_bytes()
+    if free is not None and needed > free // 2:
+        raise CharRNNError(
+            f"A sentence of {tokens:,} tokens needs about {gib(needed)} of memory to score against a vocabulary "
+            f"of {vocab:,}, but {gib(free)} is available; split it into shorter sentences (charrnn eval FILE "
+            "scores a whole text as a stream)."
+        )
 
 
 def default_batch_tokens(vocab: int) -> int:

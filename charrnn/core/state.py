@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +36,31 @@ class TrainState:
     window_grad_steps: int = 0
     clipped_steps: int = 0
     grad_steps: int = 0
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TrainState:
+        """The counters saved in a resume file, each checked for its type and range (ValueError if not)."""
+        if not isinstance(data, dict):
+            raise ValueError("train_state is not a JSON object")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError(f"train_state has unknown fields {unknown[:3]}")
+        for name, value in data.items():
+            kind = known[name].type
+            if kind == "int":
+                ok = type(value) is int and value >= 0
+            elif value is None:
+                ok = "None" in kind
+            else:
+                ok = isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
+                if name == "lr_scale":
+                    ok = ok and 0 < value <= 1
+                elif name in ("elapsed", "window_loss"):
+                    ok = ok and math.isfinite(value) and value >= 0
+            if not ok:
+                raise ValueError(f"train_state {name} is {value!r}, not a valid {kind.replace(' | None', '')}")
+        return cls(**data)
 
 
 @dataclass

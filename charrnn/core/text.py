@@ -12,15 +12,21 @@ from charrnn.core.errors import CharRNNError
 def check_encoding(encoding: str, errors: str) -> None:
     """Refuse an unknown --encoding or --errors value."""
     try:
-        codecs.lookup(encoding)
-    except LookupError:
+        info = codecs.lookup(encoding)
+    except (LookupError, TypeError, ValueError):
         raise CharRNNError(f"Unknown --encoding {encoding!r} (try utf-8, latin-1, cp1252).") from None
+    if not getattr(info, "_is_text_encoding", True):  # rot13, base64, uu_codec, zlib: bytes-to-bytes transforms
+        raise CharRNNError(
+            f"--encoding {encoding!r} is a transform, not a text encoding; give one such as utf-8, latin-1, cp1252."
+        )
     if errors not in ("strict", "replace", "ignore"):
         raise CharRNNError(f"--errors must be strict, replace or ignore, got {errors!r}.")
 
 
-def read_text(path: str | Path, encoding: str = "utf-8", errors: str = "strict") -> str:
-    """Read a text file, normalising line endings, with a one-line error for every bad case."""
+def read_text(path: str | Path, encoding: str = "utf-8", errors: str = "strict", limit: int | None = None) -> str:
+    """Read a text file, normalising line endings, with a one-line error for every bad case.
+
+    At most `limit` bytes (default: a quarter of the free memory, `text_limit`)."""
     path = Path(path)
     if not path.exists():
         raise CharRNNError(f"{path}: no such file.")
@@ -28,7 +34,10 @@ def read_text(path: str | Path, encoding: str = "utf-8", errors: str = "strict")
         raise CharRNNError(f"{path} is a directory; give the path of a text file.")
     check_encoding(encoding, errors)
     binary_ok = encoding.lower().replace("-", "").startswith("utf16")
-    raw = read_bounded(path, text_limit(), binary_ok)
+    if limit is None:
+        raw = read_bounded(path, text_limit(), binary_ok)
+    else:
+        raw = read_bounded(path, limit, binary_ok, "the most read here")
     try:
         text = raw.decode(encoding, errors=errors)
     except UnicodeDecodeError as exc:
@@ -48,7 +57,12 @@ def text_limit() -> int:
     return max(free // 4, 1 << 26) if free is not None else 1 << 34
 
 
-def read_bounded(path: Path, limit: int, binary_ok: bool = False) -> bytes:
+def read_bounded(
+    path: Path,
+    limit: int,
+    binary_ok: bool = False,
+    reason: str = "the most this machine's free memory allows to read",
+) -> bytes:
     """The bytes of `path` read in chunks, refused past `limit` bytes or when the start holds NUL bytes.
 
     Pipes and devices the user names on purpose (e.g. /dev/stdin) are read too, but never without end:
@@ -59,8 +73,8 @@ def read_bounded(path: Path, limit: int, binary_ok: bool = False) -> bytes:
         with open(path, "rb") as handle:
             if os.path.isfile(path) and os.fstat(handle.fileno()).st_size > limit:
                 raise CharRNNError(
-                    f"{path} is {os.fstat(handle.fileno()).st_size:,} bytes, more than the {limit:,} this machine's "
-                    "free memory allows to read; split it or free some memory."
+                    f"{path} is {os.fstat(handle.fileno()).st_size:,} bytes, more than {limit:,} ({reason}); "
+                    "split it into smaller files."
                 )
             while chunk := handle.read(1 << 20):
                 if not chunks and not binary_ok and b"\x00" in chunk[:8192]:
@@ -68,8 +82,8 @@ def read_bounded(path: Path, limit: int, binary_ok: bool = False) -> bytes:
                 total += len(chunk)
                 if total > limit:
                     raise CharRNNError(
-                        f"{path} holds more than {limit:,} bytes (the most this machine's free memory allows "
-                        "to read) or never ends; give a regular text file."
+                        f"{path} holds more than {limit:,} bytes ({reason}) or never ends; give a regular text "
+                        "file, or split it."
                     )
                 chunks.append(chunk)
     except OSError as exc:
@@ -77,13 +91,27 @@ def read_bounded(path: Path, limit: int, binary_ok: bool = False) -> bytes:
     return b"".join(chunks)
 
 
-def read_stdin_text() -> str:
-    """Standard input as UTF-8 text, with a one-line error for undecodable bytes."""
+def read_stdin_text(limit: int | None = None) -> str:
+    """Standard input as UTF-8 text, with a one-line error for undecodable bytes; more than `limit` bytes
+    (default: a quarter of the free memory) is refused (`yes | charrnn ...` never ends)."""
     import sys
 
+    limit = text_limit() if limit is None else limit
+    too_much = CharRNNError(
+        f"standard input holds more than {limit:,} bytes; give a file, or split the input into smaller parts."
+    )
     if not hasattr(sys.stdin, "buffer"):  # already text (a replaced stdin, e.g. in tests)
-        return sys.stdin.read().replace("\r\n", "\n")
-    raw = sys.stdin.buffer.read()
+        text = sys.stdin.read(limit + 1)
+        if len(text) > limit:
+            raise too_much
+        return text.replace("\r\n", "\n")
+    chunks, total = [], 0
+    while block := sys.stdin.buffer.read(min(1 << 20, limit + 1 - total)):
+        chunks.append(block)
+        total += len(block)
+        if total > limit:
+            raise too_much
+    raw = b"".join(chunks)
     try:
         return raw.decode("utf-8").replace("\r\n", "\n")
     except UnicodeDecodeError as exc:

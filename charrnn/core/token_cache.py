@@ -16,6 +16,15 @@ size, modification time and a sha256 of its first and last MB: an edited corpus 
 an untouched one is reused by later runs and by --resume. header.json is written last, so a killed
 preparation leaves no cache that looks complete.
 
+A cache is data, not trust. Both headers record a sha256 of every corpus file, hashed during the
+streaming pass that reads it anyway, and the time the pass began; a cache is re-hashed against its
+files when a file's ctime is later than that (its bytes may have changed with the size and mtime put
+back: `touch -r`), and always with `charrnn prepare --verify`. Before a cache is reused it is
+validated as a run file is: regular files only (never a link, FIFO or device), header.json's fields
+and types, tokens.bin's size against the header's count and dtype, every id below the vocabulary
+size, the tokenizer files against their recorded sha256. A cache that does not validate is rebuilt,
+with a note naming it and why.
+
 Memory stays bounded: files are read in chunks of whole lines; the vocabulary is counted in the same
 way (word level keeps at most MAX_DISTINCT units, pruning the rarest, which only affects units far
 below any useful --vocab-size); sentencepiece trains on a sample of at most SAMPLE_BYTES of lines
@@ -24,12 +33,15 @@ taken evenly across the corpus.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
 import json
 import multiprocessing
 import os
+import shutil
+import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -39,11 +51,14 @@ from typing import Any
 
 import numpy as np
 
+from charrnn.core import safeio
 from charrnn.core.config import TokenizerConfig
 from charrnn.core.corpus import read_chunks, total_bytes
 from charrnn.core.errors import CharRNNError
 from charrnn.core.special_tokens import EOS_ID, SPECIALS
 from charrnn.core.tokenizers import (
+    SENTENCEPIECE_MODEL,
+    TOKENIZER_JSON,
     CharTokenizer,
     SubwordTokenizer,
     Tokenizer,
@@ -55,8 +70,11 @@ from charrnn.core.tokenizers import (
 CACHE_DIR_NAME = ".charrnn-cache"
 TOKENS_FILE = "tokens.bin"
 HEADER_FILE = "header.json"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the corpus files' sha256 and the tokenizer files' sha256 are in header.json
+MAX_HEADER_BYTES = 256 << 20  # header.json lists every file of the corpus: generous, but bounded
+TOKEN_DTYPES = ("|u1", "<u2", "<u4")
 SIGNATURE_BYTES = 1 << 20  # the first and last MB of each file are hashed into its signature
+MAX_TOKENIZER_BYTES = 1 << 30  # as for a run's tokenizer files
 MAX_DISTINCT = 4_000_000  # word-level counting keeps at most this many distinct units
 SAMPLE_BYTES = 64 << 20  # sentencepiece trains on at most about this much text
 
@@ -64,6 +82,7 @@ PARALLEL_BYTES = 32 << 20  # word-level corpora at least this big are counted an
 MAX_WORKERS = 8
 
 Progress = Callable[[str, int, int], None]  # (phase, bytes done, bytes in all)
+Note = Callable[[str], None]  # told why a cache is rebuilt (the CLI shows it; the library never prints)
 
 
 def _workers(level: str, n_bytes: int) -> int:
@@ -156,15 +175,37 @@ class TokenFile:
     def key(self) -> str:
         return self.folder.name
 
-    def ids(self) -> np.ndarray:
-        """The ids as a read-only memory map (no copy in memory; pages are read as slices are used)."""
+    def ids(self, mapped: bool = False) -> np.ndarray:
+        """The ids: read into memory when they are small (at most IN_MEMORY_BYTES and an eighth of the free
+        memory), so that another process truncating the cache cannot touch them; a read-only memory map
+        otherwise, or when `mapped` (no copy in memory; pages are read as slices are used).
+        """
         if self.n_tokens == 0:
             return np.zeros(0, dtype=self.header["dtype"])
-        return np.memmap(self.folder / TOKENS_FILE, dtype=self.header["dtype"], mode="r", shape=(self.n_tokens,))
+        path, dtype = self.folder / TOKENS_FILE, np.dtype(self.header["dtype"])
+        size = self.n_tokens * dtype.itemsize
+        if not mapped and size <= in_memory_limit():
+            with os.fdopen(safeio.open_regular(path, follow=False), "rb") as handle:
+                data = handle.read(size + 1)
+            if len(data) != size:
+                raise CharRNNError(f"{path} changed while it was read; run the command again to rebuild it.")
+            return np.frombuffer(data, dtype=dtype)
+        return np.memmap(path, dtype=dtype, mode="r", shape=(self.n_tokens,))
 
     @property
     def size_bytes(self) -> int:
         return (self.folder / TOKENS_FILE).stat().st_size
+
+
+IN_MEMORY_BYTES = 256 << 20  # token files up to this size are read into memory rather than memory-mapped
+
+
+def in_memory_limit() -> int:
+    """The largest token file read into memory: IN_MEMORY_BYTES, or an eighth of the free memory if less."""
+    from charrnn.core.memory import available_bytes
+
+    free = available_bytes()
+    return IN_MEMORY_BYTES if free is None else min(IN_MEMORY_BYTES, free // 8)
 
 
 class _Meter:
@@ -180,31 +221,61 @@ class _Meter:
 
 
 def build_vocabulary(
-    files: list[Path], config: TokenizerConfig, encoding: str, errors: str, progress: Progress | None = None
+    files: list[Path],
+    config: TokenizerConfig,
+    encoding: str,
+    errors: str,
+    progress: Progress | None = None,
+    hashes: list[dict[str, Any]] | None = None,
 ) -> Tokenizer:
-    """The tokenizer `config` asks for, built from `files` in one streaming pass with bounded memory."""
+    """The tokenizer `config` asks for, built from `files` in one streaming pass with bounded memory.
+
+    `hashes`, when given, receives each file's path, size and sha256 (of the bytes this pass read).
+    """
     config.validate()
     meter = _Meter("vocabulary", total_bytes(files), progress)
+    digests = {path: hashlib.sha256() for path in files}
+
+    def read(path: Path) -> Iterator[str]:
+        yield from read_chunks(
+            path, encoding, errors, on_bytes=meter, digest=digests[path], split_long_lines=config.level == "char"
+        )
+
+    tokenizer = _build_vocabulary(files, config, read)
+    if hashes is not None:
+        hashes.extend(_file_entry(path, digests[path]) for path in files)
+    return tokenizer
+
+
+def _file_entry(path: Path, digest: Any) -> dict[str, Any]:
+    """What header.json records of a corpus file: resolved path, size and sha256 of the bytes read."""
+    return {"path": str(path.resolve()), "size": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def _build_vocabulary(
+    files: list[Path], config: TokenizerConfig, read: Callable[[Path], Iterator[str]]
+) -> Tokenizer:
     if config.level == "subword":
-        stride = max(1, -(-meter.total // SAMPLE_BYTES))  # every stride-th chunk goes into the sample
+        total = sum(path.stat().st_size for path in files)
+        stride = max(1, -(-total // SAMPLE_BYTES))  # every stride-th chunk goes into the sample
         sample: list[str] = []
         index = 0
         for path in files:
-            for text in read_chunks(path, encoding, errors, on_bytes=meter):
+            for text in read(path):
                 if index % stride == 0:
                     sample.extend(text.split("\n"))
                 index += 1
         return SubwordTokenizer.train_on_lines(sample, config)
     counts: Counter[str] = Counter()
     if config.level == "word":
-        pieces = (text for path in files for text in read_chunks(path, encoding, errors, on_bytes=meter))
+        pieces = (text for path in files for text in read(path))
         count = functools.partial(_count_words, config.lowercase)
-        for found in _in_order(count, pieces, _workers("word", meter.total)):
+        for found in _in_order(count, pieces, _workers("word", total_bytes(files))):
             counts.update(found)
             if len(counts) > MAX_DISTINCT:
                 counts = Counter(dict(counts.most_common(MAX_DISTINCT // 2)))
     for path in files if config.level == "char" else []:
-        for text in read_chunks(path, encoding, errors, on_bytes=meter):
+        for text in read(path):
             if config.lowercase:
                 text = text.lower()
             numbers = np.bincount(np.frombuffer(text.encode("utf-32-le"), dtype="<u4"))
@@ -229,24 +300,34 @@ def encode_files(
     per_file = []
     temp = folder / f"{TOKENS_FILE}.{os.getpid()}.tmp"
     started = time.perf_counter()
+    built_ns = time.time_ns()  # a file changed after this (its ctime) is re-hashed when the cache is reused
     workers = _workers(tokenizer.level, meter.total)
-    with temp.open("wb") as out:
-        for path in files:
-            count = 0
-            ends: list[bool] = []  # whether each piece ends with a line break
+    try:
+        with temp.open("wb") as out:
+            for path in files:
+                count = 0
+                ends: list[bool] = []  # whether each piece ends with a line break
+                digest = hashlib.sha256()
 
-            def pieces(path: Path = path, ends: list[bool] = ends) -> Iterator[str]:
-                for text in read_chunks(path, encoding, errors, on_bytes=meter):
-                    ends.append(text.endswith("\n"))
-                    yield text
+                def pieces(path: Path = path, ends: list[bool] = ends, digest: Any = digest) -> Iterator[str]:
+                    split = tokenizer.level == "char"  # a line too long for memory: split (char) or refused
+                    for text in read_chunks(
+                        path, encoding, errors, on_bytes=meter, digest=digest, split_long_lines=split
+                    ):
+                        ends.append(text.endswith("\n"))
+                        yield text
 
-            for number, ids in enumerate(_in_order(encode, pieces(), workers)):
-                if not ends[number]:
-                    ids = np.append(ids, np.uint32(EOS_ID))  # the file's last line has no newline
-                ids.astype(dtype).tofile(out)
-                count += len(ids)
-            per_file.append({"path": str(path.resolve()), "tokens": count})
-    os.replace(temp, folder / TOKENS_FILE)
+                for ids in _in_order(encode, pieces(), workers):
+                    ids.astype(dtype).tofile(out)
+                    count += len(ids)
+                if ends and not ends[-1]:  # the file's last line has no line break: it still ends with <eos>
+                    np.array([EOS_ID], dtype=dtype).tofile(out)
+                    count += 1
+                per_file.append({**_file_entry(path, digest), "tokens": count})
+        os.replace(temp, folder / TOKENS_FILE)
+    except BaseException:  # an error, Ctrl-C or SIGTERM: never leave the temporary file behind
+        temp.unlink(missing_ok=True)
+        raise
     return {
         "format": CACHE_FORMAT,
         "dtype": dtype.str,
@@ -256,6 +337,7 @@ def encode_files(
         "level": tokenizer.level,
         "bytes": meter.total,
         "seconds": time.perf_counter() - started,
+        "built_ns": built_ns,
     }
 
 
@@ -276,18 +358,39 @@ def cached_tokenizer(
     errors: str,
     root: Path,
     progress: Progress | None = None,
+    note: Note | None = None,
+    verify: bool = False,
 ) -> Tokenizer:
-    """The tokenizer built from `files` under `config`: from the cache, or built now and cached."""
+    """The tokenizer built from `files` under `config`: from the cache (validated), or built now and cached.
+
+    A cache that does not validate, or whose corpus changed (see the module docstring), is rebuilt and
+    `note` says why; `verify` re-hashes every corpus file whatever its ctime.
+    """
     folder = root / f"vocab-{_key(corpus_signature(files), asdict(config), encoding, errors)}"
     done = folder / HEADER_FILE
-    if done.is_file():
-        files_found = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != HEADER_FILE}
-        return tokenizer_from_files(files_found)
-    tokenizer = build_vocabulary(files, config, encoding, errors, progress)
+    if _exists(done):
+        try:
+            return _valid_vocabulary(folder, config, files, verify)
+        except CharRNNError as exc:
+            _rebuilding(folder, str(exc), note)
+    hashes: list[dict[str, Any]] = []
+    built_ns = time.time_ns()
+    tokenizer = build_vocabulary(files, config, encoding, errors, progress, hashes)
     _writable(folder)
-    for name, data in tokenizer.to_files().items():
-        (folder / name).write_bytes(data)
-    _write_json(done, {"format": CACHE_FORMAT, "level": config.level, "vocab_size": tokenizer.vocab_size})
+    written = tokenizer.to_files()
+    for name, data in written.items():
+        _write_atomically(folder / name, data)
+    _write_json(
+        done,
+        {
+            "format": CACHE_FORMAT,
+            "level": config.level,
+            "vocab_size": tokenizer.vocab_size,
+            "tokenizer_files": {name: hashlib.sha256(data).hexdigest() for name, data in written.items()},
+            "files": hashes,
+            "built_ns": built_ns,
+        },
+    )
     return tokenizer
 
 
@@ -299,22 +402,209 @@ def cached_tokens(
     errors: str,
     root: Path,
     progress: Progress | None = None,
+    note: Note | None = None,
+    verify: bool = False,
 ) -> TokenFile:
-    """The ids of `files` under `tokenizer`: the cached token file, or one written now."""
+    """The ids of `files` under `tokenizer`: the cached token file (validated), or one written now.
+
+    A cache that does not validate, or whose corpus changed, is rebuilt and `note` says why; `verify`
+    re-hashes every corpus file whatever its ctime.
+    """
     folder = root / f"tokens-{_key(corpus_signature(files), tokenizer_hash, encoding, errors)}"
     done = folder / HEADER_FILE
-    if done.is_file():
-        header = json.loads(done.read_text(encoding="utf-8"))
-        if header.get("format") == CACHE_FORMAT and (folder / TOKENS_FILE).is_file():
-            return TokenFile(folder, header, reused=True)
+    if _exists(done):
+        try:
+            return _valid_tokens(folder, tokenizer, tokenizer_hash, files, verify)
+        except CharRNNError as exc:
+            _rebuilding(folder, str(exc), note)
     _writable(folder)
+    _remove_stale_temporaries(folder)
     header = encode_files(files, tokenizer, folder, encoding, errors, progress)
     header["tokenizer"] = tokenizer_hash
     _write_json(done, header)
     return TokenFile(folder, header, reused=False)
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
+# --- validating a cache before it is reused ---------------------------------------------------------------------
+
+
+class _Invalid(CharRNNError):
+    """Why a cache folder cannot be reused (it is then rebuilt)."""
+
+
+def _exists(path: Path) -> bool:
+    """Whether anything (a file, a link, a FIFO...) is at `path`."""
+    return os.path.lexists(path)
+
+
+def _read_cache_file(path: Path, limit: int) -> bytes:
+    """The bytes of a cache file: a regular file (not a link, FIFO or device) of at most `limit` bytes."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError as exc:
+        raise _Invalid(f"{path.name} is missing ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise _Invalid(f"{path.name} is not a regular file")
+    try:
+        return safeio.read_regular(path, limit, "cache file")
+    except CharRNNError as exc:
+        raise _Invalid(str(exc)) from None
+
+
+def _read_header(folder: Path) -> dict[str, Any]:
+    raw = _read_cache_file(folder / HEADER_FILE, MAX_HEADER_BYTES)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
+        raise _Invalid(f"{HEADER_FILE} is not valid JSON") from None
+    if not isinstance(header, dict):
+        raise _Invalid(f"{HEADER_FILE} is not a JSON object")
+    if header.get("format") != CACHE_FORMAT:
+        raise _Invalid(f"it was made by another charrnn version (cache format {header.get('format')!r})")
+    return header
+
+
+def _count(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _check_corpus(header: dict[str, Any], files: list[Path], verify: bool, with_tokens: bool) -> None:
+    """The header's record of the corpus files: their types, and each file's sha256 where it may have changed."""
+    entries = header.get("files")
+    built_ns = header.get("built_ns")
+    if not isinstance(entries, list) or len(entries) != len(files) or not _count(built_ns):
+        raise _Invalid(f"{HEADER_FILE} does not list the corpus files")
+    for entry, path in zip(entries, files, strict=True):
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("path"), str)
+            and _count(entry.get("size"))
+            and isinstance(entry.get("sha256"), str)
+            and (_count(entry.get("tokens")) or not with_tokens)
+        ):
+            raise _Invalid(f"{HEADER_FILE} has a damaged entry for {path}")
+        info = path.stat()
+        if entry["size"] != info.st_size or entry["path"] != str(path.resolve()):
+            raise _Invalid(f"{path} is not the file it was made from")
+        changed = verify or info.st_ctime_ns >= built_ns  # changed (or touched) since the cache was made
+        if changed and file_sha256(path) != entry["sha256"]:
+            raise _Invalid(f"{path} changed since it was made (its sha256 differs)")
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with os.fdopen(safeio.open_regular(path), "rb") as handle:
+        while block := handle.read(SIGNATURE_BYTES * 4):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _valid_vocabulary(folder: Path, config: TokenizerConfig, files: list[Path], verify: bool) -> Tokenizer:
+    header = _read_header(folder)
+    recorded = header.get("tokenizer_files")
+    if not isinstance(recorded, dict) or not recorded or not all(isinstance(v, str) for v in recorded.values()):
+        raise _Invalid(f"{HEADER_FILE} does not record the tokenizer files")
+    if not set(recorded) <= {TOKENIZER_JSON, SENTENCEPIECE_MODEL}:
+        raise _Invalid(f"{HEADER_FILE} names unknown tokenizer files")
+    found = {}
+    for name, digest in recorded.items():
+        data = _read_cache_file(folder / name, MAX_TOKENIZER_BYTES)
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise _Invalid(f"{name} is not the file that was cached (its sha256 differs)")
+        found[name] = data
+    _check_corpus(header, files, verify, with_tokens=False)
+    try:
+        tokenizer = tokenizer_from_files(found)
+    except CharRNNError as exc:
+        raise _Invalid(str(exc)) from None
+    if tokenizer.level != config.level or tokenizer.vocab_size != header.get("vocab_size"):
+        raise _Invalid("its tokenizer does not match its header")
+    return tokenizer
+
+
+def _valid_tokens(
+    folder: Path, tokenizer: Tokenizer, tokenizer_hash: str, files: list[Path], verify: bool
+) -> TokenFile:
+    header = _read_header(folder)
+    dtype, tokens, entries = header.get("dtype"), header.get("tokens"), header.get("files")
+    if dtype not in TOKEN_DTYPES or np.dtype(dtype) != token_dtype(tokenizer.vocab_size):
+        raise _Invalid(f"{HEADER_FILE} has dtype {str(dtype)[:20]!r}, not the one this vocabulary needs")
+    if header.get("vocab_size") != tokenizer.vocab_size or header.get("tokenizer") != tokenizer_hash:
+        raise _Invalid("it was made with another tokenizer")
+    if not _count(tokens):
+        raise _Invalid(f"{HEADER_FILE} has a damaged token count {str(tokens)[:20]}")
+    seconds = header.get("seconds")
+    if not _count(header.get("bytes")) or not (isinstance(seconds, int | float) and 0 <= seconds < float("inf")):
+        raise _Invalid(f"{HEADER_FILE} has a damaged size or time")
+    _check_corpus(header, files, verify, with_tokens=True)
+    if sum(entry["tokens"] for entry in entries) != tokens:
+        raise _Invalid(f"{HEADER_FILE}'s per-file counts do not add up to its token count")
+    path = folder / TOKENS_FILE
+    try:
+        info = os.lstat(path)
+    except OSError:
+        raise _Invalid(f"{TOKENS_FILE} is missing") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise _Invalid(f"{TOKENS_FILE} is not a regular file")
+    if info.st_size != tokens * np.dtype(dtype).itemsize:
+        needed = tokens * np.dtype(dtype).itemsize
+        raise _Invalid(
+            f"{TOKENS_FILE} is {info.st_size:,} bytes but the header's {tokens:,} tokens need {needed:,}"
+        )
+    token_file = TokenFile(folder, header, reused=True)
+    if np.iinfo(np.dtype(dtype)).max >= tokenizer.vocab_size:  # an id the dtype can hold may be out of range
+        ids = token_file.ids(mapped=True)
+        for start in range(0, len(ids), 1 << 24):
+            if int(ids[start : start + (1 << 24)].max()) >= tokenizer.vocab_size:
+                raise _Invalid(f"{TOKENS_FILE} holds ids outside the vocabulary of {tokenizer.vocab_size}")
+    return token_file
+
+
+def _rebuilding(folder: Path, why: str, note: Note | None) -> None:
+    """Say why the cache in `folder` is rebuilt, and put its header away so that nothing trusts it meanwhile."""
+    if note is not None:
+        note(f"token cache {folder} is rebuilt: {why}")
+    for name in os.listdir(folder) if folder.is_dir() and not folder.is_symlink() else []:
+        target = folder / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                target.unlink()
+    if folder.is_symlink() or (_exists(folder) and not folder.is_dir()):
+        folder.unlink()
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Delete the temporary files of builds whose process is gone (killed with SIGKILL, say)."""
+    for temp in folder.glob("*.tmp"):
+        pid = temp.name.rsplit(".", 2)[-2] if temp.name.count(".") >= 2 else ""
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                temp.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write a cache file through a temporary file and a rename: never half a file, never through a link."""
     temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(payload, indent=1), encoding="utf-8")
-    os.replace(temp, path)
+    try:
+        temp.write_bytes(data)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    _write_atomically(path, json.dumps(payload, indent=1).encode("utf-8"))

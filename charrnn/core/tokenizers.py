@@ -354,4 +354,11 @@ def tokenizer_from_files(files: dict[str, bytes]) -> Tokenizer:
         raise CharRNNError(
             f"{TOKENIZER_JSON} is damaged (its units must be at most 10,000,000 strings); restore it."
         )
+    try:
+        "".join(units).encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate ("\ud800"): no text holds it, no file can store it
+        raise CharRNNError(
+            f"{TOKENIZER_JSON} is damaged (a unit holds {exc.object[exc.start]!r}, a lone surrogate, not a "
+            "character); restore it."
+        ) from None
     return classes[level](payload["units"], lowercase)

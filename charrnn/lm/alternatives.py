@@ -65,7 +65,8 @@ def score_with_alternatives(
             top[i] = (values[r].float().cpu(), ids[r].cpu())
         return log_probs.gather(-1, targets.to(device).unsqueeze(-1)).squeeze(-1)
 
-    per_token = batched_target_log_probs(encoded, default_batch_tokens(model.config.vocab_size), run_batch)
+    vocab = model.config.vocab_size
+    per_token = batched_target_log_probs(encoded, default_batch_tokens(vocab), run_batch, vocab)
     results = []
     for i, (sentence, ids, logps) in enumerate(zip(sentences, encoded, per_token, strict=True)):
         values, top_ids = top[i]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from charrnn.core.config import CELLS, RunConfigBase, TokenizerConfig, TrainConfig, at_least, choice
+from charrnn.core.corpus import STDIN_MAX_BYTES
 from charrnn.core.errors import CharRNNError
 from charrnn.core.options import option
 from charrnn.core.version import FORMAT_VERSION, __version__
@@ -107,11 +108,18 @@ class RunConfig(RunConfigBase):
     val_corpus: str | None = option(
         None, "Separate validation text instead of --val-fraction.", flag="--val", path=True
     )
+    max_bytes: int = option(
+        STDIN_MAX_BYTES, "Most bytes read from standard input (-) as a corpus (default 8 GiB).", resumable=True
+    )
     encoding: str = option("utf-8", "Text encoding of the corpus.")
     errors: str = option("strict", "Undecodable bytes: strict, replace or ignore.")
     kind: str = "lm"
     charrnn_version: str = __version__
     format_version: int = FORMAT_VERSION
+
+    def validate(self) -> None:
+        super().validate()
+        at_least("max_bytes", self.max_bytes, 1)
 
     @classmethod
     def migrate(cls, data: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from charrnn.core.errors import CharRNNError
+from charrnn.core.sampling import NOT_FINITE
 from charrnn.core.scoring import check_oov
 from charrnn.core.special_tokens import UNK_ID
 from charrnn.core.tokenizers import Tokenizer
@@ -87,6 +88,8 @@ def evaluate_text(
     batch_size = validation_batch_size(len(ids), batch_size, bptt)  # as training lays out validation text
     batches = StreamBatches.from_ids(ids, batch_size, bptt, full_chunk=False)
     targets, logps = stream_log_probs(model, batches)
+    if bool(torch.isnan(logps).any()):
+        raise CharRNNError(NOT_FINITE)
     is_unk = targets == UNK_ID
     n_unk = int(is_unk.sum())
     penalty = -math.log(tokenizer.vocab_size) if oov_logprob is None else oov_logprob

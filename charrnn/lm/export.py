@@ -9,10 +9,15 @@
 The state is `h` (layers, batch, hidden), plus `c` of the same shape for an LSTM, zeros at the start
 of a text. log_probs are log P(next token | tokens so far) (log-softmax of the logits). Feed `<eos>`
 (id 2) first: the model reads it as the start of a line, as in training.
+
+Every file is exported into memory first and then written atomically (`rundir.atomic_write`: a
+temporary file, fsync, rename): a full disk or a file-size limit leaves the previous export whole,
+and a symbolic link at a target is replaced, never written through.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from pathlib import Path
@@ -99,18 +104,20 @@ def export_onnx(run: LanguageModelRun, out: str | Path) -> list[Path]:
         (_Sequence(model), (torch.full((1, 3), EOS_ID), *state), "ids", {0: "batch", 1: "time"}, out),
         (_Step(model), (torch.full((1,), EOS_ID), *state), "token", {0: "batch"}, step_path),
     ]
+    exported = {}
     for module, args, input_name, input_axes, path in jobs:
         axes = {input_name: input_axes, "log_probs": dict(input_axes), **state_axes}
+        buffer = io.BytesIO()  # in memory first: the exporter's own writes would not be atomic
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's notes on LSTM batch sizes: the state is an input
-            try:
-                torch.onnx.export(
-                    module.eval(), args, str(path), dynamo=False, opset_version=OPSET,
-                    input_names=[input_name, *state_names],
-                    output_names=["log_probs", *(f"{n}_out" for n in state_names)], dynamic_axes=axes,
-                )  # fmt: skip
-            except OSError as exc:
-                raise CharRNNError(f"Cannot write {path}: {exc.strerror}.") from None
+            torch.onnx.export(
+                module.eval(), args, buffer, dynamo=False, opset_version=OPSET,
+                input_names=[input_name, *state_names],
+                output_names=["log_probs", *(f"{n}_out" for n in state_names)], dynamic_axes=axes,
+            )  # fmt: skip
+        exported[path] = buffer.getvalue()
+    for path, data in exported.items():
+        rundir.atomic_write(path, data)
     meta = sidecar(run.tokenizer, model, run.config.tokenizer.level)
     written = [out, step_path]
     if run.config.tokenizer.level == "subword":

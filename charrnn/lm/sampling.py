@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import torch
 
 from charrnn.core.errors import CharRNNError
-from charrnn.core.sampling import SampleSettings, choose_tokens
+from charrnn.core.sampling import SampleSettings, check_rows_fit, choose_tokens
 from charrnn.core.special_tokens import EOS_ID, UNK_ID
 from charrnn.core.tokenizers import Tokenizer
 from charrnn.lm.model import LanguageModel
@@ -41,6 +41,7 @@ def generate_steps(
     """
     settings = settings or SampleSettings()
     settings.validate()
+    check_rows_fit(settings.num, tokenizer.vocab_size, "--num")
     device = next(model.parameters()).device
     model.eval()
     generator = None

@@ -37,7 +37,7 @@ def score_token_ids(
         return model.target_log_probs(hidden, targets.to(device))
 
     budget = default_batch_tokens(model.config.vocab_size) if max_batch_tokens is None else max_batch_tokens
-    return batched_target_log_probs(sequences, budget, run_batch)
+    return batched_target_log_probs(sequences, budget, run_batch, model.config.vocab_size)
 
 
 def score_sentences(

@@ -22,6 +22,7 @@ from charrnn.core.errors import CharRNNError
 from charrnn.core.state import Reporter, TrainResult
 from charrnn.core.text import check_encoding
 from charrnn.core.token_cache import (
+    Note,
     Progress,
     TokenFile,
     cached_tokenizer,
@@ -59,15 +60,24 @@ def corpus_files(config: RunConfig) -> CorpusFiles:
 
 
 def prepare_tokens(
-    config: RunConfig, tokenizer: Tokenizer, data: CorpusFiles, progress: Progress | None = None
+    config: RunConfig,
+    tokenizer: Tokenizer,
+    data: CorpusFiles,
+    progress: Progress | None = None,
+    note: Note | None = None,
+    verify: bool = False,
 ) -> tuple[TokenFile, TokenFile | None]:
-    """The token files of the corpus and of --val under `tokenizer`, from the cache or written now."""
+    """The token files of the corpus and of --val under `tokenizer`, from the cache or written now.
+
+    `note` hears why a cache is rebuilt; `verify` re-hashes every corpus file (`charrnn.core.token_cache`).
+    """
     tokenizer_hash = rundir.tokenizer_fingerprint(tokenizer)
 
     def tokens(files: list[Path]) -> TokenFile:
         return cached_tokens(
-            files, tokenizer, tokenizer_hash, config.encoding, config.errors, data.cache_root, progress
-        )
+            files, tokenizer, tokenizer_hash, config.encoding, config.errors, data.cache_root, progress, note,
+            verify,
+        )  # fmt: skip
 
     return tokens(data.files), tokens(data.val_files) if data.val_files else None
 
@@ -83,14 +93,19 @@ class PreparedCorpus:
     val_files: list[Path] | None
 
 
-def prepare_corpus(config: RunConfig, progress: Progress | None = None) -> PreparedCorpus:
-    """Build (or find) the token cache a fresh `train` with `config` would use: tokenizer and token files."""
+def prepare_corpus(
+    config: RunConfig, progress: Progress | None = None, note: Note | None = None, verify: bool = False
+) -> PreparedCorpus:
+    """Build (or find) the token cache a fresh `train` with `config` would use: tokenizer and token files.
+
+    `note` hears why a cache is rebuilt; `verify` re-hashes every corpus file against the cache's record.
+    """
     config.validate()
     data = corpus_files(config)
     tokenizer = cached_tokenizer(
-        data.files, config.tokenizer, config.encoding, config.errors, data.cache_root, progress
+        data.files, config.tokenizer, config.encoding, config.errors, data.cache_root, progress, note, verify
     )
-    corpus, val = prepare_tokens(config, tokenizer, data, progress)
+    corpus, val = prepare_tokens(config, tokenizer, data, progress, note, verify)
     return PreparedCorpus(tokenizer, corpus, val, data.files, data.val_files)
 
 
@@ -120,6 +135,7 @@ class LanguageModelRecipe:
 
     def __init__(self, progress: Progress | None = None) -> None:
         self.progress = progress  # called while a token cache is built: (phase, bytes done, bytes in all)
+        self.cache_notes: list[str] = []  # why a token cache was rebuilt, shown under the training header
 
     def read_config(self, run_dir: Path) -> RunConfig:
         return read_config(run_dir)
@@ -129,8 +145,9 @@ class LanguageModelRecipe:
 
     def build_tokenizers(self, config: RunConfig, data: CorpusFiles) -> Tokenizer:
         tokenizer = cached_tokenizer(
-            data.files, config.tokenizer, config.encoding, config.errors, data.cache_root, self.progress
-        )
+            data.files, config.tokenizer, config.encoding, config.errors, data.cache_root, self.progress,
+            self.cache_notes.append,
+        )  # fmt: skip
         config.model.vocab_size = tokenizer.vocab_size
         return tokenizer
 
@@ -147,8 +164,8 @@ class LanguageModelRecipe:
         self, config: RunConfig, tokenizer: Tokenizer, data: CorpusFiles, device: torch.device, reporter: Reporter
     ) -> engine.Prepared:
         cfg = config.training
-        corpus, val_file = prepare_tokens(config, tokenizer, data, self.progress)
-        notes = []  # shown under the training header (not with --quiet)
+        corpus, val_file = prepare_tokens(config, tokenizer, data, self.progress, self.cache_notes.append)
+        notes = list(self.cache_notes)  # shown under the training header (not with --quiet)
         for prepared in (corpus, val_file):
             if prepared is not None and not prepared.reused:
                 seconds = max(prepared.header["seconds"], 1e-9)

@@ -206,12 +206,27 @@ class TruncatedBPTTTask(distributed.DataParallelTask):
         }
 
     def restore_carried(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Take this rank's rows of the saved state; a run saved with other processes keeps its global streams."""
-        found = [tensors[f"hidden.{i}"] for i in range(2) if f"hidden.{i}" in tensors]
-        if not found:
+        """Take this rank's rows of the saved state; a run saved with other processes keeps its global streams.
+
+        The saved state must be the model's: every tensor of its state (an LSTM's h and c), each
+        (layers, streams, hidden) with the same streams, finite; ValueError otherwise.
+        """
+        model_state = state_tensors(self.model.initial_state(1, self.device))
+        names = [f"hidden.{i}" for i in range(len(model_state))]
+        if not tensors:
             self.hidden = None
             return
-        rows = found[0].shape[1]
+        if sorted(tensors) != names:
+            raise ValueError(f"the carried state holds {sorted(tensors)[:4]}, the model needs {names}")
+        found = [tensors[name] for name in names]
+        rows = found[0].shape[1] if found[0].dim() == 3 else 0
+        for saved, like in zip(found, model_state, strict=True):
+            if saved.dim() != 3 or (saved.shape[0], saved.shape[2]) != (like.shape[0], like.shape[2]):
+                raise ValueError(f"a carried state of shape {tuple(saved.shape)} does not fit the model")
+            if saved.shape[1] != rows or rows < 1 or not saved.is_floating_point():
+                raise ValueError("the carried state's tensors do not agree")
+            if not bool(torch.isfinite(saved).all()):
+                raise ValueError("the carried state holds NaN or infinite values")
         if rows != self.train_batches.batch_size:
             self._lay_out(rows)  # e.g. 2 processes x B streams resumed by one process: it reads all 2B
         mine = self.train_batches.local_rows

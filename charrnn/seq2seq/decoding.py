@@ -24,7 +24,7 @@ import torch
 
 from charrnn.core.errors import CharRNNError
 from charrnn.core.recurrent import select_state
-from charrnn.core.sampling import SampleSettings, choose_tokens, never_emitted
+from charrnn.core.sampling import SampleSettings, check_rows_fit, choose_tokens, never_emitted
 from charrnn.core.scoring import pad_sequences
 from charrnn.core.special_tokens import EOS_ID
 from charrnn.core.tokenizers import Tokenizer
@@ -32,6 +32,9 @@ from charrnn.seq2seq.model import Seq2Seq
 from charrnn.seq2seq.pairs import encode_source
 
 GREEDY = SampleSettings(greedy=True)
+
+
+MAX_BEAM = 256  # beam width: the decoder computes sentences x beam rows of vocabulary scores each step
 
 
 @dataclass
@@ -44,8 +47,11 @@ class TranslateSettings:
     batch_size: int = 64  # sentences decoded together (beam search: batch_size x beam decoder rows)
 
     def validate(self) -> None:
-        if self.beam < 1:
-            raise CharRNNError(f"--beam must be at least 1, got {self.beam}.")
+        if not 1 <= self.beam <= MAX_BEAM:
+            raise CharRNNError(
+                f"--beam must be between 1 and {MAX_BEAM} (wider beams hold beam x vocabulary scores per "
+                f"sentence and seldom translate better), got {self.beam}."
+            )
         if self.max_length is not None and self.max_length < 1:
             raise CharRNNError(f"--max-length must be at least 1, got {self.max_length}.")
         if not (math.isfinite(self.length_penalty) and self.length_penalty >= 0):
@@ -264,6 +270,7 @@ def translate_ids(
 ) -> list[Hypothesis]:
     """The best hypothesis for every source: greedy for beam 1, beam search otherwise (both batched)."""
     settings.validate()
+    check_rows_fit(decoder_rows(len(sources), settings.beam), model.config.target_vocab_size, "--beam")
     if settings.beam == 1:
         return greedy_search(model, sources, settings, with_attention)
     return [hyps[0] for hyps in batched_beam_search(model, sources, settings, with_attention)]

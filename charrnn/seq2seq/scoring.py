@@ -43,7 +43,7 @@ def score_pair_ids(
         return model.target_log_probs(src, lengths, inputs.to(device), padded.to(device))
 
     budget = default_batch_tokens(model.config.target_vocab_size) if max_batch_tokens is None else max_batch_tokens
-    return batched_target_log_probs(targets, budget, run_batch)
+    return batched_target_log_probs(targets, budget, run_batch, model.config.target_vocab_size)
 
 
 def score_pairs(

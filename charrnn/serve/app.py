@@ -10,8 +10,9 @@ the served runs, the first by default):
     POST /api/memory        ‖∂ log P(x_t)/∂ e(x_j)‖ for the tokens before t, and the run's gradient curve
 
 Model computations run in worker threads (at most `Limits.workers` at once, at most
-`Limits.max_pending` waiting) so the event loop keeps answering; a client may run one
-generation at a time. Refusals are 4xx JSON {"error": message}.
+`Limits.max_pending` waiting) so the event loop keeps answering; the server runs one
+generation at a time, with at most `Limits.max_waiting` queued behind it. Refusals are 4xx JSON
+{"error": message}. Which Host, Origin and content type are answered: `charrnn.serve.guard`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -38,7 +40,7 @@ from charrnn.lm.activations import PATTERNS, collect_activations, find_units, pa
 from charrnn.lm.alternatives import score_with_alternatives
 from charrnn.lm.run import LanguageModelRun
 from charrnn.seq2seq.run import TranslationRun
-from charrnn.serve import params
+from charrnn.serve import guard, params
 from charrnn.serve.memory import memory_route
 from charrnn.serve.params import BadRequest, Limits
 
@@ -59,16 +61,25 @@ def finite(value: Any) -> Any:
     return value
 
 
+def to_json(data: Any) -> str:
+    """`data` as JSON text that UTF-8 can always encode (a lone surrogate, "\\ud800", is written escaped)."""
+    text = json.dumps(finite(data), ensure_ascii=False, default=str)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # from a request's own text, or a unit of the tokenizer
+        text = json.dumps(finite(data), ensure_ascii=True, default=str)
+    return text
+
+
 def json_response(data: Any, status: int = 200) -> Response:
-    """A JSON response that never fails on inf/NaN or on a value json cannot encode."""
-    body = json.dumps(finite(data), ensure_ascii=False, default=str)
-    return Response(body, status, media_type="application/json")
+    """A JSON response that never fails on inf/NaN, on a lone surrogate or on a value json cannot encode."""
+    return Response(to_json(data), status, media_type="application/json")
 
 
 def event(data: dict[str, Any], name: str | None = None) -> str:
     """One server-sent event carrying `data` as JSON."""
     head = f"event: {name}\n" if name else ""
-    return f"{head}data: {json.dumps(finite(data), ensure_ascii=False)}\n\n"
+    return f"{head}data: {to_json(data)}\n\n"
 
 
 class EventStream(StreamingResponse):
@@ -93,8 +104,9 @@ class Server:
             raise CharRNNError("Give at least one run directory to serve.")
         self.runs, self.limits = runs, limits
         self.pending = 0
-        self.generating: set[str] = set()  # clients with a generation under way
         self._limiter: anyio.CapacityLimiter | None = None
+        self._generation: anyio.Semaphore | None = None  # the server's one generation slot
+        self.waiting = 0  # generations queued for it
 
     async def compute(self, fn: Callable[..., Any], *args: Any, queue_check: bool = True, **kwargs: Any) -> Any:
         """Run `fn` in a worker thread; 429 when too many computations are already waiting."""
@@ -107,6 +119,30 @@ class Server:
             return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self._limiter)
         finally:
             self.pending -= 1
+
+    # --- one generation at a time, per server (issue 21) ---------------------------------------------
+
+    async def take_generation_slot(self) -> None:
+        """Wait for the server's generation slot; 429 when `Limits.max_waiting` generations already wait."""
+        if self._generation is None:
+            self._generation = anyio.Semaphore(1)
+        if self._generation.value == 0 and self.waiting >= self.limits.max_waiting:
+            raise BadRequest(
+                f"One generation at a time: one is under way and {self.waiting} more are waiting; "
+                "try again in a moment.",
+                429,
+            )
+        self.waiting += 1
+        try:
+            await self._generation.acquire()
+        finally:
+            self.waiting -= 1
+
+    def release_generation_slot(self) -> None:
+        assert self._generation is not None
+        self._generation.release()
+
+    # -------------------------------------------------------------------------------------------------
 
     async def body(self, request: Request) -> dict[str, Any]:
         """The request's JSON object, read no further than `Limits.max_body` bytes."""
@@ -172,23 +208,20 @@ class Server:
             "seed": params.integer(body, "seed", None, 0, 2**63 - 1),
         }
         stream = params.flag(body, "stream")
-        client = request.client.host if request.client else "local"
-        if client in self.generating:
-            raise BadRequest("One generation at a time per client: wait for the current one to finish.", 429)
-        self.generating.add(client)
+        await self.take_generation_slot()
         if not stream:
             try:
                 text = await self.compute(run.sample, prime, length, temperature, **options)
             finally:
-                self.generating.discard(client)
+                self.release_generation_slot()
             return json_response({"text": text})
         try:
             pieces = run.stream(prime, length, temperature, **options)
             first = await self.compute(next, pieces)  # checks the settings and the prime before streaming
         except BaseException:
-            self.generating.discard(client)
+            self.release_generation_slot()
             raise
-        return EventStream(self._events(first, pieces), release=lambda: self.generating.discard(client))
+        return EventStream(self._events(first, pieces), release=self.release_generation_slot)
 
     async def _events(self, first: str, pieces: Any) -> AsyncIterator[str]:
         yield event({"text": first})
@@ -291,8 +324,14 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return json_response({"error": f"internal error ({type(exc).__name__}); please report it"}, 500)
 
 
-def create_app(runs: dict[str, Run], limits: Limits | None = None) -> Starlette:
-    """The Starlette app serving the page and the JSON API for `runs` (by name)."""
+def create_app(
+    runs: dict[str, Run], limits: Limits | None = None, hosts: frozenset[str] | None = None
+) -> Starlette:
+    """The Starlette app serving the page and the JSON API for `runs` (by name).
+
+    `hosts`: the Host names it answers to (`charrnn.serve.guard.allowed_hosts`; default: this machine's
+    loopback names); IP addresses are always answered.
+    """
     server = Server(runs, limits or Limits())
 
     async def page(request: Request) -> Response:
@@ -310,6 +349,7 @@ def create_app(runs: dict[str, Run], limits: Limits | None = None) -> Starlette:
     routes.insert(-1, memory_route(server, json_response))  # the Memory panel (charrnn/serve/memory.py)
     app = Starlette(
         routes=routes,
+        middleware=[Middleware(guard.HostAndOriginGuard, hosts=hosts or guard.allowed_hosts())],
         exception_handlers={
             BadRequest: _bad_request,
             CharRNNError: _bad_request,

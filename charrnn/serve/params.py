@@ -21,6 +21,7 @@ class Limits:
     max_units: int = 64  # units in one activation heat map
     max_body: int = 256 * 1024  # bytes in a request body
     max_pending: int = 64  # model computations queued at once before new ones get 429
+    max_waiting: int = 4  # generations waiting behind the one under way (one per server) before new ones get 429
     workers: int = 2  # model computations run at once (in threads, so the page stays responsive)
 
 
@@ -38,13 +39,34 @@ def parse_body(raw: bytes, limits: Limits) -> dict[str, Any]:
         raise BadRequest(f"The request body is over {limits.max_body} bytes.", 413)
     if not raw.strip():
         return {}
+    too_deep = BadRequest(f"The request body is nested deeper than the API's {MAX_DEPTH} levels.")
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"The request body is not valid JSON: {exc}.") from None
+    except RecursionError:
+        raise too_deep from None
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.")
+    if depth(body) > MAX_DEPTH:
+        raise too_deep
     return body
+
+
+MAX_DEPTH = 3  # the deepest request: {"pairs": [["source", "target"], ...]}
+
+
+def depth(value: Any) -> int:
+    """How deeply lists and objects nest in a JSON value (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def number(body: dict[str, Any], name: str, default: float | None, low: float, high: float) -> float | None:
