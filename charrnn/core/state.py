@@ -47,11 +47,11 @@ class TrainState:
         if unknown:
             raise ValueError(f"train_state has unknown fields {unknown[:3]}")
         for name, value in data.items():
-            kind = known[name].type
-            if kind == "int":
+            annotation = known[name].type  # a string: the module uses postponed annotations
+            if annotation == "int":
                 ok = type(value) is int and value >= 0
             elif value is None:
-                ok = "None" in kind
+                ok = "None" in annotation
             else:
                 ok = isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
                 if name == "lr_scale":
@@ -59,7 +59,7 @@ class TrainState:
                 elif name in ("elapsed", "window_loss"):
                     ok = ok and math.isfinite(value) and value >= 0
             if not ok:
-                raise ValueError(f"train_state {name} is {value!r}, not a valid {kind.replace(' | None', '')}")
+                raise ValueError(f"train_state {name} is {value!r}, not a valid {annotation.replace(' | None', '')}")
         return cls(**data)
 
 
