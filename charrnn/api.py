@@ -78,16 +78,17 @@ def _data_options(
 ) -> dict[str, Any]:
     """The options the positional DATA sets (a language model's corpus may be several files or folders), or "-".
 
-    Standard input is copied into the cache folder (`.charrnn-cache/` here, or --cache-dir) under a
-    name made from its content, so that the run can be resumed from that file.
+    Standard input is copied into the cache folder (stdin/ in the user cache folder, or --cache-dir)
+    under a name made from its content, so that the run can be resumed from that file.
     """
     from charrnn.core.corpus import spool_stdin
-    from charrnn.core.token_cache import CACHE_DIR_NAME
+    from charrnn.core.user_cache import cache_folder
 
     items = list(data) if isinstance(data, list | tuple) else [data]
     if not items:
         return {}
-    items = [spool_stdin(Path(cache_dir or CACHE_DIR_NAME)) if str(item) == "-" else item for item in items]
+    folder = Path(cache_dir) if cache_dir else cache_folder("stdin")
+    items = [spool_stdin(folder) if str(item) == "-" else item for item in items]
     return spec.read_data(items)
 
 

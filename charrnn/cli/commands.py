@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 from charrnn.cli import export, inspect, lm, prepare, serve
+from charrnn.cli.cache import cache_app
 from charrnn.cli.seq2seq import seq2seq_app
 from charrnn.core.version import __version__
 
@@ -39,6 +40,7 @@ inspect.register(app)
 export.register(app)
 prepare.register(app)
 app.add_typer(seq2seq_app, name="seq2seq")
+app.add_typer(cache_app, name="cache")
 serve.register(app)
 
 

@@ -1,7 +1,8 @@
 """Token caches: a corpus tokenized once, in one streaming pass, into a flat file of ids that training memory-maps.
 
-A cache is a folder under the cache root (`--cache-dir`, by default `.charrnn-cache/` beside the
-corpus: in the folder given, or the folder of the first file):
+A cache is a folder under the cache root (`--cache-dir`, by default tokens/ in the user cache folder,
+`charrnn.core.user_cache`; caches that older versions wrote into `.charrnn-cache/` beside the corpus
+are still read from there):
 
     vocab-<key>/   tokenizer.json (+ tokenizer.model)   the tokenizer a fresh run builds from the corpus
     tokens-<key>/  tokens.bin                           ids of every file in order, each line then <eos>,
@@ -88,10 +89,26 @@ def _count_words(lowercase: bool, text: str) -> Counter[str]:
     return Counter(WordTokenizer(list(SPECIALS)).split(text.lower() if lowercase else text))
 
 
-def default_cache_root(corpus: list[Path]) -> Path:
-    """`.charrnn-cache/` in the first corpus folder (or the folder of the first file)."""
+def default_cache_root() -> Path:
+    """Where token caches are written unless --cache-dir says otherwise: tokens/ in the user cache folder."""
+    from charrnn.core.user_cache import cache_folder
+
+    return cache_folder("tokens")
+
+
+def old_cache_root(corpus: list[Path]) -> Path:
+    """Where versions before 0.3 wrote token caches: `.charrnn-cache/` in the first corpus folder (or beside
+    the first file). Caches found there are still read; nothing new is written there."""
     first = corpus[0]
     return (first if first.is_dir() else first.resolve().parent) / CACHE_DIR_NAME
+
+
+def _find(name: str, roots: tuple[Path, ...]) -> Path | None:
+    """The first complete cache folder `name` (its header written) under `roots`."""
+    for root in roots:
+        if (root / name / HEADER_FILE).is_file():
+            return root / name
+    return None
 
 
 def corpus_signature(files: list[Path]) -> list[dict[str, Any]]:
@@ -276,18 +293,21 @@ def cached_tokenizer(
     errors: str,
     root: Path,
     progress: Progress | None = None,
+    old_roots: tuple[Path, ...] = (),
 ) -> Tokenizer:
-    """The tokenizer built from `files` under `config`: from the cache, or built now and cached."""
-    folder = root / f"vocab-{_key(corpus_signature(files), asdict(config), encoding, errors)}"
-    done = folder / HEADER_FILE
-    if done.is_file():
-        files_found = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != HEADER_FILE}
+    """The tokenizer built from `files` under `config`: from the cache (`root`, then `old_roots`), or built
+    now and cached in `root`."""
+    name = f"vocab-{_key(corpus_signature(files), asdict(config), encoding, errors)}"
+    found = _find(name, (root, *old_roots))
+    if found is not None:
+        files_found = {p.name: p.read_bytes() for p in found.iterdir() if p.name != HEADER_FILE}
         return tokenizer_from_files(files_found)
     tokenizer = build_vocabulary(files, config, encoding, errors, progress)
-    _writable(folder)
-    for name, data in tokenizer.to_files().items():
-        (folder / name).write_bytes(data)
-    _write_json(done, {"format": CACHE_FORMAT, "level": config.level, "vocab_size": tokenizer.vocab_size})
+    folder = _writable(root / name)
+    for file_name, data in tokenizer.to_files().items():
+        (folder / file_name).write_bytes(data)
+    header = {"format": CACHE_FORMAT, "level": config.level, "vocab_size": tokenizer.vocab_size}
+    _write_json(folder / HEADER_FILE, {**header, "files": [str(p.resolve()) for p in files]})
     return tokenizer
 
 
@@ -299,15 +319,18 @@ def cached_tokens(
     errors: str,
     root: Path,
     progress: Progress | None = None,
+    old_roots: tuple[Path, ...] = (),
 ) -> TokenFile:
-    """The ids of `files` under `tokenizer`: the cached token file, or one written now."""
-    folder = root / f"tokens-{_key(corpus_signature(files), tokenizer_hash, encoding, errors)}"
+    """The ids of `files` under `tokenizer`: the cached token file (in `root`, then `old_roots`), or one
+    written now into `root`."""
+    name = f"tokens-{_key(corpus_signature(files), tokenizer_hash, encoding, errors)}"
+    found = _find(name, (root, *old_roots))
+    if found is not None:
+        header = json.loads((found / HEADER_FILE).read_text(encoding="utf-8"))
+        if header.get("format") == CACHE_FORMAT and (found / TOKENS_FILE).is_file():
+            return TokenFile(found, header, reused=True)
+    folder = _writable(root / name)
     done = folder / HEADER_FILE
-    if done.is_file():
-        header = json.loads(done.read_text(encoding="utf-8"))
-        if header.get("format") == CACHE_FORMAT and (folder / TOKENS_FILE).is_file():
-            return TokenFile(folder, header, reused=True)
-    _writable(folder)
     header = encode_files(files, tokenizer, folder, encoding, errors, progress)
     header["tokenizer"] = tokenizer_hash
     _write_json(done, header)

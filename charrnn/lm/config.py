@@ -102,7 +102,10 @@ class RunConfig(RunConfigBase):
     )
     glob: str = option("*.txt", "Files read from a corpus folder (recursively).")
     cache_dir: str | None = option(
-        None, "Token cache folder (default: .charrnn-cache beside the corpus).", resumable=True, path=True
+        None,
+        "Token cache folder (default: the user cache folder; see `charrnn cache`).",
+        resumable=True,
+        path=True,
     )
     val_corpus: str | None = option(
         None, "Separate validation text instead of --val-fraction.", flag="--val", path=True
