@@ -19,6 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
+from charrnn.core.state import clock
+
 LN2 = math.log(2.0)
 
 
@@ -31,10 +33,7 @@ def loss_summary(loss: float | None, level: str) -> str:
     return f"{loss:.4f} (ppl {math.exp(min(loss, 50)):.1f})"
 
 
-def format_seconds(seconds: float) -> str:
-    seconds = max(int(seconds), 0)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+format_seconds = clock  # 2:30, 1:02:30
 
 
 class RichReporter:
@@ -71,10 +70,11 @@ class RichReporter:
             self.console.print(f"precision {info.get('precision')} ({info['precision_reason']})", highlight=False)
         for note in info.get("notes", []):
             self.console.print(note, highlight=False, style="dim")
-        if info.get("changes"):
-            self.console.print(
-                f"resuming at step {info['start_step']}; " + "; ".join(info["changes"]), highlight=False
-            )
+        if info.get("resumed"):
+            said = [c for c in info.get("changes", []) if not c.startswith("max_time ")]  # the plan says it better
+            said += info.get("plan", [])
+            if said:
+                self.console.print(f"resuming at step {info['start_step']}; " + "; ".join(said), highlight=False)
         if self.console.is_terminal:
             self.progress = Progress(
                 BarColumn(bar_width=16),

@@ -24,11 +24,11 @@ import torch
 from charrnn.core import distributed, rundir, runwriter
 from charrnn.core import resume as resume_run
 from charrnn.core.errors import CharRNNError
-from charrnn.core.optim import make_optimizer
+from charrnn.core.optim import learning_rate, make_optimizer
 from charrnn.core.precision import PrecisionChoice, ProbeShape, resolve_precision
 from charrnn.core.resume import save_resume_state
 from charrnn.core.runtime import check_autocast, resolve_device, seed_everything, set_threads
-from charrnn.core.state import Reporter, SilentReporter, TrainResult, TrainState
+from charrnn.core.state import Reporter, SilentReporter, TrainResult, TrainState, clock
 from charrnn.core.training_loop import run_training_loop
 
 World = distributed.World
@@ -201,6 +201,7 @@ def _train(
             "precision_reason": precision.reason,
             "resumed": resume,
             "changes": resumed.changes if resumed is not None else [],
+            "plan": resume_plan(cfg, state, total_steps, run_dir) if resumed is not None and world.is_main else [],
             "processes": world.size,
         }
     )
@@ -219,6 +220,33 @@ def _train(
     )
     result.level = prepared.info.get("level", "char")
     return result
+
+
+def resume_plan(cfg: Any, state: TrainState, total_steps: int | None, run_dir: Path) -> list[str]:
+    """What a resumed session will do, in words: how much longer it trains, and where the learning rate goes.
+
+    --max-time counts the session, so `--max-time 2.5` on resume trains 2:30 more; the cosine schedule
+    then spreads over the time trained before plus that, so its learning rate may jump back up.
+    """
+    plan = []
+    if cfg.max_time is not None:
+        budget = cfg.max_time * 60
+        plan.append(f"training {clock(budget)} more ({clock(state.elapsed + budget)} in all)")
+    if total_steps is not None and total_steps > state.step:
+        until = f"to step {total_steps:,} ({total_steps - state.step:,} more)"
+        plan.append(f"or {until}, whichever comes first" if plan else f"training {until}")
+    plan = [" ".join(plan)] if plan else []
+    if cfg.schedule == "cosine":
+        before = [r["lr"] for r in rundir.read_metrics(run_dir) if "lr" in r and r.get("step", 0) <= state.step]
+        budget = cfg.max_time * 60 if cfg.max_time is not None else None
+        progress = state.elapsed / (state.elapsed + budget) if budget else None
+        after = learning_rate(cfg, state, total_steps, progress)
+        if before and abs(after - before[-1]) > 0.01 * before[-1]:
+            how = "stretched over" if after > before[-1] else "fitted to"
+            plan.append(
+                f"the cosine schedule is {how} the new total: learning rate {before[-1]:.2g} → {after:.2g}"
+            )
+    return plan
 
 
 def choose_precision(config: Any, resuming: bool, device: torch.device) -> PrecisionChoice:

@@ -44,6 +44,13 @@ class TrainResult:
     level: str = "char"  # the (target) token level, for showing losses in bits/char or perplexity
 
 
+def clock(seconds: float) -> str:
+    """Seconds as a clock reading: 2:30, or 1:02:30 from an hour up."""
+    seconds = max(int(seconds), 0)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
 class Reporter(Protocol):
     """Receives progress; the CLI shows it with rich, the library and tests may ignore it."""
 
