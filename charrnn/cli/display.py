@@ -95,8 +95,8 @@ class RichReporter:
         total = self.info.get("total_steps")
         remaining = (total - step) * elapsed_session / done if total is not None else math.inf
         max_time = self.info.get("max_time")
-        if max_time:
-            remaining = min(remaining, max_time * 60 - elapsed_session)
+        if max_time:  # --max-time counts the whole session, setup included
+            remaining = min(remaining, max_time * 60 - elapsed_session - self.info.get("setup_seconds", 0.0))
         return format_seconds(remaining) if math.isfinite(remaining) else "?"
 
     def step(self, record: dict[str, Any]) -> None:
@@ -260,8 +260,7 @@ def report_training(
         ("steps", f"{result.steps:,} ({result.epochs:.2f} epochs)"),
         ("best validation", loss_summary(result.best_val_loss, result.level)),
         ("last validation", loss_summary(result.last_val_loss, result.level)),
-        ("speed", f"{result.tokens_per_second:,.0f} {speed_unit}"),
-        ("time", format_seconds(result.seconds)),
+        *time_rows(result, speed_unit),
         ("stopped by", stopped_by),
     ]
     if as_json:  # the results on stdout, for scripts
@@ -279,6 +278,26 @@ def report_training(
         raise typer.Exit(130 if stop.signal == signal.SIGINT else 143)
     if not quiet:
         console.print(next_step, soft_wrap=True, highlight=False)
+
+
+def time_rows(result: Any, speed_unit: str) -> list[tuple[str, str]]:
+    """The summary's speed and time, each saying what it measures (the session's wall clock is what --max-time
+    counts and what `charrnn info` adds up as time trained)."""
+    seconds, steps = result.seconds, result.train_seconds
+    other = max(seconds - result.setup_seconds - steps, 0.0)
+    tokens = result.tokens_per_second * steps
+    rows = [("speed", f"{result.tokens_per_second:,.0f} {speed_unit} in steps")]
+    if steps and seconds > steps:
+        rows[0] = ("speed", rows[0][1] + f" ({tokens / seconds:,.0f} over the wall clock)")
+    rows.append(("time", f"{clock(seconds)} wall clock"))
+    if steps:
+        rows.append(
+            (
+                "of which",
+                f"setup {clock(result.setup_seconds)}, steps {clock(steps)}, evaluating and saving {clock(other)}",
+            )
+        )
+    return rows
 
 
 def attention_table(source_tokens: list[str], target_tokens: list[str], weights: list[list[float]]) -> Table:

@@ -69,7 +69,10 @@ def info_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
         ("steps", _number(facts["steps"])),
         ("epochs", _number(facts["epochs"], 2)),
         ("tokens seen", _number(facts["tokens_seen"])),
-        ("time trained", format_seconds(seconds) if isinstance(seconds, int | float) else "-"),
+        (
+            "time trained",
+            f"{format_seconds(seconds)} wall clock, all sessions" if isinstance(seconds, int | float) else "-",
+        ),
         ("best validation", _loss(facts["best_val_loss"], level)),
         ("last validation", _loss(facts["last_val_loss"], level)),
         ("device / precision", f"{facts['device']} / {facts['precision']}"),

@@ -14,6 +14,7 @@ and stopping).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,7 +113,9 @@ def train(
     On resume `config` must be the run's saved config, changed only where a setting may change
     mid-run (`charrnn.core.resume`): anything else is refused before training starts. Under
     torchrun each process calls this; rank 0 alone holds the run's lock and writes its files.
+    --max-time counts from here: reading the data and building the model are part of the session.
     """
+    started = time.perf_counter()
     config.validate()
     reporter = reporter or SilentReporter()
     should_stop = should_stop or (lambda: False)
@@ -120,11 +123,31 @@ def train(
     try:
         if not world.is_main:
             return _train(
-                recipe, config, Path(run_dir), None, resume, overwrite, reporter, should_stop, world, device
+                recipe,
+                config,
+                Path(run_dir),
+                None,
+                resume,
+                overwrite,
+                reporter,
+                should_stop,
+                world,
+                device,
+                started,
             )
         with runwriter.hold(run_dir, create=not resume) as writer:  # one writer per run directory
             return _train(
-                recipe, config, writer.run_dir, writer, resume, overwrite, reporter, should_stop, world, device
+                recipe,
+                config,
+                writer.run_dir,
+                writer,
+                resume,
+                overwrite,
+                reporter,
+                should_stop,
+                world,
+                device,
+                started,
             )
     finally:
         distributed.leave(world)
@@ -141,6 +164,7 @@ def _train(
     should_stop: Callable[[], bool],
     world: World,
     device: torch.device,
+    started: float,
 ) -> TrainResult:
     """`train` once the process (and its place among distributed processes) is set up."""
     resumed = resume_run.start(run_dir, recipe.read_config(run_dir), config) if resume else None
@@ -196,6 +220,7 @@ def _train(
             "total_steps": total_steps,
             "start_step": state.step,
             "max_time": cfg.max_time,
+            "setup_seconds": time.perf_counter() - started,  # already spent of --max-time
             "device": str(device),
             "precision": cfg.resolved_precision,
             "precision_reason": precision.reason,
@@ -217,6 +242,7 @@ def _train(
         tokenizer_hash=tokenizer_hash,
         total_steps=total_steps,
         world=world,
+        started=started,
     )
     result.level = prepared.info.get("level", "char")
     return result

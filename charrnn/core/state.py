@@ -37,10 +37,12 @@ class TrainResult:
     epochs: float
     best_val_loss: float | None
     last_val_loss: float | None
-    tokens_per_second: float
-    seconds: float
+    tokens_per_second: float  # the session's tokens over its steps' time (evaluations and saves left out)
+    seconds: float  # the session's wall-clock time: setup, steps, evaluations and saves (what --max-time counts)
     stop_reason: str
     skipped_steps: int = 0
+    train_seconds: float = 0.0  # the session's optimisation steps
+    setup_seconds: float = 0.0  # reading the data, building the model, before the first step
     level: str = "char"  # the (target) token level, for showing losses in bits/char or perplexity
 
 

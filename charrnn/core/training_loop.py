@@ -18,6 +18,10 @@ and the save, each on its own cadence:
     save            every --save-every steps or --save-every-minutes: resume.safetensors
 
 When a rule fires the run is saved, evaluated (unless the last step just was) and saved again.
+--max-time is the wall-clock time of the session, from the start of `engine.train` (reading the data,
+building the model) to the last save, evaluations and saves included: the loop stops when the next
+step, the last evaluation and the saves around it would no longer fit, each estimated from the
+session's own measurements; a last evaluation that would still overrun is skipped, with a note.
 Everything here happens in a fixed order (random numbers, optimiser and scaler calls, records,
 saves): a resumed run repeats an uninterrupted one bit for bit.
 """
@@ -38,7 +42,7 @@ from charrnn.core.checkpoints import keep_checkpoint
 from charrnn.core.optim import grad_scaler, learning_rate, update_plateau
 from charrnn.core.resume import load_resume_state, save_resume_state
 from charrnn.core.runtime import autocast
-from charrnn.core.state import Reporter, TrainResult, TrainState
+from charrnn.core.state import Reporter, TrainResult, TrainState, clock
 
 if TYPE_CHECKING:
     from charrnn.core.engine import Task
@@ -59,12 +63,17 @@ def run_training_loop(
     tokenizer_hash: str,
     total_steps: int | None,
     world: World = World(),
+    started: float | None = None,
 ) -> TrainResult:
-    """Step until a stopping rule fires: schedule, clipping, non-finite steps, metrics, evaluation, saves."""
+    """Step until a stopping rule fires: schedule, clipping, non-finite steps, metrics, evaluation, saves.
+
+    `started` is the time.perf_counter() at which the session began (default: now): --max-time counts from it.
+    """
     task.model.train()
     session = Session(
         task, optimizer, cfg, state, run_dir, reporter, should_stop, world, data_hash, tokenizer_hash, total_steps
     )
+    session.start_clock(started)
     stop_reason = None
     while stop_reason is None and not epochs_done(cfg, state):
         if state.chunk == 0:  # not when resuming in the middle of an epoch
@@ -84,7 +93,7 @@ def run_training_loop(
         if stop_reason is None:  # the epoch ran to its end
             state.epoch, state.chunk = state.epoch + 1, 0
     session.save()  # before the evaluation: a second Ctrl-C during it loses no step
-    if session.last_eval_step != state.step:
+    if session.last_eval_step != state.step and session.last_evaluation_fits():
         session.evaluate(scheduled=False)
         session.save()  # again, with the evaluation's best and last validation loss
     return session.result(stop_reason or "epochs")
@@ -121,7 +130,14 @@ class Session:
     data_hash: str
     tokenizer_hash: str
     total_steps: int | None  # None when only --max-time bounds the run
-    session_start: float = field(init=False)  # time.perf_counter() when this session started
+    session_start: float = field(init=False)  # time.perf_counter() when this session started (`start_clock`)
+    loop_start: float = field(init=False)  # ... when its first step started: setup is what came before
+    last_tick: float = field(init=False)  # ... at the end of the last step (or pause)
+    step_seconds: float = 0.0  # the last step's duration, evaluations and saves excluded
+    train_seconds: float = 0.0  # the session's steps, summed
+    eval_seconds: float | None = None  # the last evaluation's duration (None before the first)
+    save_seconds: float = 0.0  # the last save's duration
+    paused_seconds: float = 0.0  # evaluations and saves, summed
     window_start: float = field(init=False)  # ... when the current logging window started
     last_save_time: float = field(init=False)  # ... at the last save (for --save-every-minutes)
     window_tokens: int = 0  # tokens trained on in the current logging window
@@ -133,13 +149,55 @@ class Session:
     scaler: Any = field(init=False)  # the fp16 loss scaler (torch.amp.GradScaler); a no-op otherwise
 
     def __post_init__(self) -> None:
-        self.session_start = time.perf_counter()
+        self.start_clock(None)
         self.elapsed_before, self.tokens_before = self.state.elapsed, self.state.tokens_seen
         self.window_start = time.perf_counter()
         self.last_save_time = time.perf_counter()
         self.params = [p for p in self.task.model.parameters() if p.requires_grad]
         self.device = next(self.task.model.parameters()).device
         self.scaler = grad_scaler(self.device, self.cfg.resolved_precision == "fp16")  # bf16 and fp32 need none
+
+    # -- the clock --------------------------------------------------------------------------------
+
+    def start_clock(self, started: float | None) -> None:
+        """Count this session's time from `started` (a time.perf_counter(); default now)."""
+        now = time.perf_counter()
+        self.session_start = now if started is None else started
+        self.loop_start = self.last_tick = now
+
+    def pause(self, began: float) -> float:
+        """End a pause (an evaluation or a save) that began at `began`: it counts neither as a step's time nor
+        in the logging window's speed. Returns its duration."""
+        seconds = time.perf_counter() - began
+        self.paused_seconds += seconds
+        self.last_tick += seconds
+        self.window_start += seconds
+        return seconds
+
+    def tick(self) -> None:
+        """Bring `state.elapsed` (wall-clock seconds over all sessions) up to now."""
+        self.state.elapsed = self.elapsed_before + time.perf_counter() - self.session_start
+
+    def reserve(self) -> float:
+        """Seconds to keep for the next step and the run's end: the last evaluation and the saves around it."""
+        return self.step_seconds + (self.eval_seconds or 0.0) + 2 * self.save_seconds
+
+    def last_evaluation_fits(self) -> bool:
+        """Whether the evaluation after the last step fits in --max-time; a note says so when it is skipped.
+
+        It always runs when the run has no evaluation yet (no validation loss and no best weights without it).
+        """
+        if self.cfg.max_time is None or self.eval_seconds is None or self.state.best_val_loss is None:
+            return True
+        left = self.cfg.max_time * 60 - (time.perf_counter() - self.session_start) - self.save_seconds
+        grace = min(1.0, 0.02 * self.cfg.max_time * 60)  # the estimate is the last evaluation's duration
+        if self.eval_seconds <= max(left, 0.0) + grace:
+            return True
+        self.reporter.message(
+            f"--max-time: the last evaluation is skipped (it takes about {clock(self.eval_seconds)}, "
+            f"{clock(max(left, 0.0))} is left); model.safetensors holds the best weights evaluated so far"
+        )
+        return False
 
     # -- stopping ---------------------------------------------------------------------------------
 
@@ -152,7 +210,8 @@ class Session:
         cfg = self.cfg
         if cfg.max_steps is not None and self.state.step >= cfg.max_steps:
             return "max_steps"
-        out_of_time = cfg.max_time is not None and time.perf_counter() - self.session_start >= cfg.max_time * 60
+        used = time.perf_counter() - self.session_start
+        out_of_time = cfg.max_time is not None and used + self.reserve() >= cfg.max_time * 60
         interrupted = self.should_stop()
         out_of_time, interrupted = distributed.any_of(self.world, out_of_time, interrupted)
         if out_of_time:
@@ -234,10 +293,14 @@ class Session:
             )
 
     def count(self, step: Step) -> None:
-        """Add the step's tokens to the run's and the window's counts; bring `state.elapsed` up to now."""
+        """Add the step's tokens to the run's and the window's counts, its time to the step clock; bring
+        `state.elapsed` up to now."""
         self.state.tokens_seen += step.tokens
         self.window_tokens += step.tokens
-        self.state.elapsed = self.elapsed_before + time.perf_counter() - self.session_start
+        now = time.perf_counter()
+        self.step_seconds, self.last_tick = now - self.last_tick, now
+        self.train_seconds += self.step_seconds
+        self.tick()
 
     # -- the logging window -----------------------------------------------------------------------
 
@@ -278,7 +341,10 @@ class Session:
         extra evaluation when a run stops changes nothing for the steps after a resume.
         """
         state = self.state
+        began = time.perf_counter()
         val_loss = self.task.evaluate()
+        self.eval_seconds = self.pause(began)
+        self.tick()
         state.last_val_loss = val_loss
         self.last_eval_step = state.step
         improved = math.isfinite(val_loss) and (state.best_val_loss is None or val_loss < state.best_val_loss)
@@ -319,6 +385,8 @@ class Session:
         Weights that are not finite are not saved: the previous checkpoint stays the one to resume from.
         """
         model = self.task.model
+        began = time.perf_counter()
+        self.tick()  # the resume file's time trained: up to this save
         if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
             self.reporter.message(
                 f"step {self.state.step}: weights are not finite; keeping the previous checkpoint"
@@ -332,21 +400,25 @@ class Session:
             if self.cfg.keep_checkpoints:
                 keep_checkpoint(self.run_dir, self.state.step, self.state.last_val_loss, self.cfg.keep_checkpoints)
         self.last_save_time = time.perf_counter()
+        self.save_seconds = self.pause(began)
 
     # -- the end ----------------------------------------------------------------------------------
 
     def result(self, stop_reason: str) -> TrainResult:
-        """What this session achieved, its speed counted over its own tokens and time."""
+        """What this session achieved: its wall-clock time (up to its last save, as `state.elapsed` counts it)
+        and what it was spent on; its speed over its own tokens and steps."""
         state = self.state
-        seconds = time.perf_counter() - self.session_start
+        seconds = state.elapsed - self.elapsed_before
         return TrainResult(
             run_dir=self.run_dir,
             steps=state.step,
             epochs=state.epoch + state.chunk / self.task.batches_per_epoch,
             best_val_loss=state.best_val_loss,
             last_val_loss=state.last_val_loss,
-            tokens_per_second=(state.tokens_seen - self.tokens_before) / max(seconds, 1e-9),
+            tokens_per_second=(state.tokens_seen - self.tokens_before) / max(self.train_seconds, 1e-9),
             seconds=seconds,
+            train_seconds=self.train_seconds,
+            setup_seconds=self.loop_start - self.session_start,
             stop_reason=stop_reason,
             skipped_steps=state.skipped_steps,
         )
