@@ -79,3 +79,50 @@ def test_a_last_evaluation_that_would_overrun_is_skipped_with_a_note() -> None:
     assert session.last_evaluation_fits()
     session.eval_seconds, session.state.best_val_loss = 25.0, None  # never skipped before the first evaluation
     assert session.last_evaluation_fits()
+
+
+def test_warmup_scales_with_the_run_and_keeps_100_steps_for_the_default_run() -> None:
+    from charrnn.core.optim import warmup_steps
+    from charrnn.lm.config import LMTrainConfig
+    from charrnn.seq2seq.config import Seq2SeqTrainConfig
+
+    default = LMTrainConfig()
+    assert default.warmup_steps is None and default.eval_every is None  # both follow the run unless given
+    assert warmup_steps(default, 4_100) == 100  # the 10-minute Tiny Shakespeare run: 5% would be 205
+    assert warmup_steps(default, 2_000) == 100  # the README's 5-minute run
+    assert (
+        warmup_steps(default, 300) == 15 and warmup_steps(default, 10) == 1 and warmup_steps(default, None) == 100
+    )
+    assert warmup_steps(LMTrainConfig(warmup_steps=50), 300) == 50  # given: as given
+    assert warmup_steps(Seq2SeqTrainConfig(), 300) == 0
+
+
+def test_a_short_step_budget_warms_up_and_evaluates_in_proportion(tmp_path: Path, corpus_file: Path) -> None:
+    lr = 0.01
+    charrnn.train(corpus_file, out=tmp_path / "run", max_steps=40, log_every=1, lr=lr, **TINY_LM)
+    records = charrnn.core.rundir.read_metrics(tmp_path / "run")
+    rates = [r["lr"] for r in records if "lr" in r]
+    assert rates[0] == pytest.approx(lr / 2, rel=0.05) and max(rates) > 0.95 * lr  # 2 steps of warmup, not 100
+    assert [r["step"] for r in records if "val_loss" in r] == list(range(4, 41, 4))  # every tenth, not every 200
+
+
+@pytest.fixture
+def slow_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    step_loss = TruncatedBPTTTask.step_loss
+
+    def slow(self: TruncatedBPTTTask, state: TrainState):
+        time.sleep(0.04)
+        return step_loss(self, state)
+
+    monkeypatch.setattr(TruncatedBPTTTask, "step_loss", slow)
+
+
+def test_a_short_time_budget_warms_up_and_evaluates_in_proportion(
+    tmp_path: Path, corpus_file: Path, slow_steps: None
+) -> None:
+    lr = 0.01
+    charrnn.train(corpus_file, out=tmp_path / "run", max_time=0.05, log_every=1, lr=lr, **TINY_LM)  # ~60 steps
+    records = charrnn.core.rundir.read_metrics(tmp_path / "run")
+    rates = [r["lr"] for r in records if "lr" in r]
+    assert max(rates) > 0.9 * lr  # warmed up within 5% of the time, not over 100 steps it never reaches
+    assert len([r for r in records if "val_loss" in r]) >= 5  # about every tenth of the 3 seconds

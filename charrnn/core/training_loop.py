@@ -14,7 +14,8 @@ and the save, each on its own cadence:
     stop?           --max-steps, --max-time, Ctrl-C/SIGTERM (all ranks agree); --epochs between epochs
     optimisation    lr -> forward -> backward -> clip -> optimiser step (or a skipped step)
     logging window  every --log-every steps and at the end of an epoch: the mean training loss
-    evaluation      every --eval-every steps: validation loss, best weights, plateau schedule
+    evaluation      every --eval-every steps (by default 200, or a tenth of the run when that is sooner):
+                    validation loss, best weights, plateau schedule
     save            every --save-every steps or --save-every-minutes: resume.safetensors
 
 When a rule fires the run is saved, evaluated (unless the last step just was) and saved again.
@@ -86,7 +87,7 @@ def run_training_loop(
             session.count(step)
             if session.window_due():
                 session.log_window(step.lr)
-            if state.step % cfg.eval_every == 0:
+            if session.evaluation_due():
                 session.evaluate()
             if session.save_due():
                 session.save()
@@ -138,6 +139,9 @@ class Session:
     eval_seconds: float | None = None  # the last evaluation's duration (None before the first)
     save_seconds: float = 0.0  # the last save's duration
     paused_seconds: float = 0.0  # evaluations and saves, summed
+    last_eval_time: float = field(init=False)  # time.perf_counter() at the end of the last evaluation
+    tenth_of_time_passed: bool = False  # a tenth of --max-time since the last evaluation (all ranks agree)
+    steps_before: int = field(init=False)  # state.step when this session started
     window_start: float = field(init=False)  # ... when the current logging window started
     last_save_time: float = field(init=False)  # ... at the last save (for --save-every-minutes)
     window_tokens: int = 0  # tokens trained on in the current logging window
@@ -151,6 +155,7 @@ class Session:
     def __post_init__(self) -> None:
         self.start_clock(None)
         self.elapsed_before, self.tokens_before = self.state.elapsed, self.state.tokens_seen
+        self.steps_before = self.state.step
         self.window_start = time.perf_counter()
         self.last_save_time = time.perf_counter()
         self.params = [p for p in self.task.model.parameters() if p.requires_grad]
@@ -164,6 +169,7 @@ class Session:
         now = time.perf_counter()
         self.session_start = now if started is None else started
         self.loop_start = self.last_tick = now
+        self.last_eval_time = self.session_start
 
     def pause(self, began: float) -> float:
         """End a pause (an evaluation or a save) that began at `began`: it counts neither as a step's time nor
@@ -210,10 +216,13 @@ class Session:
         cfg = self.cfg
         if cfg.max_steps is not None and self.state.step >= cfg.max_steps:
             return "max_steps"
-        used = time.perf_counter() - self.session_start
-        out_of_time = cfg.max_time is not None and used + self.reserve() >= cfg.max_time * 60
+        now = time.perf_counter()
+        out_of_time = cfg.max_time is not None and now - self.session_start + self.reserve() >= cfg.max_time * 60
+        tenth = cfg.max_time is not None and now - self.last_eval_time >= cfg.max_time * 6  # seconds in a tenth
         interrupted = self.should_stop()
-        out_of_time, interrupted = distributed.any_of(self.world, out_of_time, interrupted)
+        out_of_time, interrupted, self.tenth_of_time_passed = distributed.any_of(
+            self.world, out_of_time, interrupted, tenth
+        )
         if out_of_time:
             return "max_time"
         if interrupted:
@@ -257,7 +266,7 @@ class Session:
 
     def set_learning_rate(self) -> float:
         """Put the schedule's learning rate for the next step (`optim.learning_rate`) on every parameter group."""
-        lr = learning_rate(self.cfg, self.state, self.total_steps, self.time_progress())
+        lr = learning_rate(self.cfg, self.state, self.total_steps, self.time_progress(), self.planned_steps())
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return lr
@@ -267,6 +276,17 @@ class Session:
         if self.cfg.max_time is None:
             return None
         return self.state.elapsed / (self.elapsed_before + self.cfg.max_time * 60)
+
+    def planned_steps(self) -> int | None:
+        """The steps this run will have when it stops: the step budget, or under --max-time (when sooner) the steps
+        done plus those the time left allows at this session's mean step time; None before that is known."""
+        planned = self.total_steps
+        done = self.state.step - self.steps_before
+        if self.cfg.max_time is not None and done > 0:
+            left = self.cfg.max_time * 60 - (time.perf_counter() - self.session_start) - self.reserve()
+            by_time = self.state.step + max(int(left / (self.train_seconds / done)), 0)
+            planned = by_time if planned is None else min(planned, by_time)
+        return planned
 
     def backward_and_clip(self, loss: torch.Tensor) -> torch.Tensor:
         """Compute g = ∇L and clip it: g ← g · min(1, c / (‖g‖ + 10⁻⁶)), c = --clip; returns ‖g‖ before clipping.
@@ -334,6 +354,17 @@ class Session:
 
     # -- evaluation -------------------------------------------------------------------------------
 
+    def evaluation_due(self) -> bool:
+        """Whether to evaluate after this step: every --eval-every steps; without it, every 200 steps (500 for
+        seq2seq), or a tenth of the run when that is sooner (a tenth of the step budget, or of --max-time)."""
+        cfg, step = self.cfg, self.state.step
+        if cfg.eval_every is not None:
+            return step % cfg.eval_every == 0
+        every = type(cfg).AUTO_EVAL_EVERY
+        if self.total_steps is not None:
+            every = min(every, max(1, math.ceil(self.total_steps / 10)))
+        return step % every == 0 or self.tenth_of_time_passed
+
     def evaluate(self, scheduled: bool = True) -> None:
         """Validation loss; a new best (finite and lower) is saved to model.safetensors; record it.
 
@@ -344,6 +375,8 @@ class Session:
         began = time.perf_counter()
         val_loss = self.task.evaluate()
         self.eval_seconds = self.pause(began)
+        self.last_eval_time = time.perf_counter()
+        self.tenth_of_time_passed = False
         self.tick()
         state.last_val_loss = val_loss
         self.last_eval_step = state.step

@@ -68,7 +68,10 @@ class LMTrainConfig(TrainConfig):
     # 0.01 and 0.1, 1.405 with these), and a short warmup, without which the first hundred steps at
     # the peak rate sometimes stall on a plateau for minutes (bench/README.md).
     weight_decay: float = option(0.1, "AdamW weight decay.", resumable=True)
-    warmup_steps: int = option(100, "Linear learning-rate warmup steps.", resumable=True)
+    AUTO_WARMUP_STEPS: ClassVar[int] = 100
+    warmup_steps: int | None = option(
+        None, "Linear learning-rate warmup steps (default: 100, or 5% of the run when shorter).", resumable=True
+    )
     min_lr_fraction: float = option(0.02, "cosine ends at max(--min-lr, this fraction of --lr).", resumable=True)
     eval_tokens: int | None = option(
         200_000, 'Validation tokens per evaluation at most ("none" in a config file: all).', resumable=True

@@ -89,7 +89,10 @@ class Seq2SeqTrainConfig(TrainConfig):
         "Passes over the training pairs (default: no limit when --max-steps or --max-time is given, else 30).",
         resumable=True,
     )
-    eval_every: int = option(500, "Evaluate every N steps.", resumable=True)
+    AUTO_EVAL_EVERY: ClassVar[int] = 500
+    eval_every: int | None = option(
+        None, "Evaluate every N steps (default: 500, or a tenth of the run when that is sooner).", resumable=True
+    )
     save_every: int = option(500, "Save a resumable checkpoint every N steps.", resumable=True)
     val_fraction: float = option(0.05, "Fraction of the pairs held out for validation when no --val is given.")
     teacher_forcing: float = option(
