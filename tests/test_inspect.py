@@ -55,3 +55,25 @@ def test_runs_lists_each_run_best_first_and_reports_damaged_folders(tmp_path: Pa
     assert [line.split()[0] for line in lines] == ["seq2seq-char/run", "lm-char/run"]  # 3.52 before 3.87
     code, _, err = run_cli(["runs", str(tmp_path / "nowhere")], capsys)
     assert code == 1 and "nowhere is not a directory" in err
+
+
+def test_info_shows_what_was_resolved_and_the_epochs_of_the_last_step(
+    tmp_path: Path, corpus_file, capsys, monkeypatch
+) -> None:
+    from rich.console import Console
+
+    from tests.support import TINY_LM
+
+    settings = {**TINY_LM, "device": "auto"}
+    result = charrnn.train(corpus_file, out=tmp_path / "run", max_steps=7, log_every=5, **settings)
+    code, out, _ = run_cli(["info", str(tmp_path / "run"), "--json"], capsys)
+    facts = json.loads(out)
+    assert facts["precision"] == "fp32 (auto)" and facts["device"] == "cpu"  # not "auto" / "auto"
+    assert facts["epochs"] == result.epochs  # step 7, not the last logged training record (step 5)
+    with_console = Console(width=80, force_terminal=False)
+    monkeypatch.setattr("charrnn.cli.inspect.Console", lambda: with_console)
+    with with_console.capture() as captured:
+        run_cli(["info", str(tmp_path / "run")], capsys)
+    table = captured.get()
+    assert "cpu / fp32 (auto)" in table and f"{result.epochs:.2f}" in table
+    assert max(len(line) for line in table.splitlines()) <= 80

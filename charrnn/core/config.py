@@ -119,6 +119,9 @@ class TrainConfig:
     resolved_precision: str | None = option(
         None, "The precision training runs in (what auto chose), set by charrnn.", derived=True
     )
+    resolved_device: str | None = option(
+        None, "The device training runs on (what auto chose), set by charrnn.", derived=True
+    )
     compile: bool = option(
         False, "torch.compile the model's forward pass (for CUDA GPUs).", resumable=True, flag="--compile"
     )

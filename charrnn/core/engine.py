@@ -192,6 +192,7 @@ def _train(
         task.distribute(world)
     precision = choose_precision(config, resumed is not None, device)
     cfg.resolved_precision = precision.precision
+    cfg.resolved_device = str(device)
     optimizer = make_optimizer(model, cfg)
     tokenizer_hash = recipe.tokenizer_hash(tokenizers)
     if resumed is not None:

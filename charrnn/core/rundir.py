@@ -525,6 +525,8 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     return {
         "steps": state.get("step"),
         "epoch": state.get("epoch"),
+        "chunk": state.get("chunk"),
+        "chunks_per_epoch": state.get("chunks_per_epoch"),
         "tokens_seen": state.get("tokens_seen"),
         "seconds_trained": state.get("elapsed"),
         "best_val_loss": state.get("best_val_loss"),

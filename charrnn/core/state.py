@@ -26,6 +26,9 @@ class TrainState:
     rollbacks: int = 0
     window_loss: float = 0.0  # train losses summed since the last metrics record
     window_steps: int = 0
+    chunks_per_epoch: int = (
+        0  # steps in an epoch (0 in runs saved before charrnn 0.3), for epochs = epoch + chunk / it
+    )
 
 
 @dataclass

@@ -156,6 +156,7 @@ class Session:
         self.start_clock(None)
         self.elapsed_before, self.tokens_before = self.state.elapsed, self.state.tokens_seen
         self.steps_before = self.state.step
+        self.state.chunks_per_epoch = self.task.batches_per_epoch
         self.window_start = time.perf_counter()
         self.last_save_time = time.perf_counter()
         self.params = [p for p in self.task.model.parameters() if p.requires_grad]
