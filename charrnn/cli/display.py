@@ -10,12 +10,12 @@ import math
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -49,6 +49,8 @@ class RichReporter:
         self.level = "char"
         self.last_plain = 0.0
         self.val_text = "-"
+        self.last_val: float | None = None  # the last validation loss, and whether it was the best so far
+        self.last_was_best = False
         self.best_val: float | None = None  # best validation loss seen by this session
         self.started = time.perf_counter()
 
@@ -77,8 +79,7 @@ class RichReporter:
                 self.console.print(f"resuming at step {info['start_step']}; " + "; ".join(said), highlight=False)
         if self.console.is_terminal:
             self.progress = Progress(
-                BarColumn(bar_width=16),
-                MofNCompleteColumn(),
+                BarColumn(bar_width=10 if self.narrow else 16),
                 TextColumn("{task.fields[status]}"),
                 console=self.console,
                 transient=False,
@@ -99,16 +100,39 @@ class RichReporter:
             remaining = min(remaining, max_time * 60 - elapsed_session - self.info.get("setup_seconds", 0.0))
         return format_seconds(remaining) if math.isfinite(remaining) else "?"
 
+    @property
+    def narrow(self) -> bool:
+        """Whether the bar must fit under 100 columns (an 80-column terminal): a shorter status line."""
+        return self.console.width < 100
+
+    def bar_status(self, record: dict[str, Any], eta: str) -> str:
+        """The text beside the bar: steps, epoch, losses, speed, time left; short enough for the terminal."""
+        total = self.info.get("total_steps")
+        count = f"{record['step']:,}/{total:,}" if total else f"step {record['step']:,}"
+        if not self.narrow:
+            return (
+                f"{count}  ep {record['epoch']:.2f}  loss {record['train_loss']:.4f}  val {self.val_text}  "
+                f"{record['tokens_per_second']:,.0f} tok/s  ETA {eta}"
+            )
+        val = "-" if self.last_val is None else f"{self.last_val:.3f}" + (" *" if self.last_was_best else "")
+        speed = record["tokens_per_second"]
+        speed_text = f"{speed / 1000:.1f}k" if speed >= 10_000 else f"{speed:,.0f}"
+        return (
+            f"{count} ep {record['epoch']:.2f} loss {record['train_loss']:.3f} val {val} "
+            f"{speed_text} tok/s ETA {eta}"
+        )
+
     def step(self, record: dict[str, Any]) -> None:
         if self.quiet:
             return
         now = time.perf_counter()
+        eta = self._eta(record["step"], now - self.started)
         status = (
             f"ep {record['epoch']:.2f}  loss {record['train_loss']:.4f}  val {self.val_text}  "
-            f"{record['tokens_per_second']:,.0f} tok/s  ETA {self._eta(record['step'], now - self.started)}"
+            f"{record['tokens_per_second']:,.0f} tok/s  ETA {eta}"
         )
         if self.progress is not None:
-            self.progress.update(self.task, completed=record["step"], status=status)
+            self.progress.update(self.task, completed=record["step"], status=self.bar_status(record, eta))
         elif now - self.last_plain >= self.plain_every:
             self.last_plain = now
             total = self.info.get("total_steps")  # None under --max-time alone: no step count to show
@@ -121,6 +145,7 @@ class RichReporter:
         last = record["val_loss"]
         if math.isfinite(last) and (self.best_val is None or last < self.best_val):
             self.best_val = last
+        self.last_val, self.last_was_best = last, bool(record.get("best"))
         if self.progress is not None:  # the bar keeps both: the lines with each value scroll away
             best = "-" if self.best_val is None else f"{self.best_val:.4f}"
             self.val_text = f"{last:.4f} (best {best})"
@@ -160,6 +185,7 @@ class StopFlag:
 
     def __init__(self) -> None:
         self.signal: int | None = None
+        self.bar_shown: Callable[[], bool] = lambda: False  # whether a progress bar holds the terminal's last line
 
     def __call__(self) -> bool:
         return self.signal is not None
@@ -169,7 +195,9 @@ class StopFlag:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         # os.write, not print: a handler that prints while the interrupted code prints raises "reentrant call"
         with contextlib.suppress(OSError):
-            os.write(2, b"charrnn: stopping after this step and saving (Ctrl-C again to quit at once)\n")
+            # on its own line: the live progress bar leaves the cursor at the end of its line
+            start = b"\n" if self.bar_shown() else b""
+            os.write(2, start + b"charrnn: stopping after this step and saving (Ctrl-C again to quit at once)\n")
 
     def install(self) -> dict[int, object]:
         """Install the handlers; returns the previous ones for `restore`."""
@@ -191,6 +219,7 @@ def training_session(quiet: bool = False) -> Iterator[tuple[StopFlag, RichReport
     stop = StopFlag()
     previous = stop.install()
     reporter = RichReporter(quiet=quiet)
+    stop.bar_shown = lambda: reporter.progress is not None
     try:
         yield stop, reporter
     finally:
