@@ -50,3 +50,25 @@ def test_the_ctrl_c_note_starts_its_own_line_below_the_bar(capfd: pytest.Capture
     plain.handle(signal.SIGTERM, None)
     signal.signal(signal.SIGINT, previous)
     assert capfd.readouterr().err.startswith("charrnn: stopping")
+
+
+def help_text(args: list[str], columns: int, monkeypatch: pytest.MonkeyPatch) -> str:
+    from tests.support import run_cli
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    result = run_cli([*args, "--help"])
+    assert result.code == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize("command", [["train"], ["seq2seq", "train"]])
+def test_train_help_is_in_panels_with_short_texts_at_80_columns(command: list[str], monkeypatch) -> None:
+    narrow = help_text(command, 80, monkeypatch)
+    panels = re.findall(r"╭─ (.+?) ─", narrow)
+    assert panels == ["Arguments", "Options", "Data", "Model", "Training", "Schedule and stopping", "Output", "Performance"]  # fmt: skip
+    assert len(narrow.splitlines()) < 175 and "…" not in narrow
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    words = " ".join(narrow.replace("│", " ").split())
+    assert "minutes of wall clock. " in words and "(this session" not in words  # without the remark in parentheses
+    wide = help_text(command, 200, monkeypatch)
+    assert "(this session, evaluations and saves included)" in " ".join(wide.replace("│", " ").split())

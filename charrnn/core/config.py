@@ -88,7 +88,11 @@ class TrainConfig:
         resumable=True,
     )
     max_steps: int | None = option(None, "Stop after this many steps in total.", resumable=True)
-    max_time: float | None = option(None, "Stop after this many minutes (this session).", resumable=True)
+    max_time: float | None = option(
+        None,
+        "Stop after this many minutes of wall clock (this session, evaluations and saves included).",
+        resumable=True,
+    )
     val_fraction: float = option(0.1, "Fraction of the data held out for validation when no --val is given.")
     eval_every: int | None = option(
         None, "Evaluate every N steps (default: 200, or a tenth of the run when that is sooner).", resumable=True
