@@ -115,3 +115,18 @@ def test_eval_of_the_validation_file_reproduces_the_best_validation_loss(
     )
     evaluation = charrnn.load(tmp_path / "run").evaluate_file(tmp_path / "valid.txt")
     assert evaluation.nats_per_token == pytest.approx(result.best_val_loss, rel=1e-5)
+
+
+def test_eval_says_why_it_predicts_fewer_tokens_than_the_file_has(tmp_path: Path, capsys) -> None:
+    from tests.support import REPO_ROOT
+    from tests.test_cli import run_cli as cli
+
+    text = tmp_path / "t.txt"
+    text.write_text("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n")
+    code, out, err = cli(
+        ["eval", str(REPO_ROOT / "tests" / "data" / "old_runs" / "lm-char" / "run"), str(text)], capsys
+    )
+    assert code == 0, err
+    words = " ".join(out.replace("│", " ").split())
+    assert "78 predicted of 81 in the file: the first token of each of the 2 rows is not predicted" in words
+    assert "the last token does not fill a row" in words

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     except CharRNNError as exc:
         if debug:
             raise
-        print(f"charrnn: error: {exc}", file=sys.stderr)
+        print(f"charrnn: error: {exc.cli_message}", file=sys.stderr)  # in flags, also when the API renamed them
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("charrnn: interrupted", file=sys.stderr)

@@ -200,8 +200,9 @@ def evaluate(
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=1))
         return
     rows = [
+        ("run", str(run_dir)),
         ("file", str(file)),
-        ("tokens", f"{result.tokens:,}" + (f" ({result.skipped:,} <unk> skipped)" if result.skipped else "")),
+        ("tokens", _tokens_counted(result)),
         ("<unk> tokens", f"{result.unk:,} (--oov {result.oov})"),
         ("total log P", f"{result.logprob:.2f} nats"),
         ("cross-entropy", f"{result.nats_per_token:.4f} nats/token"),
@@ -209,7 +210,23 @@ def evaluate(
     if result.bits_per_char is not None:
         rows.append(("bits/char", f"{result.bits_per_char:.4f}"))
     rows += [("perplexity", f"{result.perplexity:.3f}"), ("batches", f"{result.batch_size} x bptt {result.bptt}")]
-    Console().print(summary_table(rows, f"evaluation of {run_dir}"))
+    Console().print(summary_table(rows, "evaluation"))
+
+
+def _tokens_counted(result: Any) -> str:
+    """The predicted tokens, and why the file has more: each row's first token has no context to predict it from."""
+    text = f"{result.tokens:,}" + (f" ({result.skipped:,} <unk> skipped)" if result.skipped else "")
+    unpredicted = result.file_tokens - result.tokens - result.skipped
+    if unpredicted > 0:
+        left = result.file_tokens % result.batch_size
+        why = f"the first token of each of the {result.batch_size} rows is not predicted"
+        why += (
+            (", the last token does" if left == 1 else f", the last {left} tokens do") + " not fill a row"
+            if left
+            else ""
+        )
+        text += f" predicted of {result.file_tokens:,} in the file: {why}"
+    return text
 
 
 def plot(
