@@ -26,6 +26,7 @@ from charrnn.core.text import bundled
 PathLike = str | Path
 
 
+@kinds.api_errors
 def load(run_dir: PathLike, device: str = "cpu") -> Any:
     """Load a trained run with its kind's class: a `LanguageModelRun` (sample, stream, score) or a
     `TranslationRun` (translate, score).
@@ -36,6 +37,7 @@ def load(run_dir: PathLike, device: str = "cpu") -> Any:
     return kinds.load(run_dir, device)
 
 
+@kinds.api_errors
 def effective_config(
     data: PathLike | list[PathLike] | None = None,
     *,
@@ -55,7 +57,7 @@ def effective_config(
         options = {**options, **_data_options(spec, data, options.get("cache_dir"))}
     explicit: dict[str, Any] = {}
     if config is not None:
-        explicit.update(toml_to_paths(defaults, read_toml(config), f"--config {config}"))
+        explicit.update(toml_to_paths(defaults, read_toml(config), f"--config {config}", Path(config).parent))
     explicit.update(flat_to_paths(spec.options(), options))
     if resume is not None:
         resumed = resume_run.start(resume, spec.read_config(resume), explicit)
@@ -92,6 +94,7 @@ def _data_options(
     return spec.read_data(items)
 
 
+@kinds.api_errors
 def train(
     data: PathLike | list[PathLike] | None = None,
     *,

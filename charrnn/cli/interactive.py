@@ -107,9 +107,10 @@ def _lines(stdin: TextIO, prompt: bool, err: TextIO):
 INTERACTIVE_NAMES = {"prime": "the line", "temperature": ":temp", "length": ":len", "top-p": ":topp"}
 
 
-def interactive_name(flag: str) -> str:
+def interactive_name(flag: str, placeholder: str | None = None) -> str:
     """What the sampler calls the setting of `--flag` in an error: the line typed, or its :command."""
-    return INTERACTIVE_NAMES.get(flag, f":{flag}" if flag in ("greedy", "seed") else f"--{flag}")
+    named = INTERACTIVE_NAMES.get(flag, f":{flag}" if flag in ("greedy", "seed") else f"--{flag}")
+    return f"{named} {placeholder}" if placeholder else named
 
 
 def interactive_loop(run: Any, settings: Settings, stdin: TextIO | None = None, out: TextIO | None = None,

@@ -470,7 +470,11 @@ def check_run_dir(run_dir: Path, overwrite: bool) -> bool:
             raise CharRNNError(f"--out {run_dir} exists and is not a charrnn run directory; choose another --out.")
         if not overwrite:
             raise CharRNNError(
-                f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to replace it."
+                f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to replace it.",
+                forms={
+                    "api": f"{run_dir} already holds a run; pass resume={str(run_dir)!r} to continue it "
+                    "or overwrite=True to replace it."
+                },
             )
         known = (*RUN_FILES, *RUN_FOLDERS)
         foreign = [

@@ -101,7 +101,7 @@ class RunConfig(RunConfigBase):
     training: LMTrainConfig = option(factory=LMTrainConfig)
     corpus: str = option("", "The training text: a file or a folder.", cli=False, path=True)
     more_corpora: list[str] = option(
-        factory=list, help="More training files or folders after the first.", cli=False
+        factory=list, help="More training files or folders after the first.", cli=False, path=True
     )
     glob: str = option("*.txt", "Files read from a corpus folder (recursively).")
     cache_dir: str | None = option(
