@@ -66,7 +66,7 @@ def test_train_help_is_in_panels_with_short_texts_at_80_columns(command: list[st
     narrow = help_text(command, 80, monkeypatch)
     panels = re.findall(r"╭─ (.+?) ─", narrow)
     assert panels == ["Arguments", "Options", "Data", "Model", "Training", "Schedule and stopping", "Output", "Performance"]  # fmt: skip
-    assert len(narrow.splitlines()) < 175 and "…" not in narrow
+    assert len(narrow.splitlines()) < 190 and "…" not in narrow  # 231 and 275 lines in one box before
     assert max(len(line) for line in narrow.splitlines()) <= 80
     words = " ".join(narrow.replace("│", " ").split())
     assert "minutes of wall clock. " in words and "(this session" not in words  # without the remark in parentheses
