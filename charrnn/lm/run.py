@@ -14,6 +14,7 @@ from charrnn.core.scoring import SentenceScore
 from charrnn.core.special_tokens import EOS_ID
 from charrnn.core.text import read_text
 from charrnn.core.tokenizers import Tokenizer
+from charrnn.kinds import api_errors
 from charrnn.lm.config import RunConfig
 from charrnn.lm.evaluation import FileEvaluation, evaluate_text
 from charrnn.lm.model import LanguageModel
@@ -46,6 +47,7 @@ class LanguageModelRun(LoadedRun):
     def build_model(cls, config: RunConfig) -> LanguageModel:
         return LanguageModel(config.model)
 
+    @api_errors
     def sample(
         self,
         prime: str = "",
@@ -75,6 +77,7 @@ class LanguageModelRun(LoadedRun):
             texts.append(prime + self._continuation(prime, ids))
         return texts[0] if num == 1 else texts
 
+    @api_errors
     def stream(
         self, prime: str = "", length: int = 500, temperature: float = 1.0, **options: Any
     ) -> Iterator[str]:
@@ -92,6 +95,7 @@ class LanguageModelRun(LoadedRun):
             if active[0] and not (until_eos and tokens[0] == EOS_ID):
                 yield decode(tokens[0])
 
+    @api_errors
     def score(
         self,
         sentences: str | list[str],
@@ -111,6 +115,7 @@ class LanguageModelRun(LoadedRun):
         with scoring_autocast(device, precision, self.config.model.cell):
             return score_sentences(self.model, self.tokenizer, texts, oov, oov_logprob)
 
+    @api_errors
     def evaluate_file(
         self,
         path: str | Path,

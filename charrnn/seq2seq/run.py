@@ -10,6 +10,7 @@ from charrnn.core.loaded_run import LoadedRun
 from charrnn.core.runtime import scoring_autocast
 from charrnn.core.scoring import SentenceScore
 from charrnn.core.tokenizers import Tokenizer
+from charrnn.kinds import api_errors
 from charrnn.seq2seq.config import Seq2SeqRunConfig
 from charrnn.seq2seq.decoding import TranslateSettings, Translation, translate
 from charrnn.seq2seq.evaluation import EvalResult, evaluate_pairs
@@ -72,6 +73,7 @@ class TranslationRun(LoadedRun):
     def build_model(cls, config: Seq2SeqRunConfig) -> Seq2Seq:
         return Seq2Seq(config.model)
 
+    @api_errors
     def translate(
         self,
         sentences: str | list[str],
@@ -93,6 +95,7 @@ class TranslationRun(LoadedRun):
             with_attention=with_attention,
         )
 
+    @api_errors
     def score(self, pairs: list[tuple[str, str]], *, precision: str = "fp32") -> list[SentenceScore]:
         """log P(target | source) of each (source, target) pair, with per-token detail."""
         sources = [source for source, _ in pairs]
@@ -101,6 +104,7 @@ class TranslationRun(LoadedRun):
         with scoring_autocast(device, precision, self.config.model.cell):
             return score_pairs(self.model, self.source_tokenizer, self.target_tokenizer, sources, targets)
 
+    @api_errors
     def evaluate(
         self, sources: list[str], references: list[str], beam: int = 1, *, max_length: int | None = None,
         length_penalty: float = 1.0, precision: str = "fp32",
