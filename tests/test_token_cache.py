@@ -229,7 +229,7 @@ def test_a_corpus_in_a_read_only_folder_trains(corpus_file: Path, tmp_path: Path
 
 
 def test_cache_list_and_clear(corpus_file: Path, tmp_path: Path, user_cache: Path) -> None:
-    from rich.console import Console
+    from charrnn.cli.display import PlainConsole
 
     empty = run_cli(["cache", "list"])
     assert empty.code == 0 and "is empty" in empty.stderr
@@ -239,7 +239,7 @@ def test_cache_list_and_clear(corpus_file: Path, tmp_path: Path, user_cache: Pat
     assert sorted(e["path"].split("/")[-1].split("-")[0] for e in entries) == ["tokens", "vocab"]
     assert all(e["part"] == "tokens" and e["bytes"] > 0 for e in entries)
     with pytest.MonkeyPatch.context() as patch:  # the table at 80 columns: whole lines, the corpus named
-        patch.setattr("charrnn.cli.cache.Console", lambda: Console(width=80, force_terminal=False))
+        patch.setattr("charrnn.cli.cache.out_console", lambda: PlainConsole(width=80, force_terminal=False))
         table = run_cli(["cache", "list"])
     assert table.code == 0 and "char ids of corpus.txt" in table.stdout and "char vocabulary" in table.stdout
     assert max(len(line) for line in table.stdout.splitlines()) <= 80
