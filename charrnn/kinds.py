@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from charrnn.core.errors import CharRNNError, speaking
+from charrnn.core.errors import CharRNNError, name_api_keywords
+from charrnn.core.errors import api_errors as core_api_errors
 from charrnn.core.options import OptionSpec, option_specs
 from charrnn.labelled.config import ClassifierRunConfig, ConditionalRunConfig
 from charrnn.lessons.config import LessonRunConfig
@@ -258,7 +259,8 @@ def _flag_keywords() -> dict[str, tuple[str, bool]]:
     return found
 
 
-api_errors = speaking(keyword, "api")  # decorates the API's functions: their errors name keywords, not flags
+name_api_keywords(keyword)
+api_errors = core_api_errors  # decorates the API's functions: their errors name keywords, not flags
 
 
 def model_kind(name: str) -> ModelKind:

@@ -60,8 +60,7 @@ def test_runs_lists_each_run_best_first_and_reports_damaged_folders(tmp_path: Pa
 def test_info_shows_what_was_resolved_and_the_epochs_of_the_last_step(
     tmp_path: Path, corpus_file, capsys, monkeypatch
 ) -> None:
-    from rich.console import Console
-
+    from charrnn.cli.display import PlainConsole
     from tests.support import TINY_LM
 
     settings = {**TINY_LM, "device": "auto"}
@@ -70,8 +69,8 @@ def test_info_shows_what_was_resolved_and_the_epochs_of_the_last_step(
     facts = json.loads(out)
     assert facts["precision"] == "fp32 (auto)" and facts["device"] == "cpu"  # not "auto" / "auto"
     assert facts["epochs"] == result.epochs  # step 7, not the last logged training record (step 5)
-    with_console = Console(width=80, force_terminal=False)
-    monkeypatch.setattr("charrnn.cli.inspect.Console", lambda: with_console)
+    with_console = PlainConsole(width=80, force_terminal=False)
+    monkeypatch.setattr("charrnn.cli.inspect.out_console", lambda: with_console)
     with with_console.capture() as captured:
         run_cli(["info", str(tmp_path / "run")], capsys)
     table = captured.get()
@@ -82,8 +81,7 @@ def test_info_shows_what_was_resolved_and_the_epochs_of_the_last_step(
 def test_runs_fits_80_columns_grouped_by_kind_and_level_in_their_units(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:
-    from rich.console import Console
-
+    from charrnn.cli.display import PlainConsole
     from tests.support import TINY_LM
 
     shutil.copytree(OLD_RUNS, tmp_path / "runs")
@@ -91,8 +89,8 @@ def test_runs_fits_80_columns_grouped_by_kind_and_level_in_their_units(
     corpus = tmp_path / "words.txt"
     corpus.write_text("the cat sat on the mat\nthe dog sat on the log\n" * 50, encoding="utf-8")
     charrnn.train(corpus, out=word, level="word", max_steps=2, **TINY_LM)
-    terminal = Console(width=80, force_terminal=True, color_system=None)
-    monkeypatch.setattr("charrnn.cli.inspect.Console", lambda: terminal)
+    terminal = PlainConsole(width=80, force_terminal=True, color_system=None)
+    monkeypatch.setattr("charrnn.cli.inspect.out_console", lambda: terminal)
     with terminal.capture() as captured:
         code, _, _ = run_cli(["runs", str(tmp_path / "runs")], capsys)
     out = captured.get()

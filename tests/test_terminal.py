@@ -41,12 +41,14 @@ def test_the_ctrl_c_note_starts_its_own_line_below_the_bar(capfd: pytest.Capture
     try:
         with training_session() as (stop, reporter):
             reporter.progress = object()  # a live bar holds the last line (no terminal in tests to draw one)
+            stop()  # the training loop has started asking (before that, a signal ends the command at once)
             stop.handle(signal.SIGINT, None)
             reporter.progress = None
     finally:
         signal.signal(signal.SIGINT, previous)
     assert capfd.readouterr().err.startswith("\ncharrnn: stopping after this step")
     plain = StopFlag()  # without a bar (plain lines end with a line break): no empty line
+    plain()
     plain.handle(signal.SIGTERM, None)
     signal.signal(signal.SIGINT, previous)
     assert capfd.readouterr().err.startswith("charrnn: stopping")

@@ -67,6 +67,25 @@ def speaking(name: Namer, form: str | None = None) -> Callable[[F], F]:
     return decorate
 
 
+_API_NAMER: list[Namer] = []  # set by `charrnn.kinds`, which knows each kind's keywords (a layer above this one)
+
+
+def name_api_keywords(namer: Namer) -> None:
+    """Make `namer` (flag, placeholder) -> the Python API's words the one `api_errors` uses."""
+    _API_NAMER[:] = [namer]
+
+
+def api_keyword(flag: str, placeholder: str | None = None) -> str:
+    """How the Python API names the setting of `--flag` in an error (see `charrnn.kinds.keyword`)."""
+    if _API_NAMER:
+        return _API_NAMER[0](flag, placeholder)
+    name = flag.replace("-", "_")
+    return f"{name}={placeholder}" if placeholder else name
+
+
+api_errors = speaking(api_keyword, "api")  # decorates the API's functions: their errors name keywords, not flags
+
+
 class Terminated(BaseException):
     """SIGTERM, raised where the command is (blocked on a read included), so that its clean-up runs; exit 143.
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from charrnn.core import rundir
+from charrnn.core.errors import api_errors
 from charrnn.core.loaded_run import LoadedRun, read_one_tokenizer
 from charrnn.core.runtime import scoring_autocast
 from charrnn.core.sampling import SampleSettings
@@ -14,7 +15,6 @@ from charrnn.core.scoring import SentenceScore
 from charrnn.core.special_tokens import EOS_ID
 from charrnn.core.text import read_text
 from charrnn.core.tokenizers import Tokenizer
-from charrnn.kinds import api_errors
 from charrnn.lm.config import RunConfig
 from charrnn.lm.evaluation import FileEvaluation, evaluate_text
 from charrnn.lm.model import LanguageModel

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from charrnn.core import rundir
-from charrnn.core.errors import CharRNNError
+from charrnn.core.errors import CharRNNError, api_errors
 from charrnn.core.loaded_run import LoadedRun
 from charrnn.core.runtime import scoring_autocast
 from charrnn.core.scoring import SentenceScore
 from charrnn.core.tokenizers import Tokenizer
-from charrnn.kinds import api_errors
 from charrnn.seq2seq.config import Seq2SeqRunConfig
 from charrnn.seq2seq.decoding import TranslateSettings, Translation, translate
 from charrnn.seq2seq.evaluation import EvalResult, evaluate_pairs
