@@ -330,10 +330,10 @@ def test_overwrite_is_a_transaction_for_seq2seq_runs_too(pair_files, tmp_path: P
 
 
 def test_eval_table_title_does_not_wrap_at_80_columns(run_dir: Path, pair_files, capsys, monkeypatch) -> None:
-    from rich.console import Console
+    from charrnn.cli.display import PlainConsole
 
-    terminal = Console(width=80, force_terminal=False)
-    monkeypatch.setattr("charrnn.cli.seq2seq.Console", lambda: terminal)
+    terminal = PlainConsole(width=80, force_terminal=False)
+    monkeypatch.setattr("charrnn.cli.seq2seq.out_console", lambda: terminal)
     with terminal.capture() as captured:
         code, _, err = run(capsys, "seq2seq", "eval", run_dir, pair_files["val"], "--limit", "3")
     assert code == 0, err
