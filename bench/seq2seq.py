@@ -4,7 +4,10 @@ For each `--attention` value, trains an encoder–decoder on the full Multi30k t
 (29,000 pairs) for `--minutes` of wall-clock time (validation passes included), then evaluates
 the best checkpoint (by validation loss on val, 1,014 pairs) on test_2016_flickr (1,000 pairs):
 corpus BLEU with sacrebleu on detokenised, cased output, exact match, mean log P(reference | source),
-and training speed in target tokens per second. Writes JSON and prints a table.
+and training speed in target tokens per second, and how peaked the attention is: the mean entropy of
+its rows (nats; 0 is one-hot) and the mean largest weight, over the first 200 test sentences (greedy).
+Writes JSON and prints a table. `--unscaled-scores` trains the Luong attentions with the unscaled
+scores of runs before charrnn 0.3, to compare with the 1/sqrt(d) scaling now the default.
 
     python bench/seq2seq.py --minutes 30                      # the full benchmark (3 x 30 min)
     python bench/seq2seq.py --minutes 6 --attention none,luong-general
@@ -80,6 +83,7 @@ def run_config(args: argparse.Namespace, attention: str, data: Path) -> Seq2SeqR
             bidirectional=True,
             attention=attention,
             context="input" if attention == "none" else "init",
+            scaled_scores=not args.unscaled_scores,
         ),
         training=Seq2SeqTrainConfig(
             batch_size=args.batch_size,
@@ -101,6 +105,20 @@ def run_config(args: argparse.Namespace, attention: str, data: Path) -> Seq2SeqR
         val_source_file=str(data / "val.de"),
         val_target_file=str(data / "val.en"),
     )
+
+
+def attention_sharpness(run: TranslationRun, sources: list[str]) -> tuple[float | None, float | None]:
+    """(mean entropy in nats, mean largest weight) of the attention rows of greedy translations of `sources`;
+    (None, None) without attention. One-hot rows have entropy 0 and largest weight 1."""
+    import math
+
+    rows = [
+        row for translation in run.translate(sources, with_attention=True) for row in (translation.attention or [])
+    ]
+    if not rows:
+        return None, None
+    entropy = sum(-sum(w * math.log(w) for w in row if w > 0) for row in rows) / len(rows)
+    return entropy, sum(max(row) for row in rows) / len(rows)
 
 
 def main() -> None:
@@ -130,6 +148,7 @@ def main() -> None:
     parser.add_argument("--beam", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--unscaled-scores", action="store_true", help="Luong scores without 1/sqrt(d)")
     args = parser.parse_args()
 
     if not (args.data / "train.de").is_file():
@@ -147,6 +166,7 @@ def main() -> None:
         started = time.perf_counter()
         scores = run.evaluate(test.sources, test.targets, beam=args.beam)  # TranslateSettings' other defaults
         decode_seconds = time.perf_counter() - started
+        entropy, peak = attention_sharpness(run, test.sources[:200])
         (run_dir / "test_2016_flickr.hyp.en").write_text("\n".join(scores.translations) + "\n", encoding="utf-8")
         results.append(
             {
@@ -162,6 +182,9 @@ def main() -> None:
                 "best_val_loss": train.best_val_loss,
                 "parameters": sum(p.numel() for p in model.parameters()),
                 "decode_seconds": decode_seconds,
+                "attention_entropy": entropy,
+                "attention_max_weight": peak,
+                "scaled_scores": run.config.model.scaled_scores,
                 "bleu_signature": scores.bleu_signature,
                 "examples": [
                     {"source": s, "reference": r, "translation": h}
@@ -192,11 +215,16 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"\nde->en Multi30k test_2016_flickr, {args.minutes:g} min per configuration ({payload['search']})")
-    print(f"{'attention':<15}{'BLEU':>7}{'exact':>8}{'tok/s':>9}{'steps':>8}{'epochs':>8}{'val loss':>10}")
+    print(
+        f"{'attention':<15}{'BLEU':>7}{'exact':>8}{'tok/s':>9}{'steps':>8}{'epochs':>8}{'val loss':>10}"
+        f"{'attn H':>8}{'max w':>7}"
+    )
     for r in results:
+        entropy = "-" if r["attention_entropy"] is None else f"{r['attention_entropy']:.3f}"
+        peak = "-" if r["attention_max_weight"] is None else f"{r['attention_max_weight']:.3f}"
         print(
             f"{r['attention']:<15}{r['bleu']:>7.2f}{r['exact_match']:>8.1%}{r['train_tokens_per_second']:>9,.0f}"
-            f"{r['steps']:>8}{r['epochs']:>8.2f}{r['best_val_loss']:>10.3f}"
+            f"{r['steps']:>8}{r['epochs']:>8.2f}{r['best_val_loss']:>10.3f}{entropy:>8}{peak:>7}"
         )
     print(f"wrote {args.out}")
 

@@ -28,6 +28,7 @@ from charrnn.core.text import bundled
 PathLike = str | Path
 
 
+@kinds.api_errors
 def load(run_dir: PathLike, device: str = "cpu") -> Any:
     """Load a trained run with its kind's class: a `LanguageModelRun` (sample, stream, score), a
     `TranslationRun` (translate, score), a `ClassifierRun` (classify, evaluate) or a `ConditionalRun`
@@ -39,6 +40,7 @@ def load(run_dir: PathLike, device: str = "cpu") -> Any:
     return kinds.load(run_dir, device)
 
 
+@kinds.api_errors
 def effective_config(
     data: PathLike | list[PathLike] | None = None,
     *,
@@ -66,7 +68,7 @@ def effective_config(
         options = {**options, **_data_options(spec, data, options.get("cache_dir"), options.get("max_bytes"))}
     explicit: dict[str, Any] = {}
     if config is not None:
-        explicit.update(toml_to_paths(defaults, read_toml(config), f"--config {config}"))
+        explicit.update(toml_to_paths(defaults, read_toml(config), f"--config {config}", Path(config).parent))
     explicit.update(flat_to_paths(spec.options(), options))
     if resume is not None:
         resumed = resume_run.start(resume, spec.read_config(resume), explicit)
@@ -107,20 +109,19 @@ def _data_options(
 ) -> dict[str, Any]:
     """The options the positional DATA sets (a language model's corpus may be several files or folders), or "-".
 
-    Standard input is copied into the cache folder (`.charrnn-cache/` here, or --cache-dir) under a
-    name made from its content, so that the run can be resumed from that file.
+    Standard input is copied into the cache folder (stdin/ in the user cache folder, or --cache-dir)
+    under a name made from its content, so that the run can be resumed from that file.
     """
     from charrnn.core.corpus import check_corpus_path, spool_stdin
-    from charrnn.core.token_cache import CACHE_DIR_NAME
+    from charrnn.core.user_cache import cache_folder
 
     items = list(data) if isinstance(data, list | tuple) else [data]
     if not items:
         return {}
     for item in items:
         check_corpus_path(item)
-    items = [
-        spool_stdin(Path(cache_dir or CACHE_DIR_NAME), max_bytes) if str(item) == "-" else item for item in items
-    ]
+    folder = Path(cache_dir) if cache_dir else cache_folder("stdin")
+    items = [spool_stdin(folder, max_bytes) if str(item) == "-" else item for item in items]
     return spec.read_data(items)
 
 
@@ -132,6 +133,7 @@ def check_resume_or_overwrite(resume: Any, overwrite: bool) -> None:
         )
 
 
+@kinds.api_errors
 def train(
     data: PathLike | list[PathLike] | None = None,
     *,

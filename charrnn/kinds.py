@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from charrnn.core.errors import CharRNNError
+from charrnn.core.errors import CharRNNError, name_api_keywords
+from charrnn.core.errors import api_errors as core_api_errors
 from charrnn.core.options import OptionSpec, option_specs
 from charrnn.labelled.config import ClassifierRunConfig, ConditionalRunConfig
 from charrnn.lessons.config import LessonRunConfig
@@ -232,6 +233,34 @@ KINDS: dict[str, ModelKind] = {
 }
 
 CONFIG_CLASSES: dict[str, type] = {kind.name: kind.config_class for kind in KINDS.values()}
+
+
+# Keyword arguments of `charrnn.train` / `charrnn.load` / the loaded runs' methods that are on/off switches.
+API_SWITCHES = {"overwrite", "greedy", "until_eos", "per_token", "show_attention"}
+
+
+def keyword(flag: str, placeholder: str | None = None) -> str:
+    """How the Python API names the setting of `--flag` in an error: its keyword (`max_time`, `source_file` for
+    --src), `overwrite=True` for a switch, `source_file=FILE` before a placeholder."""
+    names = _flag_keywords()
+    name, switch = names.get(flag, (flag.replace("-", "_"), flag.replace("-", "_") in API_SWITCHES))
+    if placeholder:
+        return f"{name}={placeholder}"
+    return f"{name}=True" if switch else name
+
+
+def _flag_keywords() -> dict[str, tuple[str, bool]]:
+    """Each training option's flag (without its dashes) -> (its keyword, whether it is a switch)."""
+    found = {}
+    for kind in KINDS.values():
+        for name, spec in kind.options().items():
+            flag = (spec.flag or "--" + name.replace("_", "-")).split("/")[0][2:]
+            found[flag] = (name, spec.annotation is bool)
+    return found
+
+
+name_api_keywords(keyword)
+api_errors = core_api_errors  # decorates the API's functions: their errors name keywords, not flags
 
 
 def model_kind(name: str) -> ModelKind:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,11 @@ import torch
 from tests.support import copy_run, snapshot, tiny_text, train_tiny_run
 
 torch.set_num_threads(1)
+
+# The user cache folder (token caches, --precision auto decisions) of this test session, subprocesses
+# included: never the real ~/.cache. A test that looks at the cache sets its own with monkeypatch.
+_USER_CACHE = tempfile.TemporaryDirectory(prefix="charrnn-test-cache-")
+os.environ["CHARRNN_CACHE"] = _USER_CACHE.name
 
 
 @pytest.fixture(scope="session")

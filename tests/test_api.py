@@ -1,11 +1,7 @@
-"""The Python API: the README's example runs as written, and the API and the CLI are one code path."""
+"""The Python API: the API and the CLI are one code path (the README's example runs in tests/test_docs.py)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,28 +10,6 @@ import charrnn
 from charrnn.core.errors import CharRNNError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def readme_api_example() -> str:
-    """The first python code block of the README's "Python API" section."""
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("## Python API") :]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
-
-
-def test_readme_api_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    shutil.copytree(REPO_ROOT / "corpora", tmp_path / "corpora")
-    monkeypatch.chdir(tmp_path)
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        exec(compile(readme_api_example(), "README.md", "exec"), {})  # noqa: S102 - our own README
-    lines = printed.getvalue().splitlines()
-    assert lines[0].startswith("30 ") and lines[0].endswith("max_steps")
-    run = charrnn.load("checkpoints/api-demo")
-    sample = run.sample(prime="ROMEO:", length=100, temperature=0.8, seed=1)
-    assert printed.getvalue().startswith(lines[0] + "\n" + sample + "\n")  # the seeded sample repeats
-    assert f"{run.score('To be, or not to be.')[0].logprob:9.3f}" in printed.getvalue()
-    assert isinstance(charrnn.load("checkpoints/api-seq2seq"), charrnn.TranslationRun)
 
 
 def test_sample_returns_prime_plus_continuation_and_stream_matches(tmp_path: Path, corpus_file: Path) -> None:

@@ -19,9 +19,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import io
 import os
 import re
 import shlex
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,7 +300,20 @@ def test_readme_test_command_is_what_ci_runs() -> None:
 # ---------------------------------------------------------------------------------------------------
 # Python blocks
 
-PYTHON_BLOCKS = [b for path in DOCUMENTS for b in split_markdown(path)[0] if b.language == "python"]
+
+def python_block(path: Path, after: str) -> Block:
+    """The first python block of `path` after the heading `after`."""
+    heading = next(i for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if line == after)
+    return next(b for b in split_markdown(path)[0] if b.language == "python" and b.line > heading)
+
+
+README_API_BLOCK = python_block(REPO_ROOT / "README.md", "## Python API")  # run twice by its own test below
+PYTHON_BLOCKS = [
+    b
+    for path in DOCUMENTS
+    for b in split_markdown(path)[0]
+    if b.language == "python" and (b.path, b.line) != (README_API_BLOCK.path, README_API_BLOCK.line)
+]
 
 
 @contextlib.contextmanager
@@ -367,3 +382,75 @@ def test_python_block_runs(block: Block, examples_folder: Path) -> None:
             pytest.skip(f"{module} is not installed (pip install -e '.[test]')")
     with working_directory(examples_folder):
         exec(compile(block.text, block.where(), "exec"), {"__name__": "__main__"})  # noqa: S102 - our own docs
+
+
+# ---------------------------------------------------------------------------------------------------
+# Examples a reader runs again: the README's API example and the ONNX export, twice each, as printed
+
+
+def run_block(block: Block) -> str:
+    """Run a python block in the working directory; what it printed."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(block.text, block.where(), "exec"), {"__name__": "__main__"})  # noqa: S102 - our own docs
+    return printed.getvalue()
+
+
+def test_readme_api_example_learns_and_runs_twice(tmp_path: Path) -> None:
+    corpora = tmp_path / "corpora"
+    corpora.mkdir()
+    copy_head("tinyshakespeare.txt", corpora, chars=60_000)
+    copy_head("multi30k-de-en-small.tsv", corpora, lines=300)
+    copy_head("multi30k-de-en-small-val.tsv", corpora, lines=30)
+    with working_directory(tmp_path):
+        first = run_block(README_API_BLOCK)
+        again = run_block(README_API_BLOCK)  # overwrite=True: a second run starts afresh, and repeats the first
+        run = charrnn.load("checkpoints/api-demo")
+    assert again == first
+    lines = first.splitlines()
+    steps, loss, reason = lines[0].split()
+    assert steps == "120" and reason == "max_steps" and float(loss) < 3.3  # uniform over 65 characters: 4.17
+    sample = run.sample(prime="ROMEO:", length=100, temperature=0.8, seed=1)
+    assert first.startswith(lines[0] + "\n" + sample + "\n")  # the seeded sample repeats
+    right, wrong = (line for line in lines if line.endswith(("To be, or not to be.", "Be to or, not be to.")))
+    assert float(right.split()[0]) > float(wrong.split()[0])  # the real line is the more probable
+    assert isinstance(charrnn.load(tmp_path / "checkpoints" / "api-seq2seq"), charrnn.TranslationRun)
+
+
+def test_api_errors_name_keywords_not_flags(tmp_path: Path, examples_folder: Path) -> None:
+    with pytest.raises(charrnn.CharRNNError) as raised:
+        charrnn.train(examples_folder / "corpora" / "tinyshakespeare.txt", out=tmp_path / "run", max_time=-1)
+    assert str(raised.value).startswith("max_time must be a positive number")
+    assert raised.value.cli_message.startswith("--max-time must be a positive number")  # what the CLI prints
+    with pytest.raises(charrnn.CharRNNError) as raised:
+        charrnn.train(
+            examples_folder / "corpora" / "tinyshakespeare.txt",
+            out=examples_folder / "checkpoints" / "tinyshakespeare-char",
+            max_steps=1,
+        )
+    assert "pass resume=" in str(raised.value) and "or overwrite=True to replace it" in str(raised.value)
+    assert "--" not in str(raised.value)
+    run = charrnn.load(examples_folder / "checkpoints" / "tinyshakespeare-char")
+    with pytest.raises(charrnn.CharRNNError, match="^prime 'ЖЖ' is made only of units"):
+        "".join(run.stream(prime="ЖЖ"))
+
+
+def test_onnx_export_example_runs_twice_as_printed(tmp_path: Path, examples_folder: Path) -> None:
+    for module in ("onnx", "onnxruntime"):
+        if not installed(module):
+            pytest.skip(f"{module} is not installed (pip install -e '.[test]')")
+    export_md = REPO_ROOT / "docs" / "export.md"
+    shell = [b for b in split_markdown(export_md)[0] if b.language in SHELL]
+    commands = [args for b in shell for _, line in shell_lines(b) for args in charrnn_invocations(line)]
+    assert commands, "docs/export.md shows no charrnn export command"
+    example = python_block(export_md, "## Sampling with onnxruntime only")
+    for number, args in enumerate(commands):  # each command shown, on its own, makes what the example opens
+        folder = tmp_path / str(number)
+        shutil.copytree(examples_folder / "checkpoints", folder / "checkpoints")
+        with working_directory(folder):
+            for _ in range(2):  # a reader who exports again and reruns the example
+                with pytest.raises(SystemExit) as exited:
+                    charrnn.cli.main([*args, "--quiet"])
+                assert exited.value.code == 0, args
+                text = run_block(example)
+                assert text.startswith("ROMEO:") and len(text) > 100

@@ -247,21 +247,28 @@ def test_export_and_plot_write_atomically_and_never_through_a_link(trained_run: 
 # --- caches are data, not trust (items 7, 8) ---------------------------------------------------------------------
 
 
-def _cache(folder: Path, kind: str) -> Path:
-    [found] = (folder / ".charrnn-cache").glob(f"{kind}-*")
+def _user_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The token cache root of this test's own user cache folder ($CHARRNN_CACHE, for subprocesses too)."""
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path / "user-cache"))
+    return tmp_path / "user-cache" / "tokens"
+
+
+def _cache(root: Path, kind: str) -> Path:
+    [found] = root.glob(f"{kind}-*")
     return found
 
 
-def test_a_damaged_token_cache_is_rebuilt_with_a_note(tmp_path: Path) -> None:
+def test_a_damaged_token_cache_is_rebuilt_with_a_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Item 7: a truncated or out-of-range tokens.bin, a damaged header.json, a FIFO or /dev/zero link or a
     tampered file in the vocabulary cache: validated like a run file, rebuilt with a note, never trusted."""
     import numpy as np
 
+    root = _user_cache(tmp_path, monkeypatch)
     folder = tmp_path / "books"
     folder.mkdir()
     corpus = write_corpus(folder, chars=2000)
     assert run_cli(["prepare", str(corpus)]).code == 0
-    reference = np.fromfile(_cache(folder, "tokens") / "tokens.bin", dtype=np.uint8).tolist()
+    reference = np.fromfile(_cache(root, "tokens") / "tokens.bin", dtype=np.uint8).tolist()
 
     def header(path: Path, **changes) -> None:
         data = json.loads(path.read_text())
@@ -281,30 +288,33 @@ def test_a_damaged_token_cache_is_rebuilt_with_a_note(tmp_path: Path) -> None:
         "truncated vocabulary": lambda t, v: os.truncate(v / "tokenizer.json", 20),
     }  # fmt: skip
     for name, damage in damages.items():
-        damage(_cache(folder, "tokens"), _cache(folder, "vocab"))
+        damage(_cache(root, "tokens"), _cache(root, "vocab"))
         if "FIFO" in name:  # in a process of its own, which a FIFO read would block
             result = cli_limited(["prepare", str(corpus)], tmp_path, timeout=60)
             result = type("Result", (), {"code": result.returncode, "stderr": result.stderr})
         else:
             result = run_cli(["prepare", str(corpus)])
         assert result.code == 0, (name, result.stderr)
-        assert "is rebuilt" in result.stderr and str(folder / ".charrnn-cache") in result.stderr, (
+        assert "is rebuilt" in result.stderr and str(root) in result.stderr, (
             name,
             result.stderr,
         )
-        assert np.fromfile(_cache(folder, "tokens") / "tokens.bin", dtype=np.uint8).tolist() == reference, name
-        assert [p.name for p in (folder / ".charrnn-cache").glob("*/*") if p.name.endswith(".tmp")] == [], name
-    os.truncate(_cache(folder, "tokens") / "tokens.bin", 100)
+        assert np.fromfile(_cache(root, "tokens") / "tokens.bin", dtype=np.uint8).tolist() == reference, name
+        assert [p.name for p in root.glob("*/*") if p.name.endswith(".tmp")] == [], name
+    os.truncate(_cache(root, "tokens") / "tokens.bin", 100)
     trained = run_cli(["train", str(corpus), "--out", str(tmp_path / "r"), "--max-steps", "2", *TINY_FLAGS])
     assert trained.code == 0 and "is rebuilt" in trained.stderr, trained.stderr
 
 
-def test_a_stale_cache_is_rebuilt_when_the_middle_of_a_file_changes(tmp_path: Path) -> None:
+def test_a_stale_cache_is_rebuilt_when_the_middle_of_a_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Item 8: bytes in the middle of a 3 MB corpus change with its size and mtime put back (`touch -r`): the
     file's ctime is later than the cache, so the cache re-hashes the whole file and is rebuilt; `prepare
     --verify` re-hashes whatever the ctime."""
     from tests.support import tiny_text
 
+    root = _user_cache(tmp_path, monkeypatch)
     folder = tmp_path / "big"
     folder.mkdir()
     corpus = folder / "c.txt"
@@ -324,7 +334,7 @@ def test_a_stale_cache_is_rebuilt_when_the_middle_of_a_file_changes(tmp_path: Pa
     assert "already cached" not in stale.stdout
     assert "already cached" in run_cli(["prepare", str(corpus)]).stdout  # and then reused
 
-    for cache in (folder / ".charrnn-cache").glob("*/header.json"):  # as if made after any later change
+    for cache in root.glob("*/header.json"):  # as if made after any later change
         data = json.loads(cache.read_text())
         cache.write_text(json.dumps({**data, "built_ns": 2**62}))
     change_the_middle(b"eeeee")
@@ -489,7 +499,9 @@ def test_endless_stdin_is_bounded_and_its_spool_always_removed(tmp_path: Path) -
     assert process.returncode == 143 and "charrnn: terminated" in err and temporaries(cache) == [], err
 
 
-def test_signals_while_blocked_end_the_command_and_clean_up(tmp_path: Path) -> None:
+def test_signals_while_blocked_end_the_command_and_clean_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Item 5: a FIFO corpus in a TOML config is refused, never waited on; SIGTERM during the cache build
     inside `train` ends it at once (143); Ctrl-C in `prepare` says so (130) and removes its temporary file,
     and a temporary a killed build left is removed by the next."""
@@ -503,7 +515,7 @@ def test_signals_while_blocked_end_the_command_and_clean_up(tmp_path: Path) -> N
     assert fifo.returncode == 1 and "is not a regular file (a FIFO" in fifo.stderr, fifo.stderr
 
     corpus = write_corpus(tmp_path, chars=60_000)
-    cache = tmp_path / ".charrnn-cache"
+    cache = _user_cache(tmp_path, monkeypatch)
     for command, stop, code, word in (
         ("train", signal.SIGTERM, 143, "terminated"),
         ("prepare", signal.SIGINT, 130, "interrupted"),

@@ -52,6 +52,56 @@ def test_runs_lists_each_run_best_first_and_reports_damaged_folders(tmp_path: Pa
     assert "broken" in err and err.count("\n") == 1
     code, out, _ = run_cli(["runs", str(tmp_path / "runs")], capsys)
     lines = [line for line in out.splitlines() if line.lstrip().startswith(("lm-", "seq2seq-"))]
-    assert [line.split()[0] for line in lines] == ["seq2seq-char/run", "lm-char/run"]  # 3.52 before 3.87
+    assert [line.split()[0] for line in lines] == ["lm-char/run", "seq2seq-char/run"]  # by kind, not by nats
     code, _, err = run_cli(["runs", str(tmp_path / "nowhere")], capsys)
     assert code == 1 and "nowhere is not a directory" in err
+
+
+def test_info_shows_what_was_resolved_and_the_epochs_of_the_last_step(
+    tmp_path: Path, corpus_file, capsys, monkeypatch
+) -> None:
+    from charrnn.cli.display import PlainConsole
+    from tests.support import TINY_LM
+
+    settings = {**TINY_LM, "device": "auto"}
+    result = charrnn.train(corpus_file, out=tmp_path / "run", max_steps=7, log_every=5, **settings)
+    code, out, _ = run_cli(["info", str(tmp_path / "run"), "--json"], capsys)
+    facts = json.loads(out)
+    assert facts["precision"] == "fp32 (auto)" and facts["device"] == "cpu"  # not "auto" / "auto"
+    assert facts["epochs"] == result.epochs  # step 7, not the last logged training record (step 5)
+    with_console = PlainConsole(width=80, force_terminal=False)
+    monkeypatch.setattr("charrnn.cli.inspect.out_console", lambda: with_console)
+    with with_console.capture() as captured:
+        run_cli(["info", str(tmp_path / "run")], capsys)
+    table = captured.get()
+    assert "cpu / fp32 (auto)" in table and f"{result.epochs:.2f}" in table
+    assert max(len(line) for line in table.splitlines()) <= 80
+
+
+def test_runs_fits_80_columns_grouped_by_kind_and_level_in_their_units(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    from charrnn.cli.display import PlainConsole
+    from tests.support import TINY_LM
+
+    shutil.copytree(OLD_RUNS, tmp_path / "runs")
+    word = tmp_path / "runs" / "shakespeare-words"
+    corpus = tmp_path / "words.txt"
+    corpus.write_text("the cat sat on the mat\nthe dog sat on the log\n" * 50, encoding="utf-8")
+    charrnn.train(corpus, out=word, level="word", max_steps=2, **TINY_LM)
+    terminal = PlainConsole(width=80, force_terminal=True, color_system=None)
+    monkeypatch.setattr("charrnn.cli.inspect.out_console", lambda: terminal)
+    with terminal.capture() as captured:
+        code, _, _ = run_cli(["runs", str(tmp_path / "runs")], capsys)
+    out = captured.get()
+    assert code == 0 and "…" not in out and max(len(line) for line in out.splitlines()) <= 80
+    titles = [line.strip() for line in out.splitlines() if line.strip().endswith(" level")]
+    assert titles == [
+        "language model, char level",
+        "language model, word level",
+        "seq2seq (translation), char level",
+    ]
+    assert "best bits/char" in out and "best perplexity" in out and word.name in out
+    char_row = next(line for line in out.splitlines() if line.strip().startswith("lm-char/run"))
+    bits = json.loads(run_cli(["info", str(tmp_path / "runs" / "lm-char" / "run"), "--json"], capsys)[1])
+    assert f"{bits['best_val_bits_per_char']:.3f}" in char_row

@@ -55,3 +55,10 @@ def test_commands_change_the_settings() -> None:
     assert settings == Settings(temperature=0.7, length=40, top_p=0.8, greedy=True, seed=9)
     apply_command(settings, ":temp 1.2")  # a temperature turns greedy off again
     assert not settings.greedy and apply_command(settings, ":quit") is None
+
+
+def test_a_line_of_unknown_units_is_named_as_the_line_not_a_flag(monkeypatch, capsys) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("ЖЖЖ\n"))
+    code, _, err = run_cli(["sample", str(LM_RUN), "-i", "-n", "5"], capsys)
+    assert code == 0 and "the line 'ЖЖЖ' is made only of units the model never saw" in err
+    assert "--prime" not in err

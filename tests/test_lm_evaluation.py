@@ -89,7 +89,7 @@ def test_oov_policies_follow_their_definitions(word_run: Path) -> None:
     assert skip.logprob == pytest.approx(sum(kept)) and skip.n_tokens == len(kept) and skip.n_skipped == len(unk)
     fixed = run.score(GIBBERISH, oov="penalty", oov_logprob=-2.0)[0]
     assert fixed.logprob == pytest.approx(include.logprob - 2.0 * len(unk))
-    with pytest.raises(CharRNNError, match="--oov must be"):
+    with pytest.raises(CharRNNError, match="^oov must be"):  # the API names its keywords
         run.score(GIBBERISH, oov="ignore")
 
 
@@ -115,3 +115,18 @@ def test_eval_of_the_validation_file_reproduces_the_best_validation_loss(
     )
     evaluation = charrnn.load(tmp_path / "run").evaluate_file(tmp_path / "valid.txt")
     assert evaluation.nats_per_token == pytest.approx(result.best_val_loss, rel=1e-5)
+
+
+def test_eval_says_why_it_predicts_fewer_tokens_than_the_file_has(tmp_path: Path, capsys) -> None:
+    from tests.support import REPO_ROOT
+    from tests.test_cli import run_cli as cli
+
+    text = tmp_path / "t.txt"
+    text.write_text("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n")
+    code, out, err = cli(
+        ["eval", str(REPO_ROOT / "tests" / "data" / "old_runs" / "lm-char" / "run"), str(text)], capsys
+    )
+    assert code == 0, err
+    words = " ".join(out.replace("│", " ").split())
+    assert "78 predicted of 81 in the file: the first token of each of the 2 rows is not predicted" in words
+    assert "the last token does not fill a row" in words

@@ -80,6 +80,38 @@ def test_auto_detects_once_per_process(monkeypatch) -> None:
         precision.auto_precision.cache_clear()
 
 
+def test_a_measured_auto_decision_is_kept_for_later_processes(tmp_path: Path, monkeypatch) -> None:
+    """The speed probe runs once per machine, torch version, threads, cell and shape; then it is read back."""
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(precision, "read_cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    monkeypatch.setattr(precision, "bf16_kernel_runs", lambda cell, device: True)
+    probes: list[ProbeShape] = []
+
+    def measure(shape: ProbeShape, device: torch.device) -> float:
+        probes.append(shape)
+        return 1.5
+
+    monkeypatch.setattr(precision, "measure_speedup", measure)
+    shape = ProbeShape("lstm", 8, 16, 1, 20, 4, 16)
+
+    def auto(shape: ProbeShape = shape) -> PrecisionChoice:
+        precision.auto_precision.cache_clear()  # as a new process would start
+        return precision.resolve_precision("auto", torch.device("cpu"), shape)
+
+    try:
+        first = auto()
+        assert first.precision == "bf16" and len(probes) == 1
+        again = auto()
+        assert again.precision == "bf16" and len(probes) == 1 and "kept in the cache" in again.reason
+        assert list((tmp_path / "cache" / "precision").glob("auto-*.json"))
+        auto(ProbeShape("gru", 8, 16, 1, 20, 4, 16))  # another cell: probed again
+        monkeypatch.setattr(torch, "__version__", "9.9.9")  # another torch: probed again
+        auto()
+        assert len(probes) == 3
+    finally:
+        precision.auto_precision.cache_clear()
+
+
 def test_speed_probe_leaves_the_random_streams_alone() -> None:
     torch.manual_seed(5)
     expected = torch.rand(3)
@@ -88,9 +120,10 @@ def test_speed_probe_leaves_the_random_streams_alone() -> None:
     assert ratio > 0 and torch.equal(torch.rand(3), expected)
 
 
-def test_auto_with_every_probe_leaves_the_random_streams_alone(monkeypatch) -> None:
+def test_auto_with_every_probe_leaves_the_random_streams_alone(tmp_path: Path, monkeypatch) -> None:
     # A CPU that claims bf16 makes auto build a kernel-check layer and a speed-probe model; neither may
     # consume the seeded stream, or a run under auto would start from other weights than under fp32.
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path / "cache"))  # no decision kept from an earlier test
     monkeypatch.setattr(precision, "read_cpu_flags", lambda: frozenset({"avx512_bf16"}))
     monkeypatch.setattr(precision, "bf16_kernel_runs", lambda cell, device: torch.nn.LSTM(2, 2) is not None)
     precision.auto_precision.cache_clear()

@@ -169,9 +169,10 @@ def wait_for_step(run_dir: Path, step: int, process, timeout: float = 60.0) -> N
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_saves_prints_resume_command_and_resume_is_exact(tmp_path: Path, signum: int, code: int) -> None:
     corpus = write_corpus(tmp_path, chars=600)
-    # plateau: a cosine schedule would depend on --max-steps, which differs between the runs compared
+    # plateau and a fixed warmup: a cosine schedule and the default warmup (5% of the run when shorter than
+    # 100 steps) depend on --max-steps, which differs between the runs compared
     args = [*TINY_FLAGS, "--eval-every", "3", "--save-every", "1000", "--log-every", "1", "--lr", "0.02"]
-    args += ["--schedule", "plateau"]
+    args += ["--schedule", "plateau", "--warmup-steps", "100"]
     run = tmp_path / "run"
     process = start_cli(["train", str(corpus), "--out", str(run), "--max-steps", "100000", *args], tmp_path)
     wait_for_step(run, 3, process)

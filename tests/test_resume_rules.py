@@ -151,3 +151,25 @@ def test_library_resume_checks_the_config_it_is_given(tmp_path: Path, corpus_fil
     allowed.training.max_steps = 6
     assert train_language_model(allowed, run, resume=True).steps == 6
     assert saved_training(run)["max_steps"] == 6
+
+
+def test_resume_with_max_time_says_how_long_and_where_the_learning_rate_goes(
+    tmp_path: Path, corpus_file: Path
+) -> None:
+    """--max-time counts the session: the header says "training 2:30 more (... in all)", and the cosine
+    schedule's jump back up is announced with both learning rates."""
+    from rich.console import Console
+
+    from charrnn.cli.display import RichReporter
+
+    run = tmp_path / "run"
+    charrnn.train(corpus_file, out=run, max_time=0.01, log_every=1, eval_every=1000, **TINY_LM)
+    last_lr = [r["lr"] for r in read_metrics(run) if "lr" in r][-1]
+    total = int(charrnn.load(run).info()["seconds_trained"] + 150)
+    console = Console(width=80, file=__import__("io").StringIO(), force_terminal=False)
+    reporter = RichReporter(console=console)
+    charrnn.train(resume=run, max_time=2.5, reporter=reporter, should_stop=lambda: True)
+    header = " ".join(console.file.getvalue().split())
+    assert f"training 2:30 more ({total // 60}:{total % 60:02d} in all)" in header
+    assert "max_time 0.01 -> 2.5" not in header  # read as "30 seconds more"
+    assert f"the cosine schedule is stretched over the new total: learning rate {last_lr:.2g} → " in header

@@ -249,3 +249,37 @@ def test_bad_model_settings_are_reported() -> None:
         Seq2SeqConfig(5, 5, hidden=33, bidirectional=True).validate()
     with pytest.raises(CharRNNError, match="attention"):
         Seq2SeqConfig(5, 5, attention="luong").validate()
+
+
+@pytest.mark.parametrize("score", ["luong-dot", "luong-general"])
+def test_luong_scores_are_scaled_so_the_softmax_does_not_saturate(score: str) -> None:
+    """e_ij = s_i · k_j / √d: with d = 256 and unit-variance states, unscaled scores (std ≈ 16) give one-hot
+    rows; scaled ones (std ≈ 1) a distribution over the source."""
+    from charrnn.seq2seq.attention import Attention, Memory
+
+    torch.manual_seed(0)
+    d, src = 256, 12
+    outputs = torch.randn(4, src, d)
+    query = torch.randn(4, 3, d)
+    mask = torch.ones(4, src, dtype=torch.bool)
+    peaks = {}
+    for scaled in (True, False):
+        torch.manual_seed(1)  # the same W for luong-general
+        attention = Attention(score, d, 0, scaled)
+        if score == "luong-general":
+            torch.nn.init.eye_(attention.key_proj.weight)
+        memory = Memory(outputs, attention.keys(outputs), mask, outputs[:, -1], torch.zeros(1, 4, d))
+        _, weights = attention(query, memory)
+        expected = torch.softmax(query @ outputs.transpose(1, 2) / (math.sqrt(d) if scaled else 1.0), dim=-1)
+        assert torch.allclose(weights, expected, atol=1e-6)
+        peaks[scaled] = float(weights.detach().max(-1).values.mean())
+    assert peaks[False] > 0.9 and peaks[True] < 0.5
+
+
+def test_new_runs_scale_the_scores_and_old_configs_keep_theirs_unscaled() -> None:
+    from charrnn.seq2seq.config import Seq2SeqRunConfig
+
+    assert Seq2SeqConfig().scaled_scores is True
+    saved = {"model": {"attention": "luong-general"}, "format_version": 2}
+    assert Seq2SeqRunConfig.migrate(saved)["model"]["scaled_scores"] is False  # written before the option existed
+    assert Seq2SeqRunConfig.migrate({"model": {"scaled_scores": True}})["model"]["scaled_scores"] is True

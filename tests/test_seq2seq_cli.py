@@ -327,3 +327,16 @@ def test_overwrite_is_a_transaction_for_seq2seq_runs_too(pair_files, tmp_path: P
     assert json.loads((out / "config.json").read_text())["model"]["hidden"] == 16
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s2s"]  # no staging or old run left beside it
     assert run(capsys, "seq2seq", "translate", out, "Hallo")[0] == 0
+
+
+def test_eval_table_title_does_not_wrap_at_80_columns(run_dir: Path, pair_files, capsys, monkeypatch) -> None:
+    from charrnn.cli.display import PlainConsole
+
+    terminal = PlainConsole(width=80, force_terminal=False)
+    monkeypatch.setattr("charrnn.cli.seq2seq.out_console", lambda: terminal)
+    with terminal.capture() as captured:
+        code, _, err = run(capsys, "seq2seq", "eval", run_dir, pair_files["val"], "--limit", "3")
+    assert code == 0, err
+    lines = captured.get().splitlines()
+    assert lines[0].strip() == "seq2seq evaluation" and str(run_dir) in " ".join(lines)
+    assert max(len(line) for line in lines if "signature" not in line) <= 80

@@ -131,6 +131,12 @@ def test_the_page_generates_scores_and_shows_activations(tmp_path: Path, shakesp
             # Translate (a seq2seq run): the attention matrix as a heat map
             Select(driver.find_element(By.ID, "run")).select_by_value("s2s")
             wait.until(lambda d: d.find_element(By.ID, "translate").is_displayed())
+            leftovers = driver.execute_script(  # the previous run's results are cleared, not left behind
+                "return ['#sample-output', '#score-output *', '#heatmap tr']"
+                ".map(q => q.startsWith('#sample') ? document.querySelector(q).textContent.length"
+                " : document.querySelectorAll(q).length)"
+            )
+            assert leftovers == [0, 0, 0]
             assert not driver.find_element(By.ID, "generate").is_displayed()
             driver.find_element(By.ID, "source").send_keys("ein hund 5")
             driver.find_element(By.ID, "translate-button").click()

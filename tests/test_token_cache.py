@@ -161,24 +161,102 @@ def test_stream_batches_over_segments_equal_those_over_the_joined_array() -> Non
     assert mine.chunk(3)[0].tolist() == plain.chunk(3)[0][2:4].tolist()
 
 
-def test_training_on_a_folder_builds_the_cache_beside_it_and_resume_reuses_it(two_files, tmp_path: Path) -> None:
+@pytest.fixture
+def user_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A user cache folder of this test's own ($CHARRNN_CACHE)."""
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path / "user-cache"))
+    return tmp_path / "user-cache"
+
+
+SETTINGS = {"batch_size": 2, "bptt": 8, "embed": 8, "hidden": 8, "layers": 1, "threads": 1, "seed": 3}
+
+
+def test_training_builds_the_cache_in_the_user_cache_folder_and_resume_reuses_it(
+    two_files, tmp_path: Path, user_cache: Path
+) -> None:
     folder, _ = two_files
-    settings = {"batch_size": 2, "bptt": 8, "embed": 8, "hidden": 8, "layers": 1, "threads": 1, "seed": 3}
-    charrnn.train(folder, out=tmp_path / "run", max_steps=4, eval_every=2, save_every=2, **settings)
-    caches = sorted(p.name.split("-")[0] for p in (folder / token_cache.CACHE_DIR_NAME).iterdir())
+    before = sorted(folder.rglob("*"))
+    charrnn.train(folder, out=tmp_path / "run", max_steps=4, eval_every=2, save_every=2, **SETTINGS)
+    assert sorted(folder.rglob("*")) == before  # nothing written beside the corpus
+    caches = sorted(p.name.split("-")[0] for p in (user_cache / "tokens").iterdir())
     assert caches == ["tokens", "vocab"]
-    stamps = {p: p.stat().st_mtime_ns for p in (folder / token_cache.CACHE_DIR_NAME).rglob("*")}
+    stamps = {p: p.stat().st_mtime_ns for p in user_cache.rglob("*")}
     result = charrnn.train(resume=tmp_path / "run", max_steps=6)
     assert result.steps == 6
-    assert {p: p.stat().st_mtime_ns for p in (folder / token_cache.CACHE_DIR_NAME).rglob("*")} == stamps
+    assert {p: p.stat().st_mtime_ns for p in user_cache.rglob("*")} == stamps
 
 
-def test_prepare_command_and_stdin_corpus(tmp_path: Path, shakespeare_head: str, monkeypatch) -> None:
+def test_the_user_cache_folder_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from charrnn.core.user_cache import cache_home
+
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path / "mine"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_home() == tmp_path / "mine"
+    monkeypatch.delenv("CHARRNN_CACHE")
+    assert cache_home() == tmp_path / "xdg" / "charrnn"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_home() == tmp_path / "home" / ".cache" / "charrnn"
+
+
+def test_cache_dir_wins_and_old_caches_beside_the_corpus_are_still_read(
+    corpus_file: Path, tmp_path: Path, user_cache: Path
+) -> None:
+    given = tmp_path / "given"
+    charrnn.train(corpus_file, out=tmp_path / "a", max_steps=2, cache_dir=given, **SETTINGS)
+    assert sorted(p.name.split("-")[0] for p in given.iterdir()) == ["tokens", "vocab"]
+    assert not user_cache.exists()
+    old = corpus_file.parent / token_cache.CACHE_DIR_NAME  # where versions before 0.3 wrote them
+    given.rename(old)
+    stamps = {p: p.stat().st_mtime_ns for p in old.rglob("*")}
+    charrnn.train(corpus_file, out=tmp_path / "b", max_steps=2, **SETTINGS)
+    assert not (user_cache / "tokens").exists()  # found beside the corpus: nothing built again
+    assert {p: p.stat().st_mtime_ns for p in old.rglob("*")} == stamps
+
+
+def test_a_corpus_in_a_read_only_folder_trains(corpus_file: Path, tmp_path: Path, user_cache: Path) -> None:
+    import stat
+
+    data = corpus_file.parent / "shared"
+    data.mkdir()
+    corpus = corpus_file.rename(data / "corpus.txt")
+    data.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        result = charrnn.train(corpus, out=tmp_path / "run", max_steps=2, **SETTINGS)
+    finally:
+        data.chmod(stat.S_IRWXU)
+    assert result.steps == 2 and [p.name for p in data.iterdir()] == ["corpus.txt"]
+
+
+def test_cache_list_and_clear(corpus_file: Path, tmp_path: Path, user_cache: Path) -> None:
+    from charrnn.cli.display import PlainConsole
+
+    empty = run_cli(["cache", "list"])
+    assert empty.code == 0 and "is empty" in empty.stderr
+    charrnn.train(corpus_file, out=tmp_path / "run", max_steps=2, **SETTINGS)
+    listed = run_cli(["cache", "list", "--json"])
+    entries = __import__("json").loads(listed.stdout)
+    assert sorted(e["path"].split("/")[-1].split("-")[0] for e in entries) == ["tokens", "vocab"]
+    assert all(e["part"] == "tokens" and e["bytes"] > 0 for e in entries)
+    with pytest.MonkeyPatch.context() as patch:  # the table at 80 columns: whole lines, the corpus named
+        patch.setattr("charrnn.cli.cache.out_console", lambda: PlainConsole(width=80, force_terminal=False))
+        table = run_cli(["cache", "list"])
+    assert table.code == 0 and "char ids of corpus.txt" in table.stdout and "char vocabulary" in table.stdout
+    assert max(len(line) for line in table.stdout.splitlines()) <= 80
+    cleared = run_cli(["cache", "clear"])
+    assert cleared.code == 0 and "freed" in cleared.stderr and "2 entries" in cleared.stderr
+    assert not any((user_cache / "tokens").iterdir())
+
+
+def test_prepare_command_and_stdin_corpus(
+    tmp_path: Path, shakespeare_head: str, monkeypatch, user_cache: Path
+) -> None:
     monkeypatch.chdir(tmp_path)
     result = run_cli(["prepare", "-", "--level", "word"], stdin=shakespeare_head)
     assert result.code == 0, result.stderr
     assert "corpus tokens" in result.stdout and "MB/s" in result.stdout
-    spooled = list((tmp_path / token_cache.CACHE_DIR_NAME).glob("stdin-*.txt"))
+    assert not (tmp_path / token_cache.CACHE_DIR_NAME).exists()  # nothing written in the working folder
+    spooled = list((user_cache / "stdin").glob("stdin-*.txt"))
     assert len(spooled) == 1 and spooled[0].read_text(encoding="utf-8") == shakespeare_head
     again = run_cli(["prepare", str(spooled[0]), "--level", "word"])
     assert again.code == 0 and "already cached" in again.stdout

@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     except CharRNNError as exc:
         if debug:
             raise
-        _say(f"charrnn: error: {visible(str(exc), one_line=True)}")
+        _say(
+            f"charrnn: error: {visible(exc.cli_message, one_line=True)}"
+        )  # in flags, also when the API renamed them
         sys.exit(exc.exit_code)
     except Terminated:
         _say("charrnn: terminated")

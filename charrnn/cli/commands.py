@@ -7,6 +7,8 @@ from typing import Any
 import typer
 
 from charrnn.cli import export, inspect, labelled, lessons, lm, prepare, serve
+from charrnn.cli.cache import cache_app
+from charrnn.cli.options import narrow_help
 from charrnn.cli.seq2seq import seq2seq_app
 from charrnn.core.version import __version__
 
@@ -40,6 +42,7 @@ inspect.register(app)
 export.register(app)
 prepare.register(app)
 app.add_typer(seq2seq_app, name="seq2seq")
+app.add_typer(cache_app, name="cache")
 serve.register(app)
 lessons.register(app)
 
@@ -50,9 +53,15 @@ def version() -> None:
     print(__version__)
 
 
-def tidy_help(command: Any) -> Any:
-    """Plain help: no `<bool>` beside on/off flags, and arguments named RUN_DIR, [SENTENCES]... in usage lines."""
+def tidy_help(command: Any, width: int | None = None) -> Any:
+    """Plain help: no `<bool>` beside on/off flags, arguments named RUN_DIR, [SENTENCES]... in usage lines, and
+    the training options' short help texts under 120 columns (`width`: the terminal's, by default)."""
+    if width is None:
+        from rich.console import Console
+
+        width = Console().width
     for param in command.params:
+        narrow_help(param, width)
         if getattr(param, "is_flag", False):
             param.metavar = ""
         elif param.param_type_name == "argument" and param.metavar is None:
@@ -69,7 +78,7 @@ def tidy_help(command: Any) -> Any:
 
     command.get_help_option = plain_help_option
     for sub in getattr(command, "commands", {}).values():
-        tidy_help(sub)
+        tidy_help(sub, width)
     return command
 
 

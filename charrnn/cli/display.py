@@ -10,16 +10,17 @@ import math
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
 from charrnn.cli.streams import visible
+from charrnn.core.state import clock
 
 LN2 = math.log(2.0)
 
@@ -59,10 +60,7 @@ def clipped_text(share: float | None) -> str:
     return f"clipped {shown}% of steps"
 
 
-def format_seconds(seconds: float) -> str:
-    seconds = max(int(seconds), 0)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+format_seconds = clock  # 2:30, 1:02:30
 
 
 class RichReporter:
@@ -78,6 +76,8 @@ class RichReporter:
         self.level = "char"
         self.last_plain = 0.0
         self.val_text = "-"
+        self.last_val: float | None = None  # the last validation loss, and whether it was the best so far
+        self.last_was_best = False
         self.best_val: float | None = None  # best validation loss seen by this session
         self.started = time.perf_counter()
 
@@ -107,14 +107,14 @@ class RichReporter:
             self.console.print(f"precision {info.get('precision')} ({info['precision_reason']})", highlight=False)
         for note in info.get("notes", []):
             self.console.print(note, highlight=False, style="dim")
-        if info.get("changes"):
-            self.console.print(
-                f"resuming at step {info['start_step']}; " + "; ".join(info["changes"]), highlight=False
-            )
+        if info.get("resumed"):
+            said = [c for c in info.get("changes", []) if not c.startswith("max_time ")]  # the plan says it better
+            said += info.get("plan", [])
+            if said:
+                self.console.print(f"resuming at step {info['start_step']}; " + "; ".join(said), highlight=False)
         if self.console.is_terminal:
             self.progress = Progress(
-                BarColumn(bar_width=16),
-                MofNCompleteColumn(),
+                BarColumn(bar_width=10 if self.narrow else 16),
                 TextColumn("{task.fields[status]}", markup=False),
                 console=self.console,
                 transient=False,
@@ -131,20 +131,43 @@ class RichReporter:
         total = self.info.get("total_steps")
         remaining = (total - step) * elapsed_session / done if total is not None else math.inf
         max_time = self.info.get("max_time")
-        if max_time:
-            remaining = min(remaining, max_time * 60 - elapsed_session)
+        if max_time:  # --max-time counts the whole session, setup included
+            remaining = min(remaining, max_time * 60 - elapsed_session - self.info.get("setup_seconds", 0.0))
         return format_seconds(remaining) if math.isfinite(remaining) else "?"
+
+    @property
+    def narrow(self) -> bool:
+        """Whether the bar must fit under 100 columns (an 80-column terminal): a shorter status line."""
+        return self.console.width < 100
+
+    def bar_status(self, record: dict[str, Any], eta: str) -> str:
+        """The text beside the bar: steps, epoch, losses, speed, time left; short enough for the terminal."""
+        total = self.info.get("total_steps")
+        count = f"{record['step']:,}/{total:,}" if total else f"step {record['step']:,}"
+        if not self.narrow:
+            return (
+                f"{count}  ep {record['epoch']:.2f}  loss {record['train_loss']:.4f}  val {self.val_text}  "
+                f"{record['tokens_per_second']:,.0f} tok/s  ETA {eta}"
+            )
+        val = "-" if self.last_val is None else f"{self.last_val:.3f}" + (" *" if self.last_was_best else "")
+        speed = record["tokens_per_second"]
+        speed_text = f"{speed / 1000:.1f}k" if speed >= 10_000 else f"{speed:,.0f}"
+        return (
+            f"{count} ep {record['epoch']:.2f} loss {record['train_loss']:.3f} val {val} "
+            f"{speed_text} tok/s ETA {eta}"
+        )
 
     def step(self, record: dict[str, Any]) -> None:
         if self.quiet:
             return
         now = time.perf_counter()
+        eta = self._eta(record["step"], now - self.started)
         status = (
             f"ep {record['epoch']:.2f}  loss {record['train_loss']:.4f}  val {self.val_text}  "
-            f"{record['tokens_per_second']:,.0f} tok/s  ETA {self._eta(record['step'], now - self.started)}"
+            f"{record['tokens_per_second']:,.0f} tok/s  ETA {eta}"
         )
         if self.progress is not None:
-            self.progress.update(self.task, completed=record["step"], status=status)
+            self.progress.update(self.task, completed=record["step"], status=self.bar_status(record, eta))
         elif now - self.last_plain >= self.plain_every:
             self.last_plain = now
             total = self.info.get("total_steps")  # None under --max-time alone: no step count to show
@@ -157,6 +180,7 @@ class RichReporter:
         last = record["val_loss"]
         if math.isfinite(last) and (self.best_val is None or last < self.best_val):
             self.best_val = last
+        self.last_val, self.last_was_best = last, bool(record.get("best"))
         if self.progress is not None:  # the bar keeps both: the lines with each value scroll away
             best = "-" if self.best_val is None else f"{self.best_val:.4f}"
             self.val_text = f"{last:.4f} (best {best})"
@@ -207,6 +231,7 @@ class StopFlag:
     def __init__(self) -> None:
         self.signal: int | None = None
         self.polled = False  # whether the training loop has started asking
+        self.bar_shown: Callable[[], bool] = lambda: False  # whether a progress bar holds the terminal's last line
 
     def __call__(self) -> bool:
         self.polled = True
@@ -224,7 +249,9 @@ class StopFlag:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         # os.write, not print: a handler that prints while the interrupted code prints raises "reentrant call"
         with contextlib.suppress(OSError):
-            os.write(2, b"charrnn: stopping after this step and saving (Ctrl-C again to quit at once)\n")
+            # on its own line: the live progress bar leaves the cursor at the end of its line
+            start = b"\n" if self.bar_shown() else b""
+            os.write(2, start + b"charrnn: stopping after this step and saving (Ctrl-C again to quit at once)\n")
 
     def install(self) -> dict[int, object]:
         """Install the handlers; returns the previous ones for `restore`."""
@@ -246,6 +273,7 @@ def training_session(quiet: bool = False) -> Iterator[tuple[StopFlag, RichReport
     stop = StopFlag()
     previous = stop.install()
     reporter = RichReporter(quiet=quiet)
+    stop.bar_shown = lambda: reporter.progress is not None
     try:
         yield stop, reporter
     finally:
@@ -336,8 +364,7 @@ def report_training(
         ("best validation", loss_summary(result.best_val_loss, result.level)),
         ("last validation", loss_summary(result.last_val_loss, result.level)),
         ("gradient norm", clipped_text(result.clipped_share)),
-        ("speed", f"{result.tokens_per_second:,.0f} {speed_unit}"),
-        ("time", format_seconds(result.seconds)),
+        *time_rows(result, speed_unit),
         ("stopped by", stopped_by),
     ]
     if as_json:  # the results on stdout, for scripts
@@ -357,6 +384,26 @@ def report_training(
         raise typer.Exit(130 if stop.signal == signal.SIGINT else 143)
     if not quiet and next_step:
         console.print(next_step, soft_wrap=True, highlight=False)
+
+
+def time_rows(result: Any, speed_unit: str) -> list[tuple[str, str]]:
+    """The summary's speed and time, each saying what it measures (the session's wall clock is what --max-time
+    counts and what `charrnn info` adds up as time trained)."""
+    seconds, steps = result.seconds, result.train_seconds
+    other = max(seconds - result.setup_seconds - steps, 0.0)
+    tokens = result.tokens_per_second * steps
+    rows = [("speed", f"{result.tokens_per_second:,.0f} {speed_unit} in steps")]
+    if steps and seconds > steps:
+        rows[0] = ("speed", rows[0][1] + f" ({tokens / seconds:,.0f} over the wall clock)")
+    rows.append(("time", f"{clock(seconds)} wall clock"))
+    if steps:
+        rows.append(
+            (
+                "of which",
+                f"setup {clock(result.setup_seconds)}, steps {clock(steps)}, evaluating and saving {clock(other)}",
+            )
+        )
+    return rows
 
 
 def attention_table(source_tokens: list[str], target_tokens: list[str], weights: list[list[float]]) -> Table:

@@ -78,7 +78,10 @@ def info_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
         ("steps", _number(facts["steps"])),
         ("epochs", _number(facts["epochs"], 2)),
         ("tokens seen", _number(facts["tokens_seen"])),
-        ("time trained", format_seconds(seconds) if isinstance(seconds, int | float) else "-"),
+        (
+            "time trained",
+            f"{format_seconds(seconds)} wall clock, all sessions" if isinstance(seconds, int | float) else "-",
+        ),
         ("best validation", _loss(facts["best_val_loss"], facts.get("loss_level") or level)),
         ("last validation", _loss(facts["last_val_loss"], facts.get("loss_level") or level)),
         ("gradient norm", clipped_text(facts["clipped_share"])),
@@ -115,7 +118,7 @@ def runs(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array for scripts."),
 ) -> None:
-    """List the runs under DIRECTORY, one line each, best validation loss first."""
+    """List the runs under DIRECTORY, grouped by kind and level, best validation loss first within a group."""
     from charrnn.core.runinfo import list_runs
     from charrnn.kinds import CONFIG_CLASSES
 
@@ -128,24 +131,48 @@ def runs(
     if not facts:
         err_console().print(f"no charrnn runs under {directory}")
         return
-    table = Table(title=f"runs under {directory} (validation loss in nats/token)", title_justify="left", box=None)
-    for column in ("run", "kind", "level", "params", "steps", "best val", "bpc / ppl", "updated (UTC)"):
-        left = column in ("run", "kind", "level", "updated (UTC)")
-        table.add_column(column, justify="left" if left else "right", no_wrap=True)
-    for f in facts:
-        unit = (
-            _number(f["best_val_bits_per_char"], 3) + " bpc"
-            if f["best_val_bits_per_char"] is not None
-            else (_number(f["best_val_perplexity"], 1) + " ppl" if f["best_val_perplexity"] is not None else "-")
-        )
-        table.add_row(
-            _relative(f["run_dir"], directory), f["kind"], f["level"] or "-", _number(f["parameters"]), _number(f["steps"]),
-            _number(f["best_val_loss"]), unit, (f["updated"] or "-")[:16].replace("T", " "),
-        )  # fmt: skip
     console = out_console()
     if not console.is_terminal:
         console.width = 200  # one line per run in a pipe or a file
-    console.print(table)
+    for number, (title, group) in enumerate(_groups(facts)):
+        if number:
+            console.print()
+        console.print(_runs_table(title, group, directory, wide=console.width >= 110))
+
+
+def _groups(facts: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The runs by kind and level (losses compare only within one), in the order `facts` has them."""
+    from charrnn.kinds import KINDS
+
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for f in facts:
+        groups.setdefault((f["kind"], f["level"] or "-"), []).append(f)
+    order = {name: i for i, name in enumerate(KINDS)}
+    titled = []
+    for (kind, level), group in sorted(groups.items(), key=lambda item: (order.get(item[0][0], 99), item[0][1])):
+        titled.append((f"{KINDS[kind].title if kind in KINDS else kind}, {level} level", group))
+    return titled
+
+
+def _runs_table(title: str, group: list[dict[str, Any]], directory: Path, wide: bool) -> Table:
+    """One group's table: run, steps, best validation in its level's unit (bits/char at char level, else
+    perplexity); more columns on a wide terminal."""
+    table = Table(title=title, title_justify="left", box=None)
+    unit = "best bits/char" if group[0]["level"] == "char" else "best perplexity"
+    columns = ["run", "steps", unit] + (["nats/token", "params", "updated (UTC)"] if wide else ["updated"])
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("run", "updated", "updated (UTC)") else "right")
+    table.columns[0].overflow = "fold"
+    for f in group:
+        if f["best_val_bits_per_char"] is not None:
+            best = f"{f['best_val_bits_per_char']:.3f}"
+        else:
+            best = f"{f['best_val_perplexity']:,.1f}" if f["best_val_perplexity"] is not None else "-"
+        updated = (f["updated"] or "-")[: 16 if wide else 10].replace("T", " ")
+        row = [_relative(f["run_dir"], directory), _number(f["steps"]), best]
+        row += [_number(f["best_val_loss"]), _number(f["parameters"]), updated] if wide else [updated]
+        table.add_row(*row)
+    return table
 
 
 def _relative(path: str, directory: Path) -> str:
@@ -218,8 +245,9 @@ def evaluate_language_model(run_dir: Path, file: Path, options: dict[str, Any]) 
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=1))
         return
     rows = [
+        ("run", str(run_dir)),
         ("file", str(file)),
-        ("tokens", f"{result.tokens:,}" + (f" ({result.skipped:,} <unk> skipped)" if result.skipped else "")),
+        ("tokens", _tokens_counted(result)),
         ("<unk> tokens", f"{result.unk:,} (--oov {result.oov})"),
         ("total log P", f"{result.logprob:.2f} nats"),
         ("cross-entropy", f"{result.nats_per_token:.4f} nats/token"),
@@ -227,7 +255,23 @@ def evaluate_language_model(run_dir: Path, file: Path, options: dict[str, Any]) 
     if result.bits_per_char is not None:
         rows.append(("bits/char", f"{result.bits_per_char:.4f}"))
     rows += [("perplexity", f"{result.perplexity:.3f}"), ("batches", f"{result.batch_size} x bptt {result.bptt}")]
-    out_console().print(summary_table(rows, f"evaluation of {run_dir}"))
+    out_console().print(summary_table(rows, "evaluation"))
+
+
+def _tokens_counted(result: Any) -> str:
+    """The predicted tokens, and why the file has more: each row's first token has no context to predict it from."""
+    text = f"{result.tokens:,}" + (f" ({result.skipped:,} <unk> skipped)" if result.skipped else "")
+    unpredicted = result.file_tokens - result.tokens - result.skipped
+    if unpredicted > 0:
+        left = result.file_tokens % result.batch_size
+        why = f"the first token of each of the {result.batch_size} rows is not predicted"
+        why += (
+            (", the last token does" if left == 1 else f", the last {left} tokens do") + " not fill a row"
+            if left
+            else ""
+        )
+        text += f" predicted of {result.file_tokens:,} in the file: {why}"
+    return text
 
 
 def plot(

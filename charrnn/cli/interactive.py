@@ -107,6 +107,15 @@ def _lines(stdin: TextIO, prompt: bool, err: TextIO):
         yield line.rstrip("\r\n")
 
 
+INTERACTIVE_NAMES = {"prime": "the line", "temperature": ":temp", "length": ":len", "top-p": ":topp"}
+
+
+def interactive_name(flag: str, placeholder: str | None = None) -> str:
+    """What the sampler calls the setting of `--flag` in an error: the line typed, or its :command."""
+    named = INTERACTIVE_NAMES.get(flag, f":{flag}" if flag in ("greedy", "seed") else f"--{flag}")
+    return f"{named} {placeholder}" if placeholder else named
+
+
 def interactive_loop(run: Any, settings: Settings, stdin: TextIO | None = None, out: TextIO | None = None,
                      err: TextIO | None = None) -> None:  # fmt: skip
     """Read primes and commands until :quit or end of input; stream each sample to `out`."""
@@ -136,7 +145,7 @@ def interactive_loop(run: Any, settings: Settings, stdin: TextIO | None = None, 
             out.write("\n")
             out.flush()
         except CharRNNError as exc:
-            err.write(f"charrnn: {exc}\n")
+            err.write(f"charrnn: {exc.in_words_of(interactive_name)}\n")
         except KeyboardInterrupt:  # stop this sample, keep the loop
             out.write("\n")
             err.write("(stopped)\n")

@@ -8,12 +8,54 @@ override a config file or, on resume, the run's saved settings.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable
 from typing import Any
 
 import typer
 
 from charrnn.core.options import OptionSpec
+
+# The panels of a training command's --help, in this order; an option goes to the first whose test it passes.
+PANELS = ("Data", "Model", "Training", "Schedule and stopping", "Output", "Performance")
+PANEL_OF = {
+    **dict.fromkeys(("val_fraction", "val_split", "max_length", "bptt"), "Data"),
+    **dict.fromkeys(
+        ("schedule", "warmup_steps", "min_lr", "min_lr_fraction", "epochs", "max_steps", "max_time"),
+        "Schedule and stopping",
+    ),  # fmt: skip
+    **dict.fromkeys(("plateau_factor", "plateau_patience"), "Schedule and stopping"),
+    **dict.fromkeys(
+        ("eval_every", "eval_tokens", "save_every", "save_every_minutes", "keep_checkpoints", "log_every"),
+        "Output",
+    ),  # fmt: skip
+    **dict.fromkeys(("device", "threads", "precision", "compile", "nproc"), "Performance"),
+}
+
+
+def panel(spec: OptionSpec) -> str:
+    """The --help panel of a config option: by name, else by the table it sets (tokenizer and data files: Data)."""
+    if spec.name in PANEL_OF:
+        return PANEL_OF[spec.name]
+    table = spec.paths[0].split(".")[0] if "." in spec.paths[0] else ""
+    if table == "model":
+        return "Model"
+    return "Training" if table == "training" else "Data"
+
+
+SHORTENED: dict[str, str] = {}  # full help -> short help, of the options built here
+
+
+def short_help(text: str) -> str:
+    """A help text without its parenthesised remarks ("Stop after N minutes (this session)." -> "Stop after N
+    minutes."): what an 80-column --help shows; wide terminals get the full text (`narrow_help`)."""
+    return re.sub(r"\s+\([^()]*\)", "", text)
+
+
+def narrow_help(param: Any, width: int) -> None:
+    """Show `param`'s short help under 120 columns, if it has one."""
+    if width < 120 and param.help in SHORTENED:
+        param.help = SHORTENED[param.help]
 
 
 def flag_names(spec: OptionSpec) -> list[str]:
@@ -28,7 +70,14 @@ def flag_names(spec: OptionSpec) -> list[str]:
 
 def option_parameter(spec: OptionSpec) -> inspect.Parameter:
     """A keyword parameter whose default is the typer option for `spec`."""
-    default = typer.Option(spec.default, *flag_names(spec), help=spec.help, show_default=spec.default is not None)
+    SHORTENED[spec.help] = short_help(spec.help)
+    default = typer.Option(
+        spec.default,
+        *flag_names(spec),
+        help=spec.help,
+        show_default=spec.default is not None,
+        rich_help_panel=panel(spec),
+    )
     return inspect.Parameter(
         spec.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=spec.annotation
     )
@@ -55,12 +104,19 @@ def add_config_command(
 
     context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
     keyword_fixed = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in fixed]
-    parameters = [context, *keyword_fixed, *(option_parameter(s) for s in cli_specs.values())]
+    options = sorted([*keyword_fixed, *(option_parameter(s) for s in cli_specs.values())], key=_panel_index)
+    parameters = [context, *options]
     command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in parameters}
     command.__doc__ = help_text
     command.__name__ = name.replace("-", "_")
     app.command(name)(command)
+
+
+def _panel_index(parameter: inspect.Parameter) -> int:
+    """Where a parameter's panel comes in --help (arguments and options without a panel first)."""
+    name = getattr(parameter.default, "rich_help_panel", None)
+    return PANELS.index(name) if name in PANELS else -1
 
 
 def _typed_by_user(ctx: typer.Context, name: str) -> bool:
@@ -89,10 +145,10 @@ def run_parameters(default_out: str, config_tables: str) -> list[inspect.Paramet
     from pathlib import Path
 
     def path_option(name: str, *flags: str, help_text: str) -> inspect.Parameter:
-        return parameter(name, Path | None, typer.Option(None, *flags, help=help_text))
+        return parameter(name, Path | None, typer.Option(None, *flags, help=help_text, rich_help_panel="Output"))
 
     def switch(name: str, flag: str, help_text: str) -> inspect.Parameter:
-        return parameter(name, bool, typer.Option(False, flag, help=help_text))
+        return parameter(name, bool, typer.Option(False, flag, help=help_text, rich_help_panel="Output"))
 
     return [
         path_option("out", "--out", "-o", help_text=f"Run directory (default {default_out})."),
@@ -111,6 +167,7 @@ def run_parameters(default_out: str, config_tables: str) -> list[inspect.Paramet
                 None,
                 "--nproc",
                 help="Train in N processes on this machine (torchrun; global batch N x --batch-size).",
+                rich_help_panel="Performance",
             ),
         ),
     ]

@@ -153,6 +153,7 @@ def eval_command(
     console.print(
         summary_table(
             [
+                ("run", str(run_dir)),
                 ("pairs", f"{result.pairs:,}"),
                 ("BLEU", f"{result.bleu:.2f}"),
                 ("exact match", f"{100 * result.exact_match:.1f}%"),
@@ -160,7 +161,7 @@ def eval_command(
                 ("log P per token", f"{result.logprob_per_token:.4f}"),
                 ("search", "greedy" if beam == 1 else f"beam {beam}, length penalty {length_penalty:g}"),
             ],
-            title=f"evaluation of {run_dir}",
+            title="seq2seq evaluation",
         )
     )
     console.print(f"sacrebleu signature: {result.bleu_signature}", highlight=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import typer
@@ -15,6 +16,24 @@ INSTALL_HINT = "charrnn serve needs Starlette and uvicorn: pip install 'charrnn[
 def register(app: typer.Typer) -> None:
     """Add `serve` to `app`."""
     app.command()(serve)
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse, in one line, an address this process cannot listen on (a port in use, a host not of this machine)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise CharRNNError(f"--host {host}: {exc.strerror}; give an address of this machine.") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a port in TIME_WAIT is free
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            hint = "; another program uses it: pass --port" if exc.errno == errno.EADDRINUSE else ""
+            raise CharRNNError(f"Cannot listen on {host}:{port} ({exc.strerror}){hint}.") from None
 
 
 def serve(
@@ -58,6 +77,7 @@ def serve(
     app = create_app(
         runs, Limits(max_length=max_length, max_text=max_text), guard.allowed_hosts(host, allow_host or ())
     )
+    check_port(host, port)  # before "Serving": a busy port is one line, not uvicorn's log and exit 3
     err_console().print(f"Serving {', '.join(runs)} at http://{host}:{port}/ (Ctrl-C to stop)", highlight=False)
     if not guard.is_loopback(host):
         err_console().print(

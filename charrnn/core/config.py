@@ -57,6 +57,11 @@ class TrainConfig:
     """
 
     DEFAULT_EPOCHS: ClassVar[int] = 50  # the epoch limit when no stopping rule is given at all
+    # Without --eval-every / --warmup-steps (None): evaluate every AUTO_EVAL_EVERY steps, or every tenth of
+    # the run when that is sooner; warm up over AUTO_WARMUP_STEPS, or 5% of the run when that is shorter
+    # (`charrnn.core.optim.warmup_steps`, `charrnn.core.training_loop.Session.evaluation_due`).
+    AUTO_EVAL_EVERY: ClassVar[int] = 200
+    AUTO_WARMUP_STEPS: ClassVar[int] = 0
 
     batch_size: int = option(32, "Parallel streams (LM) or sentence pairs (seq2seq) per step.")
     optimizer: str = option("adamw", "adamw, adam or sgd.")
@@ -73,7 +78,7 @@ class TrainConfig:
     plateau_patience: int = option(
         2, "plateau: evaluations without improvement before lowering the rate.", resumable=True
     )
-    warmup_steps: int = option(0, "Linear learning-rate warmup steps.", resumable=True)
+    warmup_steps: int | None = option(0, "Linear learning-rate warmup steps.", resumable=True)
     min_lr: float = option(1e-5, "The learning rate never goes below this.", resumable=True)
     min_lr_fraction: float = option(0.1, "cosine ends at max(--min-lr, this fraction of --lr).", resumable=True)
     clip: float = option(1.0, "Clip the gradient norm to this value.", resumable=True)
@@ -83,9 +88,15 @@ class TrainConfig:
         resumable=True,
     )
     max_steps: int | None = option(None, "Stop after this many steps in total.", resumable=True)
-    max_time: float | None = option(None, "Stop after this many minutes (this session).", resumable=True)
+    max_time: float | None = option(
+        None,
+        "Stop after this many minutes of wall clock (this session, evaluations and saves included).",
+        resumable=True,
+    )
     val_fraction: float = option(0.1, "Fraction of the data held out for validation when no --val is given.")
-    eval_every: int = option(200, "Evaluate every N steps.", resumable=True)
+    eval_every: int | None = option(
+        None, "Evaluate every N steps (default: 200, or a tenth of the run when that is sooner).", resumable=True
+    )
     save_every: int = option(200, "Save a resumable checkpoint every N steps.", resumable=True)
     save_every_minutes: float | None = option(
         None, "Also save a resumable checkpoint every M minutes.", resumable=True
@@ -112,6 +123,9 @@ class TrainConfig:
     resolved_precision: str | None = option(
         None, "The precision training runs in (what auto chose), set by charrnn.", derived=True
     )
+    resolved_device: str | None = option(
+        None, "The device training runs on (what auto chose), set by charrnn.", derived=True
+    )
     compile: bool = option(
         False, "torch.compile the model's forward pass (for CUDA GPUs).", resumable=True, flag="--compile"
     )
@@ -130,8 +144,10 @@ class TrainConfig:
         choice("schedule", self.schedule, SCHEDULES)
         choice("device", self.device, DEVICES)
         choice("precision", self.precision, PRECISIONS)
-        for name in ("batch_size", "eval_every", "save_every", "log_every", "max_bad_steps"):
+        for name in ("batch_size", "save_every", "log_every", "max_bad_steps"):
             at_least(name, getattr(self, name), 1)
+        if self.eval_every is not None:
+            at_least("eval_every", self.eval_every, 1)
         at_least("keep_checkpoints", self.keep_checkpoints, 0)
         at_least("plateau_patience", self.plateau_patience, 0)  # 0: lower at the first stalled evaluation
         if self.batch_size > 1_000_000:
@@ -148,7 +164,7 @@ class TrainConfig:
             raise CharRNNError(f"--min-lr must be 0 or a positive number, got {self.min_lr}.")
         if not 0.0 <= self.min_lr_fraction <= 1.0:
             raise CharRNNError(f"--min-lr-fraction must be in [0, 1], got {self.min_lr_fraction}.")
-        if self.warmup_steps < 0:
+        if self.warmup_steps is not None and self.warmup_steps < 0:
             raise CharRNNError(f"--warmup-steps must be 0 or more, got {self.warmup_steps}.")
         if not (self.clip > 0 and math.isfinite(self.clip)):
             raise CharRNNError(f"--clip must be a positive number, got {self.clip}.")

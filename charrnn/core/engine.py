@@ -15,6 +15,7 @@ and stopping).
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +26,11 @@ import torch
 from charrnn.core import distributed, rundir, runwriter
 from charrnn.core import resume as resume_run
 from charrnn.core.errors import CharRNNError
-from charrnn.core.optim import make_optimizer
+from charrnn.core.optim import learning_rate, make_optimizer
 from charrnn.core.precision import PrecisionChoice, ProbeShape, resolve_precision
 from charrnn.core.resume import save_resume_state
 from charrnn.core.runtime import check_autocast, resolve_device, seed_everything, set_threads
-from charrnn.core.state import Reporter, SilentReporter, TrainResult, TrainState
+from charrnn.core.state import Reporter, SilentReporter, TrainResult, TrainState, clock
 from charrnn.core.task import Task
 from charrnn.core.training_loop import run_training_loop
 
@@ -89,7 +90,9 @@ def train(
     On resume `config` must be the run's saved config, changed only where a setting may change
     mid-run (`charrnn.core.resume`): anything else is refused before training starts. Under
     torchrun each process calls this; rank 0 alone holds the run's lock and writes its files.
+    --max-time counts from here: reading the data and building the model are part of the session.
     """
+    started = time.perf_counter()
     config.validate()
     reporter = reporter or SilentReporter()
     should_stop = should_stop or (lambda: False)
@@ -97,11 +100,31 @@ def train(
     try:
         if not world.is_main:
             return _train(
-                recipe, config, Path(run_dir), None, resume, overwrite, reporter, should_stop, world, device
+                recipe,
+                config,
+                Path(run_dir),
+                None,
+                resume,
+                overwrite,
+                reporter,
+                should_stop,
+                world,
+                device,
+                started,
             )
         with runwriter.hold(run_dir, create=not resume) as writer:  # one writer per run directory
             return _train(
-                recipe, config, writer.run_dir, writer, resume, overwrite, reporter, should_stop, world, device
+                recipe,
+                config,
+                writer.run_dir,
+                writer,
+                resume,
+                overwrite,
+                reporter,
+                should_stop,
+                world,
+                device,
+                started,
             )
     except Exception as exc:
         if world.active and not isinstance(exc, CharRNNError) and distributed.is_lost_peer(exc):
@@ -123,6 +146,7 @@ def _train(
     should_stop: Callable[[], bool],
     world: World,
     device: torch.device,
+    started: float,
 ) -> TrainResult:
     """`train` once the process (and its place among distributed processes) is set up."""
     resumed = resume_run.start(run_dir, recipe.read_config(run_dir), config) if resume else None
@@ -150,6 +174,7 @@ def _train(
         task.distribute(world)
     precision = choose_precision(config, resumed is not None, device)
     cfg.resolved_precision = precision.precision
+    cfg.resolved_device = str(device)
     optimizer = make_optimizer(model, cfg)
     tokenizer_hash = recipe.tokenizer_hash(tokenizers)
     if resumed is not None:
@@ -178,11 +203,13 @@ def _train(
             "total_steps": total_steps,
             "start_step": state.step,
             "max_time": cfg.max_time,
+            "setup_seconds": time.perf_counter() - started,  # already spent of --max-time
             "device": str(device),
             "precision": cfg.resolved_precision,
             "precision_reason": precision.reason,
             "resumed": resume,
             "changes": resumed.changes if resumed is not None else [],
+            "plan": resume_plan(cfg, state, total_steps, run_dir) if resumed is not None and world.is_main else [],
             "processes": world.size,
         }
     )
@@ -198,9 +225,37 @@ def _train(
         tokenizer_hash=tokenizer_hash,
         total_steps=total_steps,
         world=world,
+        started=started,
     )
     result.level = prepared.info.get("level", "char")
     return result
+
+
+def resume_plan(cfg: Any, state: TrainState, total_steps: int | None, run_dir: Path) -> list[str]:
+    """What a resumed session will do, in words: how much longer it trains, and where the learning rate goes.
+
+    --max-time counts the session, so `--max-time 2.5` on resume trains 2:30 more; the cosine schedule
+    then spreads over the time trained before plus that, so its learning rate may jump back up.
+    """
+    plan = []
+    if cfg.max_time is not None:
+        budget = cfg.max_time * 60
+        plan.append(f"training {clock(budget)} more ({clock(state.elapsed + budget)} in all)")
+    if total_steps is not None and total_steps > state.step:
+        until = f"to step {total_steps:,} ({total_steps - state.step:,} more)"
+        plan.append(f"or {until}, whichever comes first" if plan else f"training {until}")
+    plan = [" ".join(plan)] if plan else []
+    if cfg.schedule == "cosine":
+        before = [r["lr"] for r in rundir.read_metrics(run_dir) if "lr" in r and r.get("step", 0) <= state.step]
+        budget = cfg.max_time * 60 if cfg.max_time is not None else None
+        progress = state.elapsed / (state.elapsed + budget) if budget else None
+        after = learning_rate(cfg, state, total_steps, progress)
+        if before and abs(after - before[-1]) > 0.01 * before[-1]:
+            how = "stretched over" if after > before[-1] else "fitted to"
+            plan.append(
+                f"the cosine schedule is {how} the new total: learning rate {before[-1]:.2g} → {after:.2g}"
+            )
+    return plan
 
 
 def choose_precision(config: Any, resuming: bool, device: torch.device) -> PrecisionChoice:

@@ -77,7 +77,6 @@ class LoadedRun:
         return {
             "kind": self.kind,
             "run_dir": str(self.run_dir),
-            **rundir.run_summary(self.run_dir),
             **run_facts(self.run_dir, {self.kind: self.config_class}),
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "weights": self.note or f"best by validation ({rundir.WEIGHTS_FILE})",

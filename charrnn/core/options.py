@@ -257,11 +257,14 @@ def flat_to_paths(specs: dict[str, OptionSpec], options: dict[str, Any]) -> dict
     return paths
 
 
-def absolute(path: Any) -> str:
-    """A file path made absolute (so a run can be resumed from any directory), symlinks kept as the user named them."""
+def absolute(path: Any, base: Any = None) -> Any:
+    """A file path (or a list of them) made absolute, relative ones read from `base` (default: the working
+    directory), so that a run can be resumed from any directory; symlinks kept as the user named them."""
     import os
 
-    return os.path.abspath(path)
+    if isinstance(path, list | tuple):
+        return [absolute(p, base) for p in path]
+    return os.path.abspath(os.path.join(base, path) if base is not None else path)
 
 
 # -- TOML -----------------------------------------------------------------------------------------
@@ -293,8 +296,12 @@ MAX_TOML_BYTES = 16 << 20  # a config file is a few hundred bytes
 NONE = "none"  # TOML has no null: an unset optional setting is written as the string "none"
 
 
-def toml_to_paths(config: Any, data: dict[str, Any], source: str) -> dict[str, Any]:
-    """Settings of a TOML file as dotted paths, checked against the fields of `config`."""
+def toml_to_paths(config: Any, data: dict[str, Any], source: str, base: Any = None) -> dict[str, Any]:
+    """Settings of a TOML file as dotted paths, checked against the fields of `config`.
+
+    Relative file paths in it are read from `base`, the folder of the file, as other tools read their
+    config files (`corpus = "data/alice.txt"` beside run.toml works from any working directory).
+    """
     paths: dict[str, Any] = {}
     sections = _sections(config)
     for key, value in data.items():
@@ -310,7 +317,8 @@ def toml_to_paths(config: Any, data: dict[str, Any], source: str) -> dict[str, A
         if v == "" and path_info(config, p)[1].get("path"):
             raise CharRNNError(f"{source}: {p} is an empty path; give a file or folder, or leave the setting out.")
     return {
-        p: absolute(v) if v is not None and path_info(config, p)[1].get("path") else v for p, v in typed.items()
+        p: absolute(v, base) if v is not None and path_info(config, p)[1].get("path") else v
+        for p, v in typed.items()
     }
 
 

@@ -8,16 +8,23 @@ Everything else trains in fp32. Under bf16 autocast only the forward pass's matr
 bf16: the weights, gradients and optimiser state stay fp32, and every model computes its softmax and
 loss in fp32 (`.float()` before `log_softmax`/`cross_entropy`).
 
-The real detection is cached per process (`functools.cache`); `decide` holds the logic, with the
-flags and probes passed in, so tests can give it any machine.
+The speed probe takes a second or more, so its decision is kept in the user cache folder
+(`charrnn.core.user_cache`, part precision/), keyed by the machine (host name, CPU model and flags,
+core count), the torch version, the thread count and the probe's shapes: auto probes again when any
+of them changes, or after `charrnn cache clear`. Within a process it is also cached (`functools.cache`).
+`decide` holds the logic, with the flags and probes passed in, so tests can give it any machine.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import os
+import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -140,18 +147,94 @@ def measure_speedup(shape: ProbeShape, device: torch.device, rounds: int = 4) ->
 
 @functools.cache
 def auto_precision(device_type: str, shape: ProbeShape) -> PrecisionChoice:
-    """What auto picks on this machine for these shapes: detected once per process."""
+    """What auto picks on this machine for these shapes: detected once per process, and a measured CPU
+    decision kept in the user cache folder for later processes."""
     device = torch.device(device_type)
+    cpu_flags = read_cpu_flags() if device_type == "cpu" else frozenset()
+    key = probe_key(device_type, shape, cpu_flags)
+    remembered = read_decision(key)
+    if remembered is not None:
+        return remembered
+    probed: list[float] = []
+
+    def speedup() -> float:
+        probed.append(measure_speedup(shape, device))
+        return probed[-1]
+
     forked = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=forked):  # the probes build layers: they must not move the run's seeds
-        return decide(
+        choice = decide(
             device_type,
             cuda_bf16=device_type == "cuda" and torch.cuda.is_bf16_supported(),
-            cpu_flags=read_cpu_flags() if device_type == "cpu" else frozenset(),
+            cpu_flags=cpu_flags,
             kernel_runs=lambda: bf16_kernel_runs(shape.cell, device),
-            speedup=lambda: measure_speedup(shape, device),
+            speedup=speedup,
             cell=shape.cell,
         )
+    if probed:  # only a measured decision is worth keeping: the others take no time
+        write_decision(key, choice)
+    return choice
+
+
+def probe_key(device_type: str, shape: ProbeShape, cpu_flags: frozenset[str]) -> dict[str, object]:
+    """What a speed probe's result depends on: the machine, torch, the threads and the run's shapes."""
+    return {
+        "device": device_type,
+        "host": platform.node(),
+        "cpu": _cpu_model(),
+        "cpu_flags": hashlib.sha256(" ".join(sorted(cpu_flags)).encode()).hexdigest()[:16],
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "shape": asdict(shape),
+    }
+
+
+def _cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return platform.processor()
+    found = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")]
+    return found[0] if found else platform.processor()
+
+
+def _decision_file(key: dict[str, object]) -> Path:
+    from charrnn.core.user_cache import cache_folder
+
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return cache_folder("precision") / f"auto-{digest}.json"
+
+
+def read_decision(key: dict[str, object]) -> PrecisionChoice | None:
+    """A decision an earlier process measured for `key`, or None (absent, unreadable or for another key)."""
+    try:
+        saved = json.loads(_decision_file(key).read_text(encoding="utf-8"))
+        if saved["key"] != key or saved["precision"] not in ("fp32", "bf16"):
+            return None
+        return PrecisionChoice(
+            saved["precision"], f"{saved['reason']}; measured {saved['measured']}, kept in the cache"
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_decision(key: dict[str, object], choice: PrecisionChoice) -> None:
+    """Keep a measured decision for later processes; a cache folder that cannot be written is left alone."""
+    path = _decision_file(key)
+    record = {
+        "key": key,
+        "precision": choice.precision,
+        "reason": choice.reason,
+        "measured": time.strftime("%Y-%m-%d"),
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        temp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+        os.replace(temp, path)
+    except OSError:
+        pass
 
 
 def resolve_precision(precision: str, device: torch.device, shape: ProbeShape) -> PrecisionChoice:

@@ -518,7 +518,11 @@ def check_run_dir(run_dir: Path, overwrite: bool) -> bool:
             raise CharRNNError(f"--out {run_dir} exists and is not a charrnn run directory; choose another --out.")
         if not overwrite:
             raise CharRNNError(
-                f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to replace it."
+                f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to replace it.",
+                forms={
+                    "api": f"{run_dir} already holds a run; pass resume={str(run_dir)!r} to continue it "
+                    "or overwrite=True to replace it."
+                },
             )
         known = (*RUN_FILES, *RUN_FOLDERS)
         foreign = [
@@ -578,6 +582,8 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     return {
         "steps": number(state.get("step"), int),
         "epoch": number(state.get("epoch"), int),
+        "chunk": number(state.get("chunk"), int),
+        "chunks_per_epoch": number(state.get("chunks_per_epoch"), int),
         "tokens_seen": number(state.get("tokens_seen"), int),
         "seconds_trained": number(state.get("elapsed")),
         "best_val_loss": number(state.get("best_val_loss")),

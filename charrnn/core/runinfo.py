@@ -66,12 +66,23 @@ def _file_times(run_dir: Path) -> tuple[float | None, float | None]:
     return created, max(times) if times else None
 
 
-def _epochs(run_dir: Path, state_epoch: Any) -> float | None:
-    """Epochs trained, fractional: the last logged training record's epoch, else the resume state's."""
+def _epochs(run_dir: Path, summary: dict[str, Any]) -> float | None:
+    """Epochs trained, fractional, at the last saved step: from the resume state (epoch + chunk / chunks per
+    epoch); for runs saved before charrnn 0.3 (no chunks per epoch), the last logged training record's epoch."""
+    epoch, chunk, chunks = summary["epoch"], summary["chunk"], summary["chunks_per_epoch"]
+    if all(isinstance(v, int) for v in (epoch, chunk, chunks)) and chunks > 0:
+        return epoch + chunk / chunks
+    state_epoch = epoch
     for record in reversed(rundir.read_metrics(run_dir)):
         if "train_loss" in record and isinstance(record.get("epoch"), int | float):
             return float(record["epoch"])
     return float(state_epoch) if isinstance(state_epoch, int | float) else None
+
+
+def _precision(training: dict[str, Any]) -> Any:
+    """What a run trains in, as `charrnn.load(RUN).info()` says it: "bf16 (auto)", or the precision asked for."""
+    asked, resolved = training.get("precision"), training.get("resolved_precision")
+    return f"{resolved} (auto)" if asked == "auto" and resolved else asked
 
 
 def run_facts(run_dir: str | Path, config_classes: Mapping[str, Any]) -> dict[str, Any]:
@@ -109,7 +120,7 @@ def run_facts(run_dir: str | Path, config_classes: Mapping[str, Any]) -> dict[st
         "hidden": model.get("hidden"),
         "embed": model.get("embed"),
         "steps": summary["steps"],
-        "epochs": _epochs(run_dir, summary["epoch"]),
+        "epochs": _epochs(run_dir, summary),
         "tokens_seen": summary["tokens_seen"],
         "seconds_trained": summary["seconds_trained"],
         "best_val_loss": best,
@@ -118,8 +129,8 @@ def run_facts(run_dir: str | Path, config_classes: Mapping[str, Any]) -> dict[st
         "last_val_loss": summary["last_val_loss"],
         "best_weights_step": summary["best_weights_step"],
         "clipped_share": summary["clipped_share"],
-        "device": training.get("device"),
-        "precision": training.get("precision"),
+        "device": training.get("resolved_device") or training.get("device"),
+        "precision": _precision(training),
         "charrnn_version": config.get("charrnn_version"),
         "corpus": corpus,
         "labels": described.get("labels"),  # labelled kinds: training examples per label

@@ -37,6 +37,10 @@ class TrainState:
     clipped_steps: int = 0
     grad_steps: int = 0
 
+    chunks_per_epoch: int = (
+        0  # steps in an epoch (0 in runs saved before charrnn 0.3), for epochs = epoch + chunk / it
+    )
+
     @classmethod
     def from_dict(cls, data: Any) -> TrainState:
         """The counters saved in a resume file, each checked for its type and range (ValueError if not)."""
@@ -72,12 +76,21 @@ class TrainResult:
     epochs: float
     best_val_loss: float | None
     last_val_loss: float | None
-    tokens_per_second: float
-    seconds: float
+    tokens_per_second: float  # the session's tokens over its steps' time (evaluations and saves left out)
+    seconds: float  # the session's wall-clock time: setup, steps, evaluations and saves (what --max-time counts)
     stop_reason: str
     skipped_steps: int = 0
     clipped_share: float | None = None  # the share of the run's steps whose gradient norm was clipped
+    train_seconds: float = 0.0  # the session's optimisation steps
+    setup_seconds: float = 0.0  # reading the data, building the model, before the first step
     level: str = "char"  # the (target) token level, for showing losses in bits/char or perplexity
+
+
+def clock(seconds: float) -> str:
+    """Seconds as a clock reading: 2:30, or 1:02:30 from an hour up."""
+    seconds = max(int(seconds), 0)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 class Reporter(Protocol):

@@ -129,12 +129,17 @@ def read_corpus(path: str | Path, encoding: str = "utf-8", errors: str = "strict
     return text
 
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent  # the source checkout, when charrnn runs from one
+PACKAGE_CORPORA = Path(__file__).resolve().parent.parent / "corpora"  # where a wheel installs corpora/
 
 
 def bundled(path: Path) -> Path | None:
-    """A bundled corpus file (e.g. corpora/tinyshakespeare.txt), from the working directory or the source checkout."""
-    for candidate in (path, PACKAGE_ROOT / path):
+    """A bundled corpus file (e.g. corpora/tinyshakespeare.txt): from the working directory, the source
+    checkout, or the installed package (a wheel ships corpora/ as the package data charrnn/corpora/)."""
+    candidates = [path, PACKAGE_ROOT / path]
+    if path.parts[:1] == ("corpora",):
+        candidates.append(PACKAGE_CORPORA.joinpath(*path.parts[1:]))
+    for candidate in candidates:
         if candidate.is_file():
             return candidate
     return None

@@ -1,7 +1,8 @@
 """Token caches: a corpus tokenized once, in one streaming pass, into a flat file of ids that training memory-maps.
 
-A cache is a folder under the cache root (`--cache-dir`, by default `.charrnn-cache/` beside the
-corpus: in the folder given, or the folder of the first file):
+A cache is a folder under the cache root (`--cache-dir`, by default tokens/ in the user cache folder,
+`charrnn.core.user_cache`; caches that older versions wrote into `.charrnn-cache/` beside the corpus
+are still read from there):
 
     vocab-<key>/   tokenizer.json (+ tokenizer.model)   the tokenizer a fresh run builds from the corpus
     tokens-<key>/  tokens.bin                           ids of every file in order, each line then <eos>,
@@ -107,8 +108,16 @@ def _count_words(lowercase: bool, text: str) -> Counter[str]:
     return Counter(WordTokenizer(list(SPECIALS)).split(text.lower() if lowercase else text))
 
 
-def default_cache_root(corpus: list[Path]) -> Path:
-    """`.charrnn-cache/` in the first corpus folder (or the folder of the first file)."""
+def default_cache_root() -> Path:
+    """Where token caches are written unless --cache-dir says otherwise: tokens/ in the user cache folder."""
+    from charrnn.core.user_cache import cache_folder
+
+    return cache_folder("tokens")
+
+
+def old_cache_root(corpus: list[Path]) -> Path:
+    """Where versions before 0.3 wrote token caches: `.charrnn-cache/` in the first corpus folder (or beside
+    the first file). Caches found there are still read; nothing new is written there."""
     first = corpus[0]
     return (first if first.is_dir() else first.resolve().parent) / CACHE_DIR_NAME
 
@@ -351,6 +360,26 @@ def _writable(root: Path) -> Path:
     return root
 
 
+def _reuse(
+    name: str, root: Path, old_roots: tuple[Path, ...], validate: Callable[[Path], Any], note: Note | None
+) -> Any:
+    """The validated cache folder `name`: from `root`, then `old_roots` (None if none validates).
+
+    A cache in `root` that does not validate is put away (`_rebuilding`, which `note` tells); one in an old
+    root is left as it is and skipped, as nothing new is written there.
+    """
+    for where in (root, *old_roots):
+        folder = where / name
+        if not _exists(folder / HEADER_FILE):
+            continue
+        try:
+            return validate(folder)
+        except CharRNNError as exc:
+            if where == root:
+                _rebuilding(folder, str(exc), note)
+    return None
+
+
 def cached_tokenizer(
     files: list[Path],
     config: TokenizerConfig,
@@ -360,33 +389,34 @@ def cached_tokenizer(
     progress: Progress | None = None,
     note: Note | None = None,
     verify: bool = False,
+    old_roots: tuple[Path, ...] = (),
 ) -> Tokenizer:
-    """The tokenizer built from `files` under `config`: from the cache (validated), or built now and cached.
+    """The tokenizer built from `files` under `config`: from the cache (`root`, then `old_roots`; validated),
+    or built now and cached in `root`.
 
     A cache that does not validate, or whose corpus changed (see the module docstring), is rebuilt and
     `note` says why; `verify` re-hashes every corpus file whatever its ctime.
     """
-    folder = root / f"vocab-{_key(corpus_signature(files), asdict(config), encoding, errors)}"
-    done = folder / HEADER_FILE
-    if _exists(done):
-        try:
-            return _valid_vocabulary(folder, config, files, verify)
-        except CharRNNError as exc:
-            _rebuilding(folder, str(exc), note)
+    name = f"vocab-{_key(corpus_signature(files), asdict(config), encoding, errors)}"
+    found = _reuse(name, root, old_roots, lambda folder: _valid_vocabulary(folder, config, files, verify), note)
+    if found is not None:
+        return found
     hashes: list[dict[str, Any]] = []
     built_ns = time.time_ns()
     tokenizer = build_vocabulary(files, config, encoding, errors, progress, hashes)
-    _writable(folder)
+    folder = _writable(root / name)
     written = tokenizer.to_files()
-    for name, data in written.items():
-        _write_atomically(folder / name, data)
+    for file_name, data in written.items():
+        _write_atomically(folder / file_name, data)
     _write_json(
-        done,
+        folder / HEADER_FILE,
         {
             "format": CACHE_FORMAT,
             "level": config.level,
             "vocab_size": tokenizer.vocab_size,
-            "tokenizer_files": {name: hashlib.sha256(data).hexdigest() for name, data in written.items()},
+            "tokenizer_files": {
+                file_name: hashlib.sha256(data).hexdigest() for file_name, data in written.items()
+            },
             "files": hashes,
             "built_ns": built_ns,
         },
@@ -404,20 +434,22 @@ def cached_tokens(
     progress: Progress | None = None,
     note: Note | None = None,
     verify: bool = False,
+    old_roots: tuple[Path, ...] = (),
 ) -> TokenFile:
-    """The ids of `files` under `tokenizer`: the cached token file (validated), or one written now.
+    """The ids of `files` under `tokenizer`: the cached token file (in `root`, then `old_roots`; validated),
+    or one written now into `root`.
 
     A cache that does not validate, or whose corpus changed, is rebuilt and `note` says why; `verify`
     re-hashes every corpus file whatever its ctime.
     """
-    folder = root / f"tokens-{_key(corpus_signature(files), tokenizer_hash, encoding, errors)}"
+    name = f"tokens-{_key(corpus_signature(files), tokenizer_hash, encoding, errors)}"
+    found = _reuse(
+        name, root, old_roots, lambda folder: _valid_tokens(folder, tokenizer, tokenizer_hash, files, verify), note
+    )
+    if found is not None:
+        return found
+    folder = _writable(root / name)
     done = folder / HEADER_FILE
-    if _exists(done):
-        try:
-            return _valid_tokens(folder, tokenizer, tokenizer_hash, files, verify)
-        except CharRNNError as exc:
-            _rebuilding(folder, str(exc), note)
-    _writable(folder)
     _remove_stale_temporaries(folder)
     header = encode_files(files, tokenizer, folder, encoding, errors, progress)
     header["tokenizer"] = tokenizer_hash

@@ -15,10 +15,15 @@ and the save, each on its own cadence:
     optimisation    lr -> forward -> backward -> clip -> optimiser step (or a skipped step)
     logging window  every --log-every steps and at the end of an epoch: the mean training loss and
                     the gradient norm before clipping (mean, max, share of steps clipped)
-    evaluation      every --eval-every steps: validation loss, best weights, plateau schedule
+    evaluation      every --eval-every steps (by default 200, or a tenth of the run when that is sooner):
+                    validation loss, best weights, plateau schedule
     save            every --save-every steps or --save-every-minutes: resume.safetensors
 
 When a rule fires the run is saved, evaluated (unless the last step just was) and saved again.
+--max-time is the wall-clock time of the session, from the start of `engine.train` (reading the data,
+building the model) to the last save, evaluations and saves included: the loop stops when the next
+step, the last evaluation and the saves around it would no longer fit, each estimated from the
+session's own measurements; a last evaluation that would still overrun is skipped, with a note.
 Everything here happens in a fixed order (random numbers, optimiser and scaler calls, records,
 saves): a resumed run repeats an uninterrupted one bit for bit.
 """
@@ -40,7 +45,7 @@ from charrnn.core.gradnorms import GradNormTally
 from charrnn.core.optim import grad_scaler, learning_rate, update_plateau
 from charrnn.core.resume import load_resume_state, save_resume_state
 from charrnn.core.runtime import autocast
-from charrnn.core.state import Reporter, TrainResult, TrainState
+from charrnn.core.state import Reporter, TrainResult, TrainState, clock
 from charrnn.core.task import Task
 
 World = distributed.World
@@ -59,12 +64,17 @@ def run_training_loop(
     tokenizer_hash: str,
     total_steps: int | None,
     world: World = World(),
+    started: float | None = None,
 ) -> TrainResult:
-    """Step until a stopping rule fires: schedule, clipping, non-finite steps, metrics, evaluation, saves."""
+    """Step until a stopping rule fires: schedule, clipping, non-finite steps, metrics, evaluation, saves.
+
+    `started` is the time.perf_counter() at which the session began (default: now): --max-time counts from it.
+    """
     task.model.train()
     session = Session(
         task, optimizer, cfg, state, run_dir, reporter, should_stop, world, data_hash, tokenizer_hash, total_steps
     )
+    session.start_clock(started)
     stop_reason = None
     while stop_reason is None and not epochs_done(cfg, state):
         if state.chunk == 0:  # not when resuming in the middle of an epoch
@@ -77,14 +87,14 @@ def run_training_loop(
             session.count(step)
             if session.window_due():
                 session.log_window(step.lr)
-            if state.step % cfg.eval_every == 0:
+            if session.evaluation_due():
                 session.evaluate()
             if session.save_due():
                 session.save()
         if stop_reason is None:  # the epoch ran to its end
             state.epoch, state.chunk = state.epoch + 1, 0
     session.save()  # before the evaluation: a second Ctrl-C during it loses no step
-    if session.last_eval_step != state.step:
+    if session.last_eval_step != state.step and session.last_evaluation_fits():
         session.evaluate(scheduled=False)
         session.save()  # again, with the evaluation's best and last validation loss
     return session.result(stop_reason or "epochs")
@@ -121,7 +131,17 @@ class Session:
     data_hash: str
     tokenizer_hash: str
     total_steps: int | None  # None when only --max-time bounds the run
-    session_start: float = field(init=False)  # time.perf_counter() when this session started
+    session_start: float = field(init=False)  # time.perf_counter() when this session started (`start_clock`)
+    loop_start: float = field(init=False)  # ... when its first step started: setup is what came before
+    last_tick: float = field(init=False)  # ... at the end of the last step (or pause)
+    step_seconds: float = 0.0  # the last step's duration, evaluations and saves excluded
+    train_seconds: float = 0.0  # the session's steps, summed
+    eval_seconds: float | None = None  # the last evaluation's duration (None before the first)
+    save_seconds: float = 0.0  # the last save's duration
+    paused_seconds: float = 0.0  # evaluations and saves, summed
+    last_eval_time: float = field(init=False)  # time.perf_counter() at the end of the last evaluation
+    tenth_of_time_passed: bool = False  # a tenth of --max-time since the last evaluation (all ranks agree)
+    steps_before: int = field(init=False)  # state.step when this session started
     window_start: float = field(init=False)  # ... when the current logging window started
     last_save_time: float = field(init=False)  # ... at the last save (for --save-every-minutes)
     window_tokens: int = 0  # tokens trained on in the current logging window
@@ -134,14 +154,59 @@ class Session:
     grads: GradNormTally = field(init=False)  # ‖g‖ before clipping, tallied on the device for the window and run
 
     def __post_init__(self) -> None:
-        self.session_start = time.perf_counter()
+        self.start_clock(None)
         self.elapsed_before, self.tokens_before = self.state.elapsed, self.state.tokens_seen
+        self.steps_before = self.state.step
+        self.state.chunks_per_epoch = self.task.batches_per_epoch
         self.window_start = time.perf_counter()
         self.last_save_time = time.perf_counter()
         self.params = [p for p in self.task.model.parameters() if p.requires_grad]
         self.device = next(self.task.model.parameters()).device
         self.scaler = grad_scaler(self.device, self.cfg.resolved_precision == "fp16")  # bf16 and fp32 need none
         self.grads = GradNormTally(self.state, self.device)
+
+    # -- the clock --------------------------------------------------------------------------------
+
+    def start_clock(self, started: float | None) -> None:
+        """Count this session's time from `started` (a time.perf_counter(); default now)."""
+        now = time.perf_counter()
+        self.session_start = now if started is None else started
+        self.loop_start = self.last_tick = now
+        self.last_eval_time = self.session_start
+
+    def pause(self, began: float) -> float:
+        """End a pause (an evaluation or a save) that began at `began`: it counts neither as a step's time nor
+        in the logging window's speed. Returns its duration."""
+        seconds = time.perf_counter() - began
+        self.paused_seconds += seconds
+        self.last_tick += seconds
+        self.window_start += seconds
+        return seconds
+
+    def tick(self) -> None:
+        """Bring `state.elapsed` (wall-clock seconds over all sessions) up to now."""
+        self.state.elapsed = self.elapsed_before + time.perf_counter() - self.session_start
+
+    def reserve(self) -> float:
+        """Seconds to keep for the next step and the run's end: the last evaluation and the saves around it."""
+        return self.step_seconds + (self.eval_seconds or 0.0) + 2 * self.save_seconds
+
+    def last_evaluation_fits(self) -> bool:
+        """Whether the evaluation after the last step fits in --max-time; a note says so when it is skipped.
+
+        It always runs when the run has no evaluation yet (no validation loss and no best weights without it).
+        """
+        if self.cfg.max_time is None or self.eval_seconds is None or self.state.best_val_loss is None:
+            return True
+        left = self.cfg.max_time * 60 - (time.perf_counter() - self.session_start) - self.save_seconds
+        grace = min(1.0, 0.02 * self.cfg.max_time * 60)  # the estimate is the last evaluation's duration
+        if self.eval_seconds <= max(left, 0.0) + grace:
+            return True
+        self.reporter.message(
+            f"--max-time: the last evaluation is skipped (it takes about {clock(self.eval_seconds)}, "
+            f"{clock(max(left, 0.0))} is left); model.safetensors holds the best weights evaluated so far"
+        )
+        return False
 
     # -- stopping ---------------------------------------------------------------------------------
 
@@ -154,9 +219,13 @@ class Session:
         cfg = self.cfg
         if cfg.max_steps is not None and self.state.step >= cfg.max_steps:
             return "max_steps"
-        out_of_time = cfg.max_time is not None and time.perf_counter() - self.session_start >= cfg.max_time * 60
+        now = time.perf_counter()
+        out_of_time = cfg.max_time is not None and now - self.session_start + self.reserve() >= cfg.max_time * 60
+        tenth = cfg.max_time is not None and now - self.last_eval_time >= cfg.max_time * 6  # seconds in a tenth
         interrupted = self.should_stop()
-        out_of_time, interrupted = distributed.any_of(self.world, out_of_time, interrupted)
+        out_of_time, interrupted, self.tenth_of_time_passed = distributed.any_of(
+            self.world, out_of_time, interrupted, tenth
+        )
         if out_of_time:
             return "max_time"
         if interrupted:
@@ -200,7 +269,7 @@ class Session:
 
     def set_learning_rate(self) -> float:
         """Put the schedule's learning rate for the next step (`optim.learning_rate`) on every parameter group."""
-        lr = learning_rate(self.cfg, self.state, self.total_steps, self.time_progress())
+        lr = learning_rate(self.cfg, self.state, self.total_steps, self.time_progress(), self.planned_steps())
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return lr
@@ -210,6 +279,17 @@ class Session:
         if self.cfg.max_time is None:
             return None
         return self.state.elapsed / (self.elapsed_before + self.cfg.max_time * 60)
+
+    def planned_steps(self) -> int | None:
+        """The steps this run will have when it stops: the step budget, or under --max-time (when sooner) the steps
+        done plus those the time left allows at this session's mean step time; None before that is known."""
+        planned = self.total_steps
+        done = self.state.step - self.steps_before
+        if self.cfg.max_time is not None and done > 0:
+            left = self.cfg.max_time * 60 - (time.perf_counter() - self.session_start) - self.reserve()
+            by_time = self.state.step + max(int(left / (self.train_seconds / done)), 0)
+            planned = by_time if planned is None else min(planned, by_time)
+        return planned
 
     def backward_and_clip(self, loss: torch.Tensor) -> torch.Tensor:
         """Compute g = ∇L and clip it: g ← g · min(1, c / (‖g‖ + 10⁻⁶)), c = --clip; returns ‖g‖ before clipping.
@@ -236,11 +316,15 @@ class Session:
             )
 
     def count(self, step: Step) -> None:
-        """Add the step's tokens and gradient norm to the run's and the window's counts; bring `state.elapsed` up to now."""
+        """Add the step's tokens and gradient norm to the run's and the window's counts, its time to the step
+        clock; bring `state.elapsed` up to now."""
         self.state.tokens_seen += step.tokens
         self.grads.add(step.grad_norm, self.cfg.clip)
         self.window_tokens += step.tokens
-        self.state.elapsed = self.elapsed_before + time.perf_counter() - self.session_start
+        now = time.perf_counter()
+        self.step_seconds, self.last_tick = now - self.last_tick, now
+        self.train_seconds += self.step_seconds
+        self.tick()
 
     # -- the logging window -----------------------------------------------------------------------
 
@@ -275,6 +359,17 @@ class Session:
 
     # -- evaluation -------------------------------------------------------------------------------
 
+    def evaluation_due(self) -> bool:
+        """Whether to evaluate after this step: every --eval-every steps; without it, every 200 steps (500 for
+        seq2seq), or a tenth of the run when that is sooner (a tenth of the step budget, or of --max-time)."""
+        cfg, step = self.cfg, self.state.step
+        if cfg.eval_every is not None:
+            return step % cfg.eval_every == 0
+        every = type(cfg).AUTO_EVAL_EVERY
+        if self.total_steps is not None:
+            every = min(every, max(1, math.ceil(self.total_steps / 10)))
+        return step % every == 0 or self.tenth_of_time_passed
+
     def evaluate(self, scheduled: bool = True) -> None:
         """Validation loss; a new best (finite and lower) is saved to model.safetensors; record it.
 
@@ -282,7 +377,12 @@ class Session:
         extra evaluation when a run stops changes nothing for the steps after a resume.
         """
         state = self.state
+        began = time.perf_counter()
         val_loss = self.task.evaluate()
+        self.eval_seconds = self.pause(began)
+        self.last_eval_time = time.perf_counter()
+        self.tenth_of_time_passed = False
+        self.tick()
         state.last_val_loss = val_loss
         self.last_eval_step = state.step
         improved = math.isfinite(val_loss) and (state.best_val_loss is None or val_loss < state.best_val_loss)
@@ -324,6 +424,8 @@ class Session:
         Weights that are not finite are not saved: the previous checkpoint stays the one to resume from.
         """
         model = self.task.model
+        began = time.perf_counter()
+        self.tick()  # the resume file's time trained: up to this save
         if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
             self.reporter.message(
                 f"step {self.state.step}: weights are not finite; keeping the previous checkpoint"
@@ -338,21 +440,25 @@ class Session:
             if self.cfg.keep_checkpoints:
                 keep_checkpoint(self.run_dir, self.state.step, self.state.last_val_loss, self.cfg.keep_checkpoints)
         self.last_save_time = time.perf_counter()
+        self.save_seconds = self.pause(began)
 
     # -- the end ----------------------------------------------------------------------------------
 
     def result(self, stop_reason: str) -> TrainResult:
-        """What this session achieved, its speed counted over its own tokens and time."""
+        """What this session achieved: its wall-clock time (up to its last save, as `state.elapsed` counts it)
+        and what it was spent on; its speed over its own tokens and steps."""
         state = self.state
-        seconds = time.perf_counter() - self.session_start
+        seconds = state.elapsed - self.elapsed_before
         return TrainResult(
             run_dir=self.run_dir,
             steps=state.step,
             epochs=state.epoch + state.chunk / self.task.batches_per_epoch,
             best_val_loss=state.best_val_loss,
             last_val_loss=state.last_val_loss,
-            tokens_per_second=(state.tokens_seen - self.tokens_before) / max(seconds, 1e-9),
+            tokens_per_second=(state.tokens_seen - self.tokens_before) / max(self.train_seconds, 1e-9),
             seconds=seconds,
+            train_seconds=self.train_seconds,
+            setup_seconds=self.loop_start - self.session_start,
             stop_reason=stop_reason,
             skipped_steps=state.skipped_steps,
             clipped_share=self.grads.clipped_share(),

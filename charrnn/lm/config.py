@@ -69,7 +69,10 @@ class LMTrainConfig(TrainConfig):
     # 0.01 and 0.1, 1.405 with these), and a short warmup, without which the first hundred steps at
     # the peak rate sometimes stall on a plateau for minutes (bench/README.md).
     weight_decay: float = option(0.1, "AdamW weight decay.", resumable=True)
-    warmup_steps: int = option(100, "Linear learning-rate warmup steps.", resumable=True)
+    AUTO_WARMUP_STEPS: ClassVar[int] = 100
+    warmup_steps: int | None = option(
+        None, "Linear learning-rate warmup steps (default: 100, or 5% of the run when shorter).", resumable=True
+    )
     min_lr_fraction: float = option(0.02, "cosine ends at max(--min-lr, this fraction of --lr).", resumable=True)
     eval_tokens: int | None = option(
         200_000, 'Validation tokens per evaluation at most ("none" in a config file: all).', resumable=True
@@ -99,11 +102,14 @@ class RunConfig(RunConfigBase):
     training: LMTrainConfig = option(factory=LMTrainConfig)
     corpus: str = option("", "The training text: a file or a folder.", cli=False, path=True)
     more_corpora: list[str] = option(
-        factory=list, help="More training files or folders after the first.", cli=False
+        factory=list, help="More training files or folders after the first.", cli=False, path=True
     )
     glob: str = option("*.txt", "Files read from a corpus folder (recursively).")
     cache_dir: str | None = option(
-        None, "Token cache folder (default: .charrnn-cache beside the corpus).", resumable=True, path=True
+        None,
+        "Token cache folder (default: the user cache folder; see `charrnn cache`).",
+        resumable=True,
+        path=True,
     )
     val_corpus: str | None = option(
         None, "Separate validation text instead of --val-fraction.", flag="--val", path=True

@@ -44,6 +44,8 @@ class FileEvaluation:
     perplexity: float
     batch_size: int
     bptt: int
+    file_tokens: int = 0  # tokens in the file: the first of each row has no context and is not predicted,
+    # and the last len % batch_size do not fill a row
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,4 +119,5 @@ def evaluate_text(
         perplexity=math.exp(min(nats, 700.0)),
         batch_size=batch_size,
         bptt=bptt,
+        file_tokens=len(ids),
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from charrnn.core import rundir
+from charrnn.core.errors import api_errors
 from charrnn.core.loaded_run import LoadedRun, read_one_tokenizer
 from charrnn.core.runtime import scoring_autocast
 from charrnn.core.sampling import SampleSettings
@@ -46,6 +47,7 @@ class LanguageModelRun(LoadedRun):
     def build_model(cls, config: RunConfig) -> LanguageModel:
         return LanguageModel(config.model)
 
+    @api_errors
     def sample(
         self,
         prime: str = "",
@@ -75,6 +77,7 @@ class LanguageModelRun(LoadedRun):
             texts.append(prime + self._continuation(prime, ids))
         return texts[0] if num == 1 else texts
 
+    @api_errors
     def stream(
         self, prime: str = "", length: int = 500, temperature: float = 1.0, **options: Any
     ) -> Iterator[str]:
@@ -92,6 +95,7 @@ class LanguageModelRun(LoadedRun):
             if active[0] and not (until_eos and tokens[0] == EOS_ID):
                 yield decode(tokens[0])
 
+    @api_errors
     def score(
         self,
         sentences: str | list[str],
@@ -111,6 +115,7 @@ class LanguageModelRun(LoadedRun):
         with scoring_autocast(device, precision, self.config.model.cell):
             return score_sentences(self.model, self.tokenizer, texts, oov, oov_logprob)
 
+    @api_errors
     def evaluate_file(
         self,
         path: str | Path,

@@ -29,6 +29,7 @@ from charrnn.core.token_cache import (
     cached_tokens,
     data_fingerprint,
     default_cache_root,
+    old_cache_root,
 )
 from charrnn.core.tokenizers import Tokenizer
 from charrnn.lm.config import LMTrainConfig, RunConfig
@@ -40,11 +41,12 @@ from charrnn.lm.truncated_bptt import StreamBatches, TruncatedBPTTTask, validati
 
 @dataclass
 class CorpusFiles:
-    """The training files (a corpus folder expanded, in order), the --val files, and the token cache folder."""
+    """The training files (a corpus folder expanded, in order), the --val files, and the token cache folders."""
 
     files: list[Path]
     val_files: list[Path] | None
-    cache_root: Path
+    cache_root: Path  # where caches are found and written
+    old_cache_roots: tuple[Path, ...] = ()  # where caches are also found: beside the corpus, as before 0.3
 
 
 def corpus_files(config: RunConfig) -> CorpusFiles:
@@ -55,8 +57,9 @@ def corpus_files(config: RunConfig) -> CorpusFiles:
     val_files = expand_corpus([config.val_corpus], config.glob) if config.val_corpus else None
     if not has_text(files):
         raise CharRNNError(f"{given[0]} is empty; a corpus needs some text to learn from.")
-    root = Path(config.cache_dir) if config.cache_dir else default_cache_root([Path(p) for p in given])
-    return CorpusFiles(files, val_files, root)
+    if config.cache_dir:
+        return CorpusFiles(files, val_files, Path(config.cache_dir))
+    return CorpusFiles(files, val_files, default_cache_root(), (old_cache_root([Path(p) for p in given]),))
 
 
 def prepare_tokens(
@@ -76,7 +79,7 @@ def prepare_tokens(
     def tokens(files: list[Path]) -> TokenFile:
         return cached_tokens(
             files, tokenizer, tokenizer_hash, config.encoding, config.errors, data.cache_root, progress, note,
-            verify,
+            verify, old_roots=data.old_cache_roots,
         )  # fmt: skip
 
     return tokens(data.files), tokens(data.val_files) if data.val_files else None
@@ -103,7 +106,15 @@ def prepare_corpus(
     config.validate()
     data = corpus_files(config)
     tokenizer = cached_tokenizer(
-        data.files, config.tokenizer, config.encoding, config.errors, data.cache_root, progress, note, verify
+        data.files,
+        config.tokenizer,
+        config.encoding,
+        config.errors,
+        data.cache_root,
+        progress,
+        note,
+        verify,
+        old_roots=data.old_cache_roots,
     )
     corpus, val = prepare_tokens(config, tokenizer, data, progress, note, verify)
     return PreparedCorpus(tokenizer, corpus, val, data.files, data.val_files)
@@ -146,7 +157,7 @@ class LanguageModelRecipe:
     def build_tokenizers(self, config: RunConfig, data: CorpusFiles) -> Tokenizer:
         tokenizer = cached_tokenizer(
             data.files, config.tokenizer, config.encoding, config.errors, data.cache_root, self.progress,
-            self.cache_notes.append,
+            self.cache_notes.append, old_roots=data.old_cache_roots,
         )  # fmt: skip
         config.model.vocab_size = tokenizer.vocab_size
         return tokenizer

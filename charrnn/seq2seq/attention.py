@@ -8,8 +8,11 @@ For decoder query s_i (Bahdanau: the previous state s_{i-1}) and encoder outputs
 
 with a() one of
     bahdanau       e_ij = v · tanh(W s_{i-1} + U h_j)     (additive; Bahdanau et al. 2015)
-    luong-dot      e_ij = s_i · h_j                        (multiplicative; Luong et al. 2015)
-    luong-general  e_ij = s_i · (W h_j)
+    luong-dot      e_ij = s_i · h_j / √d                   (multiplicative; Luong et al. 2015)
+    luong-general  e_ij = s_i · (W h_j) / √d
+The Luong scores are divided by √d (d = --hidden), as in scaled dot-product attention (Vaswani et al.
+2017): a dot product of d terms grows like √d, and unscaled scores push the softmax to one-hot
+weights early in training. Runs made before charrnn 0.3 keep their unscaled scores (`scaled_scores`).
 The parts of a() that depend only on h_j (U h_j, W h_j) are computed once per sentence (`keys`).
 """
 
@@ -48,9 +51,10 @@ class Memory:
 class Attention(nn.Module):
     """Scores e_ij between decoder queries and encoder outputs; the three score functions differ only here."""
 
-    def __init__(self, score: str, hidden: int, attention_size: int) -> None:
+    def __init__(self, score: str, hidden: int, attention_size: int, scaled: bool = True) -> None:
         super().__init__()
         self.score = score  # "bahdanau", "luong-general" or "luong-dot"
+        self.scale = 1.0 / math.sqrt(hidden) if scaled and score != "bahdanau" else 1.0
         if score == "bahdanau":
             size = attention_size or hidden
             self.key_proj = nn.Linear(hidden, size)  # U h_j (+ bias)
@@ -72,6 +76,8 @@ class Attention(nn.Module):
         else:
             keys = memory.outputs if memory.keys is None else memory.keys
             scores = torch.bmm(query, keys.transpose(1, 2))  # (batch, tgt, src)
+            if self.scale != 1.0:
+                scores = scores * self.scale
         scores = scores.masked_fill(~memory.mask.unsqueeze(1), -math.inf)
         weights = torch.softmax(scores.float(), dim=-1).to(query.dtype)  # exactly 0 where masked
         return torch.bmm(weights, memory.outputs), weights

@@ -38,6 +38,12 @@ class Seq2SeqConfig:
         "init", "With --attention none: init (c starts the decoder) or input (also fed every step)."
     )
     attention_size: int = option(0, "Bahdanau's inner size (0: --hidden).")
+    scaled_scores: bool = option(
+        True,
+        "luong-dot/luong-general: divide the scores by sqrt(--hidden), as scaled dot-product attention does, "
+        "so that the softmax does not saturate (runs before charrnn 0.3 kept them unscaled).",
+        flag="--scaled-scores/--unscaled-scores",
+    )
 
     @property
     def output_size(self) -> int:
@@ -89,7 +95,10 @@ class Seq2SeqTrainConfig(TrainConfig):
         "Passes over the training pairs (default: no limit when --max-steps or --max-time is given, else 30).",
         resumable=True,
     )
-    eval_every: int = option(500, "Evaluate every N steps.", resumable=True)
+    AUTO_EVAL_EVERY: ClassVar[int] = 500
+    eval_every: int | None = option(
+        None, "Evaluate every N steps (default: 500, or a tenth of the run when that is sooner).", resumable=True
+    )
     save_every: int = option(500, "Save a resumable checkpoint every N steps.", resumable=True)
     val_fraction: float = option(0.05, "Fraction of the pairs held out for validation when no --val is given.")
     teacher_forcing: float = option(
@@ -149,7 +158,11 @@ class Seq2SeqRunConfig(RunConfigBase):
 
     @classmethod
     def migrate(cls, data: dict[str, Any]) -> dict[str, Any]:
-        """Format 1 -> 2: the training settings lose `bptt` and `eval_tokens`, which seq2seq never used."""
+        """Format 1 -> 2: the training settings lose `bptt` and `eval_tokens`, which seq2seq never used.
+        Runs saved before charrnn 0.3 (no `scaled_scores`) keep the unscaled Luong scores they were trained with."""
+        model = data.get("model")
+        if isinstance(model, dict) and "scaled_scores" not in model:
+            data["model"] = {**model, "scaled_scores": False}
         training = data.get("training")
         if data.get("format_version") == 1 and isinstance(training, dict):
             data["training"] = {k: v for k, v in training.items() if k not in ("bptt", "eval_tokens")}

@@ -88,7 +88,11 @@ class Seq2Seq(nn.Module):
             config.dropout,
             extra_input=hidden if feeds_context else 0,
         )
-        self.attention = Attention(config.attention, hidden, config.attention_size) if self.attends else None
+        self.attention = (
+            Attention(config.attention, hidden, config.attention_size, config.scaled_scores)
+            if self.attends
+            else None
+        )
         # h~ = tanh(W_c [c; s]) for attention; the plain decoder output otherwise
         self.combine = nn.Linear(2 * hidden, hidden) if self.attends else None
         self.dropout = nn.Dropout(config.dropout)

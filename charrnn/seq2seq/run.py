@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from charrnn.core import rundir
-from charrnn.core.errors import CharRNNError
+from charrnn.core.errors import CharRNNError, api_errors
 from charrnn.core.loaded_run import LoadedRun
 from charrnn.core.runtime import scoring_autocast
 from charrnn.core.scoring import SentenceScore
@@ -72,6 +72,7 @@ class TranslationRun(LoadedRun):
     def build_model(cls, config: Seq2SeqRunConfig) -> Seq2Seq:
         return Seq2Seq(config.model)
 
+    @api_errors
     def translate(
         self,
         sentences: str | list[str],
@@ -93,6 +94,7 @@ class TranslationRun(LoadedRun):
             with_attention=with_attention,
         )
 
+    @api_errors
     def score(self, pairs: list[tuple[str, str]], *, precision: str = "fp32") -> list[SentenceScore]:
         """log P(target | source) of each (source, target) pair, with per-token detail."""
         sources = [source for source, _ in pairs]
@@ -101,6 +103,7 @@ class TranslationRun(LoadedRun):
         with scoring_autocast(device, precision, self.config.model.cell):
             return score_pairs(self.model, self.source_tokenizer, self.target_tokenizer, sources, targets)
 
+    @api_errors
     def evaluate(
         self, sources: list[str], references: list[str], beam: int = 1, *, max_length: int | None = None,
         length_penalty: float = 1.0, precision: str = "fp32",

@@ -45,6 +45,11 @@ from charrnn.serve.memory import memory_route
 from charrnn.serve.params import BadRequest, Limits
 
 STATIC = Path(__file__).parent / "static"
+# The keys each POST route reads (besides "run"); any other key is refused with a 400 naming it.
+SAMPLE_KEYS = ("prime", "length", "temperature", "top_p", "top_k", "greedy", "seed", "stream")
+SCORE_KEYS = ("sentences", "text", "pairs", "top_k", "oov", "oov_logprob")
+ACTIVATIONS_KEYS = ("text", "state", "layer", "units", "pattern", "top")
+TRANSLATE_KEYS = ("text", "beam", "max_length")
 _END = object()  # what `next` returns when a stream is exhausted
 
 Run = LanguageModelRun | TranslationRun
@@ -191,6 +196,7 @@ class Server:
 
     async def sample(self, request: Request) -> Response:
         body = await self.body(request)
+        params.known_keys(body, SAMPLE_KEYS, "/api/sample")
         run = self.lm(body)
         limits = self.limits
         prime = params.text(body, "prime", limits, "")
@@ -232,12 +238,13 @@ class Server:
                     break
                 yield event({"text": piece})
         except CharRNNError as exc:
-            yield event({"error": str(exc)}, "error")
+            yield event({"error": str(exc.in_words_of(params.json_key))}, "error")
             return
         yield event({}, "done")
 
     async def score(self, request: Request) -> Response:
         body = await self.body(request)
+        params.known_keys(body, SCORE_KEYS, "/api/score")
         name, run = self.run(body.get("run"))
         if isinstance(run, TranslationRun):
             pairs = body.get("pairs")
@@ -265,6 +272,7 @@ class Server:
 
     async def activations(self, request: Request) -> Response:
         body = await self.body(request)
+        params.known_keys(body, ACTIVATIONS_KEYS, "/api/activations")
         run = self.lm(body)
         model = run.config.model
         text = params.text(body, "text", self.limits)
@@ -299,6 +307,7 @@ class Server:
 
     async def translate(self, request: Request) -> Response:
         body = await self.body(request)
+        params.known_keys(body, TRANSLATE_KEYS, "/api/translate")
         name, run = self.run(body.get("run"))
         if not isinstance(run, TranslationRun):
             raise BadRequest(f"{name} is a language model, not a seq2seq run; it cannot translate.")
@@ -312,6 +321,8 @@ class Server:
 
 
 async def _bad_request(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, CharRNNError):  # the library's words name command-line flags: name JSON keys instead
+        exc = exc.in_words_of(params.json_key)
     return json_response({"error": str(exc)}, getattr(exc, "status", 400))
 
 
@@ -337,8 +348,12 @@ def create_app(
     async def page(request: Request) -> Response:
         return FileResponse(STATIC / "index.html")
 
+    async def favicon(request: Request) -> Response:
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
     routes = [
         Route("/", page),
+        Route("/favicon.ico", favicon),
         Route("/api/info", server.info, methods=["GET"]),
         Route("/api/sample", server.sample, methods=["POST"]),
         Route("/api/score", server.score, methods=["POST"]),

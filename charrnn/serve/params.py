@@ -69,6 +69,19 @@ def depth(value: Any) -> int:
     return deepest
 
 
+def known_keys(body: dict[str, Any], keys: tuple[str, ...], route: str) -> None:
+    """Refuse keys a route does not read (a misspelt "temprature" would otherwise be ignored without a word)."""
+    unknown = sorted(set(body) - {"run", *keys})
+    if unknown:
+        listed = ", ".join(json.dumps(k)[:40] for k in unknown[:5])
+        raise BadRequest(f"Unknown key(s) {listed} for {route}; it reads: run, {', '.join(keys)}.")
+
+
+def json_key(flag: str, placeholder: str | None = None) -> str:
+    """How the JSON API names the setting of `--flag` in an error: its key (`top_p` for --top-p)."""
+    return flag.replace("-", "_") + (f" {placeholder}" if placeholder else "")
+
+
 def number(body: dict[str, Any], name: str, default: float | None, low: float, high: float) -> float | None:
     """A finite number in [low, high] (or `default` when absent or null)."""
     value = body.get(name)

@@ -37,6 +37,15 @@ function valueColour(v) { // v in [-1, 1]: red for negative, blue for positive
   return v >= 0 ? `rgba(30, 100, 220, ${a})` : `rgba(220, 50, 30, ${a})`;
 }
 
+// A new run: the results shown belong to the previous one.
+function clearResults() {
+  showError("");
+  if (generation) generation.abort();
+  for (const id of ["sample-output", "translation"]) $(id).textContent = "";
+  for (const id of ["score-output", "heatmap", "attention"]) $(id).replaceChildren();
+  $("tooltip").hidden = true;
+}
+
 async function loadInfo() {
   const name = $("run").value;
   info = await api("/api/info" + (name ? "?run=" + encodeURIComponent(name) : ""));
@@ -325,7 +334,7 @@ window.addEventListener("DOMContentLoaded", () => {
   bindSlider("temperature", (v) => v.toFixed(2));
   bindSlider("top-p", (v) => (v >= 1 ? "1 (off)" : v.toFixed(2)));
   bindSlider("length", (v) => String(v));
-  $("run").addEventListener("change", () => loadInfo().catch((e) => showError(e.message)));
+  $("run").addEventListener("change", () => { clearResults(); loadInfo().catch((e) => showError(e.message)); });
   $("generate-button").addEventListener("click", generate);
   $("stop-button").addEventListener("click", () => generation && generation.abort());
   $("score-button").addEventListener("click", score);
