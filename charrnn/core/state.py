@@ -63,7 +63,9 @@ class TrainState:
                 elif name in ("elapsed", "window_loss"):
                     ok = ok and math.isfinite(value) and value >= 0
             if not ok:
-                raise ValueError(f"train_state {name} is {value!r}, not a valid {annotation.replace(' | None', '')}")
+                raise ValueError(
+                    f"train_state {name} is {value!r}, not a valid {annotation.replace(' | None', '')}"
+                )
         return cls(**data)
 
 
