@@ -82,7 +82,13 @@ def main(work: Path, examples: int, limit: int) -> None:
         lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
         max_leaves=6,
     )
-    few = settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    few = settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
 
     @few
     @given(st.sampled_from(sorted(files)), st.data(), values, st.booleans())
