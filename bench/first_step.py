@@ -1,7 +1,7 @@
 """Command to first step: how long `charrnn train` takes from the command line to its first training step.
 
     python bench/first_step.py                  # 5 rounds of each arm, the default run
-    python bench/first_step.py --quick --out /tmp/first_step.json   # 1 round, a tiny model: checks the script
+    python bench/first_step.py --quick --out bench/results/first_step_quick.json   # 1 round, a tiny model: checks the script
 
 Arms, each a fresh process, interleaved round by round so that they see the same machine:
   --version          `charrnn --version` (the CLI's start without torch)
