@@ -135,3 +135,23 @@ def test_the_web_page_refuses_a_lesson_run_in_one_line(tmp_path: Path) -> None:
     run_cli(["lesson", "adding", "--length", "4", "--max-steps", "1", *TINY, "--out", str(tmp_path / "run")])
     result = run_cli(["serve", str(tmp_path / "run")])
     assert result.code == 1 and "holds a lesson run, which the web page does not show" in result.stderr
+
+
+def test_a_lesson_stops_at_the_first_evaluation_that_solves_it_unless_told_to_keep_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import charrnn.lessons.training as lesson_training
+
+    shares = iter([0.5, 0.96, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])  # the share solved at each evaluation
+
+    def evaluate(model: object, batch: Batch) -> tuple[float, float]:
+        return 0.1, next(shares)
+
+    monkeypatch.setattr(lesson_training, "evaluate_batch", evaluate)
+    settings = dict(kind="lesson", cell="rnn", hidden=8, embed=4, batch_size=4, eval_sequences=20, length=4,
+                    max_steps=12, eval_every=3, save_every=100, threads=1, device="cpu")  # fmt: skip
+    stopped = charrnn.train("adding", out=tmp_path / "stops", **settings)
+    assert stopped.steps == 6 and stopped.stop_reason == "solved"  # evaluations at 3 (50%) and 6 (96%)
+    shares = iter([0.96] * 8)
+    kept = charrnn.train("adding", out=tmp_path / "keeps", stop_when_solved=False, **settings)
+    assert kept.steps == 12 and kept.stop_reason == "max_steps"

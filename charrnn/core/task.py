@@ -37,4 +37,6 @@ class Task(Protocol):
         """Take back what `carried_tensors` returned, on resume."""
 
     # Optional: `evaluation_details() -> dict`, figures added to each evaluation's metrics record after
-    # `evaluate` (a lesson's share of held-out sequences solved).
+    # `evaluate` (a lesson's share of held-out sequences solved); `stop_reason() -> str | None`, a rule of
+    # the task's own, checked before every step, that ends training when it returns a reason (a lesson
+    # stops once solved). It must answer the same on every rank.

@@ -211,7 +211,7 @@ class Session:
     # -- stopping ---------------------------------------------------------------------------------
 
     def stop_reason(self) -> str | None:
-        """The rule that stops training before the next step: "max_steps", "max_time", "interrupted", or None.
+        """The rule that stops training before the next step: "max_steps", the task's own, "max_time", "interrupted", or None.
 
         Every rank counts the same steps; the clock and the interrupt are OR-ed over the ranks in one
         all-reduce, so that all of them stop at the same step.
@@ -219,6 +219,9 @@ class Session:
         cfg = self.cfg
         if cfg.max_steps is not None and self.state.step >= cfg.max_steps:
             return "max_steps"
+        own_rule = getattr(self.task, "stop_reason", None)  # a task's own rule: a lesson stops once solved
+        if own_rule is not None and (reason := own_rule()) is not None:
+            return reason
         now = time.perf_counter()
         out_of_time = cfg.max_time is not None and now - self.session_start + self.reserve() >= cfg.max_time * 60
         tenth = cfg.max_time is not None and now - self.last_eval_time >= cfg.max_time * 6  # seconds in a tenth

@@ -78,6 +78,12 @@ class LessonTrainConfig(TrainConfig):
     max_time: float | None = option(
         None, "Stop after this many minutes (this session).", resumable=True, flag="--minutes"
     )
+    stop_when_solved: bool = option(
+        True,
+        "Stop at the first evaluation that solves 95% of the held-out sequences.",
+        resumable=True,
+        flag="--stop-when-solved/--keep-training",
+    )
     eval_every: int = option(100, "Evaluate every N steps.", resumable=True)
     save_every: int = option(500, "Save a resumable checkpoint every N steps.", resumable=True)
     log_every: int = option(20, "Log the mean training loss every N steps.", resumable=True)

@@ -17,7 +17,7 @@ from charrnn.core import engine, rundir
 from charrnn.core.state import Reporter, TrainState
 from charrnn.lessons.config import LessonRunConfig, LessonTrainConfig
 from charrnn.lessons.model import LessonModel
-from charrnn.lessons.tasks import PROBLEMS, Batch, step_generator, validation_generator
+from charrnn.lessons.tasks import PROBLEMS, SOLVED_SHARE, Batch, step_generator, validation_generator
 
 EVAL_ROWS = 500  # held-out sequences scored per forward pass
 
@@ -52,6 +52,12 @@ class LessonTask:
     def evaluation_details(self) -> dict[str, Any]:
         """What the engine adds to the evaluation's metrics record: the share of held-out sequences solved."""
         return {"solved": self.last_solved}
+
+    def stop_reason(self) -> str | None:
+        """ "solved" once the last evaluation solved 95% of the held-out sequences (unless --keep-training)."""
+        if self.cfg.stop_when_solved and self.last_solved is not None and self.last_solved >= SOLVED_SHARE:
+            return "solved"
+        return None
 
     def carried_tensors(self) -> dict[str, torch.Tensor]:
         return {}
