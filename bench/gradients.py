@@ -1,6 +1,6 @@
 """Vanishing gradients measured: rnn, gru and lstm at the same parameter count, on text and on long-range tasks.
 
-    python bench/gradients.py                 # 3 min per language model, 5 min per lesson (~85 min in all)
+    python bench/gradients.py                 # 3 min per language model, at most 5 min per lesson (~85 min at most)
     python bench/gradients.py --quick         # seconds per model, tiny settings: a smoke run
 
 (a) Memory horizon on Tiny Shakespeare: one char-level language model per cell (`charrnn gradients
@@ -10,8 +10,9 @@
     horizon (first k where it falls below 1% of its value at k = 0). The three curves are drawn to
     bench/results/gradients.png.
 (b) The adding problem at T = 50, 100, 200 and the copy task at T = 50, 100 (`charrnn lesson`: LSTM
-    hidden 128, the other cells sized to its parameter count), --lesson-minutes each: solved or not
-    (95% of 1,000 held-out sequences), and the steps to solve.
+    hidden 128, the other cells sized to its parameter count), at most --lesson-minutes each (a run
+    stops at the first evaluation that solves 95% of 1,000 held-out sequences): solved or not, and the
+    steps and seconds to solve.
 
 Each run is an ordinary run directory under --work (default bench/results/gradients-work/), so
 `charrnn info`, `charrnn plot --grad-norm` and `charrnn gradients` work on it afterwards.
@@ -191,10 +192,11 @@ def main() -> None:
         rows = long_range_tasks(work, settings, args.threads)
         payload["long_range"] = rows
         print_table(
-            f"(b) long-range tasks, {settings['lesson_minutes']:g} min per run (solved: 95% of held-out sequences)",
-            ["task", "T", "cell", "params", "steps", "best loss / baseline", "solved share", "verdict", "steps to solve"],
+            f"(b) long-range tasks, at most {settings['lesson_minutes']:g} min per run (solved: 95% of held-out sequences)",
+            ["task", "T", "cell", "params", "steps", "seconds", "best loss / baseline", "solved share", "verdict", "steps to solve"],
             [
-                (r["task"], r["length"], r["cell"], f"{r['parameters']:,}", r["steps"], r["best_loss_over_baseline"],
+                (r["task"], r["length"], r["cell"], f"{r['parameters']:,}", r["steps"], f"{r['seconds']:.0f}",
+                 r["best_loss_over_baseline"],
                  r["last_solved"], r["verdict"], r["steps_to_solve"])
                 for r in rows
             ],
