@@ -121,6 +121,9 @@ def attention_sharpness(run: TranslationRun, sources: list[str]) -> tuple[float 
     return entropy, sum(max(row) for row in rows) / len(rows)
 
 
+HYPOTHESES = "test_2016_flickr.hyp.en"  # the test set's translations, left in each run directory
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=30.0, help="wall-clock training budget per configuration")
@@ -156,7 +159,8 @@ def main() -> None:
     test = read_parallel_files(args.data / "test_2016_flickr.de", args.data / "test_2016_flickr.en")
     results = []
     for attention in [a.strip() for a in args.attention.split(",") if a.strip()]:
-        run_dir = args.runs / attention
+        run_dir = args.runs / (attention + ("-unscaled" if args.unscaled_scores else ""))
+        (run_dir / HYPOTHESES).unlink(missing_ok=True)  # this script's own file: --overwrite refuses others
         config = run_config(args, attention, args.data)
         train = train_seq2seq(config, run_dir, overwrite=True, reporter=PrintReporter(attention))
         run = TranslationRun.load(run_dir)
@@ -167,7 +171,7 @@ def main() -> None:
         scores = run.evaluate(test.sources, test.targets, beam=args.beam)  # TranslateSettings' other defaults
         decode_seconds = time.perf_counter() - started
         entropy, peak = attention_sharpness(run, test.sources[:200])
-        (run_dir / "test_2016_flickr.hyp.en").write_text("\n".join(scores.translations) + "\n", encoding="utf-8")
+        (run_dir / HYPOTHESES).write_text("\n".join(scores.translations) + "\n", encoding="utf-8")
         results.append(
             {
                 "attention": attention,
