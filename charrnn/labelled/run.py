@@ -147,14 +147,25 @@ class ClassifierRun(LabelledRun):
             out[rows] = torch.softmax(self.model(ids.to(device), lengths).float(), dim=-1).cpu()
         return out
 
+    @torch.inference_mode()
+    def prefix_softmax(self, ids: list[int]) -> torch.Tensor:
+        """P(label | x_1..x_t) for every t of one text, (tokens, labels), in one pass of a one-way core."""
+        device = next(self.model.parameters()).device
+        logits = self.model.prefix_logits(torch.tensor(ids, dtype=torch.long, device=device))
+        return torch.softmax(logits.float(), dim=-1).cpu()
+
     def classify_prefixes(self, text: str) -> PrefixClassification:
         """P(label | x_1..x_t) for t = 1..T: the classifier run on every prefix of the text, in padded batches.
 
         Each prefix is read from a fresh state and pooled over its own length, so the last row is what
-        `classify` gives for the whole text (a bidirectional model must reread each prefix; T passes, batched).
+        `classify` gives for the whole text: one pass with running pooling for a one-way core
+        (`Classifier.prefix_logits`); a bidirectional model rereads each prefix (T passes, batched).
         """
         [ids] = self.encode_texts([text])
-        rows = self.softmax([ids[:t] for t in range(1, len(ids) + 1)])
+        if self.model.core.directions == 1:
+            rows = self.prefix_softmax(ids)
+        else:
+            rows = self.softmax([ids[:t] for t in range(1, len(ids) + 1)])
         return PrefixClassification(text, self.tokenizer.tokens(ids), self.labels, rows.tolist(), self.prior())
 
 
