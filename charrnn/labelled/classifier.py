@@ -66,6 +66,23 @@ class Classifier(nn.Module):
             pooled = concat_pool(outputs, pooled, lengths)
         return self.head(self.dropout(pooled))
 
+    def prefix_logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """Logits (time, labels) of every prefix x_1..x_t of one text `ids` (time,), in one pass of a one-way core.
+
+        The top layer's output o_t is its state after x_t, so the prefix ending at t pools to o_t, or with
+        concat pooling to [o_t; max_(s≤t) o_s; (1/t) Σ_(s≤t) o_s]: a running max and a running mean.
+        A bidirectional core reads each prefix backwards from its own end, so it must reread every prefix.
+        """
+        if self.core.directions != 1:
+            raise ValueError("prefix_logits needs a one-way core; a bidirectional one must reread every prefix")
+        outputs, _ = self.core(ids[None, :])
+        o = outputs[0].float()  # (time, hidden)
+        pooled = o
+        if self.config.pooling == "concat":
+            steps = torch.arange(1, o.shape[0] + 1, device=o.device, dtype=torch.float32)[:, None]
+            pooled = torch.cat([o, torch.cummax(o, dim=0).values, o.cumsum(dim=0) / steps], dim=-1)
+        return self.head(self.dropout(pooled))
+
     @staticmethod
     def loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """Cross-entropy −Σ w_y log P(y | x) / Σ w_y (the plain mean without weights)."""
