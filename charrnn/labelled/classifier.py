@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from charrnn.core.recurrent import RecurrentCore, State
+from charrnn.core.recurrent import State, core_and_dropout
 from charrnn.labelled.config import ClassifierConfig
 
 
@@ -45,17 +45,8 @@ class Classifier(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        self.core = RecurrentCore(
-            config.vocab_size,
-            config.embed,
-            config.hidden,
-            config.layers,
-            config.cell,
-            config.dropout,
-            bidirectional=config.bidirectional,
-        )
+        self.core, self.dropout = core_and_dropout(config, bidirectional=config.bidirectional)
         width = self.core.output_size * (3 if config.pooling == "concat" else 1)
-        self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(width, config.n_labels)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
