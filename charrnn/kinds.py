@@ -197,7 +197,6 @@ KINDS: dict[str, ModelKind] = {
             speed_unit="tokens/s",
             next_step="Classify with: charrnn classify {run} 'a text'",
             task="classify",
-            served=False,  # the web page has no panels for labelled runs yet
             handlers={
                 "classify": "charrnn.cli.labelled:classify_texts",
                 "eval": "charrnn.cli.labelled:evaluate_labelled",
@@ -221,7 +220,6 @@ KINDS: dict[str, ModelKind] = {
             next_step="Sample with: charrnn sample {run} --label LABEL --num 10",
             task="generate",
             condition="label",
-            served=False,  # the web page has no panels for labelled runs yet
             handlers={
                 "sample": "charrnn.cli.labelled:sample_with_label",
                 "score-sentence": "charrnn.cli.labelled:score_with_label",

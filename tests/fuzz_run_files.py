@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import resource
-import shutil
 import struct
 import sys
 from pathlib import Path
@@ -24,20 +23,9 @@ def main(run_dir: Path, work: Path, examples: int, limit: int) -> None:
 
     from charrnn.api import load
     from charrnn.core import rundir
-    from charrnn.core.errors import CharRNNError
+    from tests.fuzz_support import Copies, check_damaged, json_values
 
-    scalars = (
-        st.none()
-        | st.booleans()
-        | st.integers(-(2**70), 2**70)
-        | st.floats(allow_nan=True, allow_infinity=True)
-        | st.text(max_size=8)
-    )
-    values = st.recursive(
-        scalars,
-        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
-        max_leaves=6,
-    )
+    values = json_values(4)
     config = json.loads((run_dir / rundir.CONFIG_FILE).read_text())
     paths = [(None, k) for k in config] + [
         (part, k) for part in config if isinstance(config[part], dict) for k in config[part]
@@ -47,20 +35,10 @@ def main(run_dir: Path, work: Path, examples: int, limit: int) -> None:
     header_len = int.from_bytes(weights[:8], "little")
     header = json.loads(weights[8 : 8 + header_len])
     names = sorted(k for k in header if k != "__metadata__")
-    counter = iter(range(10**9))
-
-    def fresh() -> Path:
-        target = work / f"r{next(counter)}"
-        shutil.copytree(run_dir, target)
-        return target
+    fresh = Copies(run_dir, work, "r").fresh
 
     def check(target: Path) -> None:
-        try:
-            load(target)
-        except CharRNNError as exc:
-            assert "\n" not in str(exc), str(exc)
-        finally:
-            shutil.rmtree(target, ignore_errors=True)
+        check_damaged(target, load)
 
     few = settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import shutil
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ def main(work: Path, examples: int, limit: int) -> None:
 
     from charrnn.core import rundir, token_cache
     from charrnn.core.config import TokenizerConfig
-    from charrnn.core.errors import CharRNNError
+    from tests.fuzz_support import Copies, check_damaged, json_values
     from tests.support import write_corpus
 
     corpus = write_corpus(work, chars=2000)
@@ -54,34 +53,12 @@ def main(work: Path, examples: int, limit: int) -> None:
         "tokenizer": vocab_dir.relative_to(reference_root) / "tokenizer.json",
     }
     tokens_bin = tokens_dir.relative_to(reference_root) / "tokens.bin"
-    counter = iter(range(10**9))
-
-    def fresh() -> Path:
-        target = work / f"c{next(counter)}"
-        shutil.copytree(reference_root, target)
-        return target
+    fresh = Copies(reference_root, work, "c").fresh
 
     def check(target: Path) -> None:
-        try:
-            assert prepare(target) == expected
-        except CharRNNError as exc:
-            assert "\n" not in str(exc), str(exc)
-        finally:
-            shutil.rmtree(target, ignore_errors=True)
+        check_damaged(target, prepare, expected)
 
-    scalars = (
-        st.none()
-        | st.booleans()
-        | st.integers(-(2**70), 2**70)
-        | st.floats(allow_nan=True, allow_infinity=True)
-        | st.text(max_size=8)
-        | st.sampled_from(["|u1", "<u2", "<u4", "|O", "<f8", ">u2"])
-    )
-    values = st.recursive(
-        scalars,
-        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
-        max_leaves=6,
-    )
+    values = json_values(5, st.sampled_from(["|u1", "<u2", "<u4", "|O", "<f8", ">u2"]))
     few = settings(
         max_examples=examples,
         deadline=None,

@@ -1,4 +1,4 @@
-"""Helpers for the web-page tests: tiny LM and seq2seq runs, and a real uvicorn server on a free port."""
+"""Helpers for the web-page tests: tiny LM, seq2seq and labelled runs, and a real uvicorn server on a free port."""
 
 from __future__ import annotations
 
@@ -31,6 +31,25 @@ def train_tiny_runs(root: Path, corpus_text: str) -> tuple[Path, Path]:
         attention="bahdanau",
     )  # fmt: skip
     return lm.run_dir, seq2seq.run_dir
+
+
+NAMES = Path(__file__).resolve().parent / "data" / "names"
+TINY_LABELLED = {
+    "embed": 8,
+    "hidden": 12,
+    "layers": 1,
+    "batch_size": 8,
+    "threads": 1,
+    "device": "cpu",
+    "eval_every": 5,
+}
+
+
+def train_labelled_runs(root: Path) -> tuple[Path, Path]:
+    """A tiny classifier and a tiny conditional language model on the test names, a few steps each."""
+    charrnn.train(NAMES, task="classify", out=root / "classifier", max_steps=10, **TINY_LABELLED)
+    charrnn.train(NAMES, condition="label", out=root / "conditional", max_steps=6, **TINY_LABELLED)
+    return root / "classifier", root / "conditional"
 
 
 @contextlib.contextmanager

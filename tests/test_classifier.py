@@ -196,3 +196,20 @@ def test_init_from_refuses_what_does_not_fit(language_model: Path, classifier_ru
     config.model.hidden = 7  # a config built by hand, past the API's completion: the recipe refuses it too
     with pytest.raises(CharRNNError, match="model.hidden 7 is not the language model's 12"):
         ClassifierRecipe().build_tokenizers(config, read_training_data(config))
+
+
+@pytest.mark.parametrize("pooling", ["last", "concat"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_one_pass_prefix_logits_equal_each_prefix_read_alone(cell: str, pooling: str) -> None:
+    torch.manual_seed(0)
+    config = ClassifierConfig(vocab_size=11, n_labels=4, cell=cell, embed=6, hidden=7, layers=2, dropout=0.0,
+                              bidirectional=False, pooling=pooling)  # fmt: skip
+    model = Classifier(config).eval()
+    ids = torch.randint(3, 11, (9,))
+    with torch.no_grad():
+        one_pass = model.prefix_logits(ids)
+        each = torch.cat([model(ids[None, :t], torch.tensor([t])) for t in range(1, len(ids) + 1)])
+    torch.testing.assert_close(one_pass, each, atol=1e-5, rtol=1e-5)
+    two_way = Classifier(ClassifierConfig(vocab_size=11, n_labels=4, embed=6, hidden=7, bidirectional=True))
+    with pytest.raises(ValueError, match="one-way core"):
+        two_way.prefix_logits(ids)

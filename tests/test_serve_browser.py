@@ -20,7 +20,7 @@ pytest.importorskip("uvicorn", reason="the serve extra is not installed: pip ins
 import charrnn  # noqa: E402
 from charrnn.lm.activations import collect_activations  # noqa: E402
 from charrnn.serve.app import create_app  # noqa: E402
-from tests.serve_support import serving, train_tiny_runs  # noqa: E402
+from tests.serve_support import serving, train_labelled_runs, train_tiny_runs  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -151,5 +151,80 @@ def test_the_page_generates_scores_and_shows_activations(tmp_path: Path, shakesp
                 [w for row in translation.attention for w in row], abs=1e-6
             )
             assert driver.find_element(By.ID, "error").is_displayed() is False
+    finally:
+        driver.quit()
+
+
+def test_the_page_classifies_and_generates_in_a_label(tmp_path: Path, trained_run: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    driver = _browser(tmp_path / "profile")
+    classifier_dir, conditional_dir = train_labelled_runs(tmp_path)
+    runs = {"classifier": charrnn.load(classifier_dir), "conditional": charrnn.load(conditional_dir)}
+    runs["lm"] = charrnn.load(trained_run)
+    try:
+        with serving(create_app(runs)) as url:
+            wait = WebDriverWait(driver, 30)
+            driver.get(url + "/")
+            wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+            assert "5 labels" in driver.find_element(By.ID, "info").text
+
+            # a classifier: Classify only; the top labels, P(label | text so far) per token, the tokens that moved it
+            assert driver.find_element(By.ID, "classify").is_displayed()
+            for panel in ("generate", "score", "inside", "memory", "translate"):
+                assert not driver.find_element(By.ID, panel).is_displayed(), panel
+            driver.find_element(By.ID, "classify-text").send_keys("Ivanov")
+            driver.find_element(By.ID, "classify-button").click()
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#classify-labels .label-row"))
+            [want] = runs["classifier"].classify("Ivanov")
+            shown = driver.execute_script(
+                "return [...document.querySelectorAll('#classify-labels .label-row')]"
+                ".map(r => [r.dataset.label, Number(r.dataset.probability)])"
+            )
+            assert [label for label, _ in shown] == list(want.probabilities)
+            assert [p for _, p in shown] == pytest.approx(list(want.probabilities.values()), abs=1e-5)
+            tokens = driver.find_elements(By.CSS_SELECTOR, "#classify-prefixes th[data-index]")
+            assert [t.text for t in tokens] == list("Ivanov")
+            assert len(driver.find_elements(By.CSS_SELECTOR, "#classify-prefixes th.moved")) == 3
+            rows = driver.find_elements(By.CSS_SELECTOR, "#classify-prefixes tr[data-label]")
+            assert [r.get_attribute("data-label") for r in rows] == list(want.probabilities)
+            assert all(len(r.find_elements(By.TAG_NAME, "td")) == len("Ivanov") for r in rows)
+            assert driver.find_element(By.ID, "error").is_displayed() is False
+
+            # a conditional run: Generate with a label selector, each text shown with its label
+            Select(driver.find_element(By.ID, "run")).select_by_value("conditional")
+            wait.until(lambda d: d.find_element(By.ID, "generate").is_displayed())
+            assert driver.find_element(By.ID, "classify").is_displayed()
+            assert not driver.find_element(By.ID, "score").is_displayed()
+            assert not driver.find_elements(By.CSS_SELECTOR, "#classify-labels .label-row")  # cleared
+            selector = driver.find_element(By.ID, "label")
+            assert selector.is_displayed()
+            values = [o.get_attribute("value") for o in Select(selector).options]
+            assert values == ["", *runs["conditional"].labels]
+            Select(selector).select_by_value("Russian")
+            driver.find_element(By.ID, "seed").send_keys("3")
+            number = driver.find_element(By.ID, "num")
+            number.clear()
+            number.send_keys("2")
+            driver.find_element(By.ID, "generate-button").click()
+            output = driver.find_element(By.ID, "sample-output")
+            wait.until(lambda d: output.get_attribute("data-done") == "1")
+            samples = driver.execute_script(
+                "return [...document.querySelectorAll('#sample-output .labelled-sample')]"
+                ".map(r => [r.dataset.label, r.dataset.text])"
+            )
+            expected = runs["conditional"].sample_with_labels(
+                "Russian", num=2, length=300, temperature=0.8, seed=3
+            )  # the page's defaults: temperature 0.8, length 300
+            assert [tuple(s) for s in samples] == expected
+            assert driver.find_element(By.ID, "error").is_displayed() is False
+
+            # a language model: no label selector, no Classify
+            Select(driver.find_element(By.ID, "run")).select_by_value("lm")
+            wait.until(lambda d: d.find_element(By.ID, "score").is_displayed())
+            assert driver.find_element(By.ID, "generate").is_displayed()
+            assert not driver.find_element(By.ID, "label").is_displayed()
+            assert not driver.find_element(By.ID, "classify").is_displayed()
     finally:
         driver.quit()

@@ -24,11 +24,16 @@ def _megabytes(size: int) -> str:
 
 
 def _describe(path: Path) -> str:
-    """What a token cache covers (its files and level), from its header."""
+    """What a token cache covers (its files, or its labelled examples, and level), from its header."""
     try:
         header = json.loads((path / "header.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return "incomplete (being built, or interrupted)"
+    if path.name.startswith("examples-"):  # labelled examples (`charrnn.core.token_cache.cached_examples`)
+        origin = Path(str(header.get("origin") or "?")).name
+        count = header.get("examples")
+        shown = f"{count:,}" if isinstance(count, int) else "?"
+        return f"{header.get('level', '?')} ids of {shown} labelled examples of {origin}"
     files = [Path(f["path"] if isinstance(f, dict) else f).name for f in header.get("files", [])]
     shown = (files[0] + (f" +{len(files) - 1} files" if len(files) > 1 else "")) if files else "?"
     what = "ids" if path.name.startswith("tokens-") else "vocabulary"

@@ -37,7 +37,7 @@ def check_port(host: str, port: int) -> None:
 
 
 def serve(
-    run_dirs: list[Path] = typer.Argument(..., help="Run directories to serve (language models or seq2seq)."),
+    run_dirs: list[Path] = typer.Argument(..., help="Run directories to serve (any kind but lessons)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on; 0.0.0.0 exposes the page to your network."),
     port: int = typer.Option(8000, help="Port to listen on."),
     device: str = typer.Option("cpu", help="auto, cpu, cuda or mps."),
@@ -47,7 +47,7 @@ def serve(
         None, "--allow-host", help="Another name the page may be reached by (a proxy's); repeatable."
     ),
 ) -> None:
-    """Serve a local web page to generate, score, look inside and translate with trained runs."""
+    """Serve a local web page to generate, score, look inside, translate and classify with trained runs."""
     try:
         import uvicorn  # noqa: F401
 

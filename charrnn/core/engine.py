@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -33,6 +33,9 @@ from charrnn.core.runtime import check_autocast, resolve_device, seed_everything
 from charrnn.core.state import Reporter, SilentReporter, TrainResult, TrainState, clock
 from charrnn.core.task import Task
 from charrnn.core.training_loop import run_training_loop
+
+if TYPE_CHECKING:
+    from charrnn.core.tokenizers import Tokenizer
 
 World = distributed.World
 
@@ -73,6 +76,19 @@ class Recipe(Protocol):
         self, config: Any, tokenizers: Any, data: Any, device: torch.device, reporter: Reporter
     ) -> Prepared:
         """Encode and batch the data, build the model on `device` and its task."""
+
+
+class OneTokenizer:
+    """The tokenizer part of a `Recipe` whose runs have one tokenizer (the language model, the labelled kinds)."""
+
+    def read_tokenizers(self, run_dir: Path) -> Tokenizer:
+        return rundir.read_tokenizer(run_dir)
+
+    def write_tokenizers(self, run_dir: Path, tokenizers: Tokenizer) -> None:
+        rundir.write_tokenizer(run_dir, tokenizers)
+
+    def tokenizer_hash(self, tokenizers: Tokenizer) -> str:
+        return rundir.tokenizers_fingerprint(tokenizers)
 
 
 def train(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 
@@ -21,6 +22,8 @@ from charrnn.core.errors import CharRNNError
 
 LOAD_BYTES_PER_PARAMETER = 12
 TRAIN_BYTES_PER_PARAMETER = 32
+
+M = TypeVar("M", bound=torch.nn.Module)
 
 
 def available_bytes() -> int | None:
@@ -117,6 +120,13 @@ def check_model_fits(
             f"{gib(free)} is available; use a smaller --hidden/--embed/--layers (or --batch-size/--bptt)."
         )
     return shapes
+
+
+def build_to_train(build: Callable[[], M], activations: int = 0) -> M:
+    """The model `build` makes, once `check_model_fits` finds the memory to train it (`activations`: the
+    bytes kept for the backward pass, beyond the parameters')."""
+    check_model_fits(build, TRAIN_BYTES_PER_PARAMETER, activations, "train")
+    return build()
 
 
 def _numel(shape: tuple[int, ...]) -> int:

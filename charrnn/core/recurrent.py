@@ -8,6 +8,8 @@ puts a softmax head on top; the seq2seq encoder and decoder are two more cores.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -97,6 +99,22 @@ class RecurrentCore(nn.Module):
         """An all-zero state for `batch` rows."""
         h = torch.zeros(self.layers * self.directions, batch, self.hidden, device=device)
         return (h, torch.zeros_like(h)) if self.cell == "lstm" else h
+
+
+def core_and_dropout(config: Any, **options: Any) -> tuple[RecurrentCore, nn.Dropout]:
+    """The recurrent core a model config describes (its vocab_size, embed, hidden, layers, cell and dropout),
+    and the dropout before the model's head; `options` go to `RecurrentCore` (bidirectional, extra_input,
+    forget_bias). Set as a model's `core` and `dropout`, in that order (their parameter names)."""
+    core = RecurrentCore(
+        config.vocab_size,
+        config.embed,
+        config.hidden,
+        config.layers,
+        config.cell,
+        config.dropout,
+        **options,
+    )
+    return core, nn.Dropout(config.dropout)
 
 
 def detach_state(state: State) -> State:

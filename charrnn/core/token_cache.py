@@ -17,6 +17,19 @@ size, modification time and a sha256 of its first and last MB: an edited corpus 
 an untouched one is reused by later runs and by --resume. header.json is written last, so a killed
 preparation leaves no cache that looks complete.
 
+Labelled examples (`charrnn.labelled`) are cached the same way, one folder per part (training,
+validation) under the same root:
+
+    examples-<key>/  tokens.bin    the ids of every example, end to end (no <eos> between them)
+                     offsets.bin   little-endian uint64: where each example starts in tokens.bin, then the end
+                     labels.bin    little-endian uint32: each example's label index
+                     header.json   {"dtype", "tokens", "examples", "labels", "tokenizer", "sha256", ...}
+
+An examples key hashes the examples themselves (a sha256 of every text and label index, in order,
+recorded in the header), the label names and the tokenizer's hash: the texts are read anyway (the
+validation split is by distinct text), so a warm cache spares only the tokenizing, and an edited data
+set gets a new cache. Its header also records the sha256 of its three files, checked before reuse.
+
 A cache is data, not trust. Both headers record a sha256 of every corpus file, hashed during the
 streaming pass that reads it anyway, and the time the pass began; a cache is re-hashed against its
 files when a file's ctime is later than that (its bytes may have changed with the size and mtime put
@@ -45,7 +58,7 @@ import shutil
 import stat
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +84,12 @@ from charrnn.core.tokenizers import (
 CACHE_DIR_NAME = ".charrnn-cache"
 TOKENS_FILE = "tokens.bin"
 HEADER_FILE = "header.json"
+OFFSETS_FILE = "offsets.bin"  # an examples cache: where each example starts in tokens.bin, then the end
+LABELS_FILE = "labels.bin"  # an examples cache: each example's label index
+OFFSET_DTYPE = np.dtype("<u8")
+LABEL_DTYPE = np.dtype("<u4")
+EXAMPLES_PREFIX = "examples-"
+EXAMPLES_PER_WRITE = 1 << 14  # examples are encoded and written this many at a time
 CACHE_FORMAT = 2  # 2: the corpus files' sha256 and the tokenizer files' sha256 are in header.json
 MAX_HEADER_BYTES = 256 << 20  # header.json lists every file of the corpus: generous, but bounded
 TOKEN_DTYPES = ("|u1", "<u2", "<u4")
@@ -204,6 +223,18 @@ class TokenFile:
     @property
     def size_bytes(self) -> int:
         return (self.folder / TOKENS_FILE).stat().st_size
+
+
+@dataclass(eq=False)  # arrays: compared by identity
+class ExampleFile(TokenFile):
+    """Prepared labelled examples: the ids of all of them end to end (`ids`), where each starts, its label."""
+
+    offsets: np.ndarray  # (examples + 1,) int64: example i is ids()[offsets[i] : offsets[i + 1]]
+    labels: np.ndarray  # (examples,) int64 label indices
+
+    @property
+    def n_examples(self) -> int:
+        return len(self.labels)
 
 
 IN_MEMORY_BYTES = 256 << 20  # token files up to this size are read into memory rather than memory-mapped
@@ -457,6 +488,102 @@ def cached_tokens(
     return TokenFile(folder, header, reused=False)
 
 
+def examples_digest(texts: Sequence[str], labels: Sequence[int]) -> str:
+    """The sha256 of labelled examples: every text (UTF-8, its length first) and label index, in order."""
+    digest = hashlib.sha256()
+    for text, label in zip(texts, labels, strict=True):
+        raw = text.encode("utf-8", "surrogatepass")
+        digest.update(b"%d %d\n" % (int(label), len(raw)))
+        digest.update(raw)
+    return digest.hexdigest()
+
+
+def cached_examples(
+    texts: Sequence[str],
+    labels: Sequence[int],
+    label_names: Sequence[str],
+    tokenizer: Tokenizer,
+    tokenizer_hash: str,
+    root: Path,
+    origin: str = "",
+    note: Note | None = None,
+) -> ExampleFile:
+    """The ids of labelled examples (each text without `<eos>`, as `encode_line` gives them) and their label
+    indices: the cached examples file in `root` (validated), or one written there now.
+
+    `labels` are indices into `label_names`; `origin` (where the examples were read from) is recorded for
+    `charrnn cache list`. A cache that does not validate is rebuilt and `note` says why.
+    """
+    names = list(label_names)
+    digest = examples_digest(texts, labels)
+    name = f"{EXAMPLES_PREFIX}{_key(digest, names, tokenizer_hash)}"
+
+    def valid(folder: Path) -> ExampleFile:
+        return _valid_examples(folder, tokenizer, tokenizer_hash, digest, len(texts), names)
+
+    found = _reuse(name, root, (), valid, note)
+    if found is not None:
+        return found
+    folder = _writable(root / name)
+    _remove_stale_temporaries(folder)
+    header, offsets, label_ids = encode_examples_file(texts, labels, tokenizer, folder)
+    header.update({"examples": len(texts), "labels": names, "tokenizer": tokenizer_hash, "sha256": digest})
+    header["origin"] = origin
+    _write_json(folder / HEADER_FILE, header)
+    return ExampleFile(folder, header, False, offsets, label_ids)
+
+
+def encode_examples_file(
+    texts: Sequence[str], labels: Sequence[int], tokenizer: Tokenizer, folder: Path
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Write the ids of `texts` end to end into `folder`/tokens.bin, their starts into offsets.bin and `labels`
+    into labels.bin; return the header (not yet written, without the examples' own fields), offsets and labels."""
+    dtype = token_dtype(tokenizer.vocab_size)
+    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+    label_ids = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if len(label_ids) != len(texts):
+        raise ValueError("one label index per text")
+    started = time.perf_counter()
+    built_ns = time.time_ns()
+    digest = hashlib.sha256()
+    temp = folder / f"{TOKENS_FILE}.{os.getpid()}.tmp"
+    try:
+        with temp.open("wb") as out:
+            for first in range(0, len(texts), EXAMPLES_PER_WRITE):
+                encoded = [tokenizer.encode_line(text) for text in texts[first : first + EXAMPLES_PER_WRITE]]
+                lengths = np.asarray([len(ids) for ids in encoded], dtype=np.int64)
+                offsets[first + 1 : first + 1 + len(encoded)] = offsets[first] + np.cumsum(lengths)
+                flat = np.fromiter(
+                    itertools.chain.from_iterable(encoded), dtype=np.int64, count=int(lengths.sum())
+                )
+                data = flat.astype(dtype).tobytes()
+                digest.update(data)
+                out.write(data)
+        os.replace(temp, folder / TOKENS_FILE)
+    except BaseException:  # an error, Ctrl-C or SIGTERM: never leave the temporary file behind
+        temp.unlink(missing_ok=True)
+        raise
+    hashes = {TOKENS_FILE: digest.hexdigest()}
+    for file_name, values in (
+        (OFFSETS_FILE, offsets.astype(OFFSET_DTYPE)),
+        (LABELS_FILE, label_ids.astype(LABEL_DTYPE)),
+    ):
+        data = values.tobytes()
+        _write_atomically(folder / file_name, data)
+        hashes[file_name] = hashlib.sha256(data).hexdigest()
+    header = {
+        "format": CACHE_FORMAT,
+        "dtype": dtype.str,
+        "tokens": int(offsets[-1]),
+        "vocab_size": tokenizer.vocab_size,
+        "level": tokenizer.level,
+        "file_sha256": hashes,
+        "seconds": time.perf_counter() - started,
+        "built_ns": built_ns,
+    }
+    return header, offsets, label_ids
+
+
 # --- validating a cache before it is reused ---------------------------------------------------------------------
 
 
@@ -572,6 +699,13 @@ def _valid_tokens(
     _check_corpus(header, files, verify, with_tokens=True)
     if sum(entry["tokens"] for entry in entries) != tokens:
         raise _Invalid(f"{HEADER_FILE}'s per-file counts do not add up to its token count")
+    _check_ids(folder, header, tokenizer.vocab_size)
+    return TokenFile(folder, header, reused=True)
+
+
+def _check_ids(folder: Path, header: dict[str, Any], vocab_size: int) -> None:
+    """tokens.bin: a regular file of the header's count of ids of its dtype, every id below `vocab_size`."""
+    tokens, dtype = header["tokens"], np.dtype(header["dtype"])
     path = folder / TOKENS_FILE
     try:
         info = os.lstat(path)
@@ -579,18 +713,65 @@ def _valid_tokens(
         raise _Invalid(f"{TOKENS_FILE} is missing") from None
     if not stat.S_ISREG(info.st_mode):
         raise _Invalid(f"{TOKENS_FILE} is not a regular file")
-    if info.st_size != tokens * np.dtype(dtype).itemsize:
-        needed = tokens * np.dtype(dtype).itemsize
+    if info.st_size != tokens * dtype.itemsize:
+        needed = tokens * dtype.itemsize
         raise _Invalid(
             f"{TOKENS_FILE} is {info.st_size:,} bytes but the header's {tokens:,} tokens need {needed:,}"
         )
-    token_file = TokenFile(folder, header, reused=True)
-    if np.iinfo(np.dtype(dtype)).max >= tokenizer.vocab_size:  # an id the dtype can hold may be out of range
-        ids = token_file.ids(mapped=True)
+    if np.iinfo(dtype).max >= vocab_size:  # an id the dtype can hold may be out of range
+        ids = TokenFile(folder, header, reused=True).ids(mapped=True)
         for start in range(0, len(ids), 1 << 24):
-            if int(ids[start : start + (1 << 24)].max()) >= tokenizer.vocab_size:
-                raise _Invalid(f"{TOKENS_FILE} holds ids outside the vocabulary of {tokenizer.vocab_size}")
-    return token_file
+            if int(ids[start : start + (1 << 24)].max()) >= vocab_size:
+                raise _Invalid(f"{TOKENS_FILE} holds ids outside the vocabulary of {vocab_size}")
+
+
+def _read_array(folder: Path, name: str, dtype: np.dtype, count: int) -> np.ndarray:
+    """A small array file of an examples cache, read into memory: exactly `count` values of `dtype`."""
+    size = count * dtype.itemsize
+    data = _read_cache_file(folder / name, size)
+    if len(data) != size:
+        raise _Invalid(f"{name} is {len(data):,} bytes but the header's {count:,} entries need {size:,}")
+    return np.frombuffer(data, dtype=dtype)
+
+
+def _valid_examples(
+    folder: Path,
+    tokenizer: Tokenizer,
+    tokenizer_hash: str,
+    digest: str,
+    n_examples: int,
+    label_names: list[str],
+) -> ExampleFile:
+    header = _read_header(folder)
+    dtype, tokens = header.get("dtype"), header.get("tokens")
+    if dtype not in TOKEN_DTYPES or np.dtype(dtype) != token_dtype(tokenizer.vocab_size):
+        raise _Invalid(f"{HEADER_FILE} has dtype {str(dtype)[:20]!r}, not the one this vocabulary needs")
+    if header.get("vocab_size") != tokenizer.vocab_size or header.get("tokenizer") != tokenizer_hash:
+        raise _Invalid("it was made with another tokenizer")
+    if header.get("sha256") != digest or header.get("examples") != n_examples:
+        raise _Invalid("it was made from other examples")
+    if header.get("labels") != label_names:
+        raise _Invalid("it was made with other labels")
+    if not _count(tokens):
+        raise _Invalid(f"{HEADER_FILE} has a damaged token count {str(tokens)[:20]}")
+    recorded = header.get("file_sha256")
+    names = (TOKENS_FILE, OFFSETS_FILE, LABELS_FILE)
+    if not isinstance(recorded, dict) or not all(isinstance(recorded.get(name), str) for name in names):
+        raise _Invalid(f"{HEADER_FILE} does not record the sha256 of its files")
+    _check_ids(folder, header, tokenizer.vocab_size)
+    offsets = _read_array(folder, OFFSETS_FILE, OFFSET_DTYPE, n_examples + 1)
+    labels = _read_array(folder, LABELS_FILE, LABEL_DTYPE, n_examples)
+    for name, data in ((OFFSETS_FILE, offsets), (LABELS_FILE, labels)):
+        if hashlib.sha256(data.tobytes()).hexdigest() != recorded[name]:
+            raise _Invalid(f"{name} is not the file that was cached (its sha256 differs)")
+    if file_sha256(folder / TOKENS_FILE) != recorded[TOKENS_FILE]:
+        raise _Invalid(f"{TOKENS_FILE} is not the file that was cached (its sha256 differs)")
+    starts = offsets.astype(np.int64)  # values past 2**63 become negative, and are refused below
+    if starts[0] != 0 or starts[-1] != tokens or bool((np.diff(starts) < 0).any()):
+        raise _Invalid(f"{OFFSETS_FILE} does not cut {TOKENS_FILE} into examples")
+    if n_examples and int(labels.max()) >= len(label_names):
+        raise _Invalid(f"{LABELS_FILE} holds label indices beyond the {len(label_names)} labels")
+    return ExampleFile(folder, header, True, starts, labels.astype(np.int64))
 
 
 def _rebuilding(folder: Path, why: str, note: Note | None) -> None:

@@ -3,7 +3,7 @@
 As pip, Hugging Face datasets and torch hub do, charrnn writes its caches to one folder per user:
 $CHARRNN_CACHE, else $XDG_CACHE_HOME/charrnn, else ~/.cache/charrnn. It holds
 
-    tokens/      token caches (`charrnn.core.token_cache`): vocab-<key>/ and tokens-<key>/ folders
+    tokens/      token caches (`charrnn.core.token_cache`): vocab-<key>/, tokens-<key>/ and examples-<key>/ folders
     stdin/       standard input given as a corpus (`-`), kept so that the run can be resumed
     precision/   the decisions of `--precision auto`'s speed probe (`charrnn.core.precision`)
 

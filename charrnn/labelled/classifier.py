@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from charrnn.core.recurrent import RecurrentCore, State
+from charrnn.core.recurrent import State, core_and_dropout
 from charrnn.labelled.config import ClassifierConfig
 
 
@@ -45,17 +45,8 @@ class Classifier(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        self.core = RecurrentCore(
-            config.vocab_size,
-            config.embed,
-            config.hidden,
-            config.layers,
-            config.cell,
-            config.dropout,
-            bidirectional=config.bidirectional,
-        )
+        self.core, self.dropout = core_and_dropout(config, bidirectional=config.bidirectional)
         width = self.core.output_size * (3 if config.pooling == "concat" else 1)
-        self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(width, config.n_labels)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -64,6 +55,23 @@ class Classifier(nn.Module):
         pooled = last_state(state, self.core.directions)
         if self.config.pooling == "concat":
             pooled = concat_pool(outputs, pooled, lengths)
+        return self.head(self.dropout(pooled))
+
+    def prefix_logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """Logits (time, labels) of every prefix x_1..x_t of one text `ids` (time,), in one pass of a one-way core.
+
+        The top layer's output o_t is its state after x_t, so the prefix ending at t pools to o_t, or with
+        concat pooling to [o_t; max_(s≤t) o_s; (1/t) Σ_(s≤t) o_s]: a running max and a running mean.
+        A bidirectional core reads each prefix backwards from its own end, so it must reread every prefix.
+        """
+        if self.core.directions != 1:
+            raise ValueError("prefix_logits needs a one-way core; a bidirectional one must reread every prefix")
+        outputs, _ = self.core(ids[None, :])
+        o = outputs[0].float()  # (time, hidden)
+        pooled = o
+        if self.config.pooling == "concat":
+            steps = torch.arange(1, o.shape[0] + 1, device=o.device, dtype=torch.float32)[:, None]
+            pooled = torch.cat([o, torch.cummax(o, dim=0).values, o.cumsum(dim=0) / steps], dim=-1)
         return self.head(self.dropout(pooled))
 
     @staticmethod

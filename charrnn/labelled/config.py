@@ -138,6 +138,12 @@ class LabelledRunConfig(RunConfigBase):
     max_labels: int = option(DEFAULT_MAX_LABELS, "Refuse labelled data with more labels than this.")
     encoding: str = option("utf-8", "Text encoding of the corpus.")
     errors: str = option("strict", "Undecodable bytes: strict, replace or ignore.")
+    cache_dir: str | None = option(
+        None,
+        "Token cache folder (default: the user cache folder; see `charrnn cache`).",
+        resumable=True,
+        path=True,
+    )
     labels: list[str] = option(factory=list, help="The labels, in the model's order.", derived=True)
     label_counts: list[int] = option(factory=list, help="Training examples per label.", derived=True)
 

@@ -42,6 +42,56 @@ def ranked(text: str, labels: list[str], probabilities: list[float]) -> Classifi
 
 
 @dataclass
+class PrefixClassification:
+    """How a decision forms as a text is read: P(label | the first t tokens) after every token t.
+
+    Row t of `probabilities` holds P(label | tokens[0..t]) in the model's label order. A conditional
+    model's last token is the closing `<eos>` (`ends_with_eos`): its rows before read the prefixes alone,
+    its last row the whole text, ended, which is what `classify` gives. A classifier's last row is its
+    `classify` of the whole text.
+    """
+
+    text: str
+    tokens: list[str]
+    labels: list[str]  # the model's order
+    probabilities: list[list[float]]  # (tokens, labels)
+    prior: list[float]  # P(label) before any token: the labels' shares of the training examples
+    ends_with_eos: bool = False
+
+    def final(self) -> Classification:
+        """P(label | the whole text): the last row, ranked."""
+        return ranked(self.text, self.labels, self.probabilities[-1])
+
+    def changes(self, label: str) -> list[float]:
+        """How much each token moved P(label): row t minus row t − 1 (the first token: minus the prior)."""
+        j = self.labels.index(label)
+        before = [self.prior[j], *(row[j] for row in self.probabilities[:-1])]
+        return [row[j] - p for row, p in zip(self.probabilities, before, strict=True)]
+
+    def moved_most(self, label: str, n: int) -> list[int]:
+        """The positions of the `n` tokens that moved P(label) most either way, the largest first."""
+        changes = self.changes(label)
+        return sorted(range(len(changes)), key=lambda t: -abs(changes[t]))[:n]
+
+    def to_dict(self, k: int | None = None, highlighted: int = 3) -> dict:
+        """The top-k labels of the whole text, their P(label | text so far) after each token, the predicted
+        label's change at each token and the `highlighted` tokens that moved it most."""
+        final = self.final()
+        top = final.top(k)
+        columns = [self.labels.index(label) for label, _ in top]
+        return {
+            "text": self.text,
+            "tokens": self.tokens,
+            "label": final.label,
+            "labels": [{"label": x, "probability": p} for x, p in top],
+            "prefix_probabilities": [[row[j] for j in columns] for row in self.probabilities],
+            "change": self.changes(final.label),
+            "highlighted": self.moved_most(final.label, highlighted),
+            "ends_with_eos": self.ends_with_eos,
+        }
+
+
+@dataclass
 class LabelScores:
     """One label's row of the report."""
 

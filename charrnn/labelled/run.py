@@ -22,11 +22,17 @@ from charrnn.core.scoring import SentenceScore, encode_sentence, sentence_score
 from charrnn.core.special_tokens import EOS_ID
 from charrnn.core.tokenizers import Tokenizer
 from charrnn.labelled.classifier import Classifier
-from charrnn.labelled.conditional import ConditionalLanguageModel, WithLabels, label_posteriors, score_with_labels
+from charrnn.labelled.conditional import (
+    ConditionalLanguageModel,
+    WithLabels,
+    label_posteriors,
+    log_prior,
+    score_with_labels,
+)
 from charrnn.labelled.config import ClassifierRunConfig, ConditionalRunConfig, LabelledRunConfig
 from charrnn.labelled.data import LabelledExamples, check_known_labels, read_labelled
 from charrnn.labelled.examples import EncodedExamples, classifier_batch, encode_examples
-from charrnn.labelled.metrics import Classification, ClassificationReport, ranked, report
+from charrnn.labelled.metrics import Classification, ClassificationReport, PrefixClassification, ranked, report
 from charrnn.labelled.training import EVAL_BATCH, mean_nats_per_token
 from charrnn.lm.sampling import encode_prime, generate
 
@@ -60,6 +66,11 @@ class LabelledRun(LoadedRun):
         """Training examples per label."""
         return dict(zip(self.config.labels, self.config.label_counts, strict=True))
 
+    def prior(self) -> list[float]:
+        """P(label) = n_label / N: the labels' shares of the training examples, in the model's order."""
+        total = sum(self.config.label_counts)
+        return [n / total for n in self.config.label_counts]
+
     def label_index(self, label: str) -> int:
         """The index of `label`, with a one-line error listing the labels for an unknown one."""
         if label not in self.config.labels:
@@ -78,6 +89,10 @@ class LabelledRun(LoadedRun):
 
     def posteriors(self, texts: list[str]) -> torch.Tensor:
         """P(label | text), (texts, labels)."""
+        raise NotImplementedError
+
+    def classify_prefixes(self, text: str) -> PrefixClassification:
+        """P(label | the text so far) after every token of `text` (one line): how the decision forms."""
         raise NotImplementedError
 
     def classify(self, texts: str | list[str], *, precision: str = "fp32") -> list[Classification]:
@@ -117,16 +132,41 @@ class ClassifierRun(LabelledRun):
     def build_model(cls, config: ClassifierRunConfig) -> Classifier:
         return Classifier(config.model)
 
-    @torch.inference_mode()
     def posteriors(self, texts: list[str]) -> torch.Tensor:
         """P(label | text) = softmax of the classifier's logits, texts batched by length."""
-        examples = EncodedExamples(self.encode_texts(texts), [0] * len(texts))
+        return self.softmax(self.encode_texts(texts))
+
+    @torch.inference_mode()
+    def softmax(self, encoded: list[list[int]]) -> torch.Tensor:
+        """P(label | ids) of each non-empty id list (lists, labels), batched by length, each pooled over its length."""
+        examples = EncodedExamples(encoded, [0] * len(encoded))
         device = next(self.model.parameters()).device
-        out = torch.zeros(len(texts), len(self.labels))
+        out = torch.zeros(len(encoded), len(self.labels))
         for rows in LengthBatches(examples.lengths(), EVAL_BATCH, shuffle=False).order(0):
             ids, lengths, _ = classifier_batch(examples, rows)
             out[rows] = torch.softmax(self.model(ids.to(device), lengths).float(), dim=-1).cpu()
         return out
+
+    @torch.inference_mode()
+    def prefix_softmax(self, ids: list[int]) -> torch.Tensor:
+        """P(label | x_1..x_t) for every t of one text, (tokens, labels), in one pass of a one-way core."""
+        device = next(self.model.parameters()).device
+        logits = self.model.prefix_logits(torch.tensor(ids, dtype=torch.long, device=device))
+        return torch.softmax(logits.float(), dim=-1).cpu()
+
+    def classify_prefixes(self, text: str) -> PrefixClassification:
+        """P(label | x_1..x_t) for t = 1..T: the classifier run on every prefix of the text, in padded batches.
+
+        Each prefix is read from a fresh state and pooled over its own length, so the last row is what
+        `classify` gives for the whole text: one pass with running pooling for a one-way core
+        (`Classifier.prefix_logits`); a bidirectional model rereads each prefix (T passes, batched).
+        """
+        [ids] = self.encode_texts([text])
+        if self.model.core.directions == 1:
+            rows = self.prefix_softmax(ids)
+        else:
+            rows = self.softmax([ids[:t] for t in range(1, len(ids) + 1)])
+        return PrefixClassification(text, self.tokenizer.tokens(ids), self.labels, rows.tolist(), self.prior())
 
 
 class ConditionalRun(LabelledRun):
@@ -139,14 +179,36 @@ class ConditionalRun(LabelledRun):
     def build_model(cls, config: ConditionalRunConfig) -> ConditionalLanguageModel:
         return ConditionalLanguageModel(config.model)
 
-    def posteriors(self, texts: list[str]) -> torch.Tensor:
-        """P(label | text) ∝ P(text | label) P(label), the prior from the training counts (Bayes' rule)."""
+    def refuse_without_labels(self) -> None:
+        """A one-line error when the model ignores labels (--label-as none): it cannot classify."""
         if self.config.model.label_as == "none":
             raise CharRNNError(
                 f"{self.run_dir} was trained with --label-as none: it ignores labels, so it cannot classify."
             )
+
+    def posteriors(self, texts: list[str]) -> torch.Tensor:
+        """P(label | text) ∝ P(text | label) P(label), the prior from the training counts (Bayes' rule)."""
+        self.refuse_without_labels()
         sequences = [ids + [EOS_ID] for ids in self.encode_texts(texts)]
         return label_posteriors(self.model, sequences, self.config.label_counts)[0].float()
+
+    def classify_prefixes(self, text: str) -> PrefixClassification:
+        """P(label | x_1..x_t) ∝ P(x_1..x_t | label) P(label) after every token, by Bayes' rule.
+
+        The text is scored once under every label; log P(x_1..x_t | label) is the running sum of its
+        per-token log-probabilities. The rows of the text's tokens read the prefixes without `<eos>`; the
+        last row, after the closing `<eos>`, is P(label | the whole text), what `classify` gives.
+        """
+        self.refuse_without_labels()
+        [ids] = self.encode_texts([text])
+        sequence = ids + [EOS_ID]
+        n_labels = len(self.labels)
+        per_token = score_with_labels(self.model, [sequence] * n_labels, list(range(n_labels)))
+        cumulative = torch.tensor(per_token, dtype=torch.float64).cumsum(dim=1).T  # (tokens + 1, labels)
+        joint = cumulative + torch.tensor(log_prior(self.config.label_counts), dtype=torch.float64)
+        rows = torch.softmax(joint, dim=1).tolist()
+        tokens = self.tokenizer.tokens(sequence)
+        return PrefixClassification(text, tokens, self.labels, rows, self.prior(), ends_with_eos=True)
 
     def score(
         self,

@@ -4,7 +4,9 @@ Both recipes read the labelled data (`charrnn.labelled.data`), hold validation o
 (or read --val), build the tokenizer from the training texts, and number the labels in sorted order;
 a step is one length-bucketed batch of examples (`charrnn.core.batching`), each starting from a fresh
 state. The classifier's loss is the cross-entropy of the label (optionally class-weighted), the
-conditional language model's the mean cross-entropy per predicted token, `<eos>` included.
+conditional language model's the mean cross-entropy per predicted token, `<eos>` included. The
+encoded examples are read through the token cache (`charrnn.labelled.examples.cached_encode`): a
+second run on the same data and tokenizer does not tokenize again.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from charrnn.core.batching import BatchedExamplesTask, LengthBatches
 from charrnn.core.errors import CharRNNError
 from charrnn.core.special_tokens import PAD_ID
 from charrnn.core.state import Reporter, TrainResult, TrainState
+from charrnn.core.token_cache import default_cache_root
 from charrnn.core.tokenizers import Tokenizer, build_tokenizer
 from charrnn.labelled.classifier import Classifier
 from charrnn.labelled.conditional import ConditionalLanguageModel
@@ -35,8 +38,8 @@ from charrnn.labelled.config import (
 from charrnn.labelled.data import LabelledExamples, check_known_labels, hold_out, label_summary, read_labelled
 from charrnn.labelled.examples import (
     EncodedExamples,
+    cached_encode,
     classifier_batch,
-    encode_examples,
     examples_fingerprint,
     language_model_batch,
 )
@@ -69,11 +72,15 @@ def class_weights(counts: list[int]) -> torch.Tensor:
     return torch.tensor([total / (n_labels * n) if n else 0.0 for n in counts], dtype=torch.float32)
 
 
-class LabelledRecipe:
-    """What the two labelled recipes share: reading the data, the tokenizer, the labels and their counts."""
+class LabelledRecipe(engine.OneTokenizer):
+    """What the two labelled recipes share: reading the data, the tokenizer, the labels and their counts,
+    encoding the examples; a recipe adds its model and task (`make_task`)."""
 
     kind: str
     config_class: type
+
+    def __init__(self) -> None:
+        self.cache_notes: list[str] = []  # why a token cache was rebuilt, shown under the training header
 
     def read_config(self, run_dir: Path) -> Any:
         return rundir.read_run_config(run_dir, self.config_class, "train")
@@ -94,15 +101,6 @@ class LabelledRecipe:
         """A fresh run's tokenizer: built from the training texts, one example per line."""
         return build_tokenizer("\n".join(data.train.texts) + "\n", config.tokenizer)  # type: ignore[attr-defined]
 
-    def read_tokenizers(self, run_dir: Path) -> Tokenizer:
-        return rundir.read_tokenizer(run_dir)
-
-    def write_tokenizers(self, run_dir: Path, tokenizers: Tokenizer) -> None:
-        rundir.write_tokenizer(run_dir, tokenizers)
-
-    def tokenizer_hash(self, tokenizers: Tokenizer) -> str:
-        return rundir.tokenizers_fingerprint(tokenizers)
-
     def encode(
         self, config: LabelledRunConfig, tokenizer: Tokenizer, data: LabelledData
     ) -> tuple[EncodedExamples, EncodedExamples, dict[str, Any]]:
@@ -114,8 +112,11 @@ class LabelledRecipe:
             )
         for part, what in ((data.train, "the training data"), (data.val, "the validation data")):
             check_known_labels(part, config.labels, what)
-        train = encode_examples(data.train, tokenizer, config.labels)
-        val = encode_examples(data.val, tokenizer, config.labels)
+        tokenizer_hash = rundir.tokenizer_fingerprint(tokenizer)
+        root = Path(config.cache_dir) if config.cache_dir else default_cache_root()
+        note = self.cache_notes.append
+        train, _ = cached_encode(data.train, tokenizer, tokenizer_hash, config.labels, root, note)
+        val, _ = cached_encode(data.val, tokenizer, tokenizer_hash, config.labels, root, note)
         info = {
             "level": config.tokenizer.level,  # type: ignore[attr-defined]
             "vocab_size": tokenizer.vocab_size,
@@ -123,10 +124,34 @@ class LabelledRecipe:
             "val_tokens": sum(val.lengths()),
             "labels": dict(zip(config.labels, config.label_counts, strict=True)),
             "notes": [
-                f"{label_summary(data.train.counts())} ({len(train):,} training, {len(val):,} validation examples)"
+                f"{label_summary(data.train.counts())} ({len(train):,} training, {len(val):,} validation examples)",
+                *self.cache_notes,
             ],
         }
         return train, val, info
+
+    def prepare(
+        self,
+        config: LabelledRunConfig,
+        tokenizer: Tokenizer,
+        data: LabelledData,
+        device: torch.device,
+        reporter: Reporter,
+    ) -> engine.Prepared:
+        train, val, info = self.encode(config, tokenizer, data)
+        task = self.make_task(config, train, val, info, device)
+        return engine.Prepared(task, examples_fingerprint(train, val), info)
+
+    def make_task(
+        self,
+        config: Any,
+        train: EncodedExamples,
+        val: EncodedExamples,
+        info: dict[str, Any],
+        device: torch.device,
+    ) -> BatchedExamplesTask:
+        """The model (built once the memory to train it is checked) on `device` and its task; may add to `info`."""
+        raise NotImplementedError
 
 
 class ClassifierRecipe(LabelledRecipe):
@@ -136,6 +161,7 @@ class ClassifierRecipe(LabelledRecipe):
     config_class = ClassifierRunConfig
 
     def __init__(self) -> None:
+        super().__init__()
         self.pretrained: dict[str, torch.Tensor] | None = None  # --init-from: the language model's core
         self.pretrained_note = ""
 
@@ -162,25 +188,22 @@ class ClassifierRecipe(LabelledRecipe):
         self.pretrained_note = f"embedding and recurrent core from {config.init_from}"
         return lm.tokenizer
 
-    def prepare(
+    def make_task(
         self,
         config: ClassifierRunConfig,
-        tokenizer: Tokenizer,
-        data: LabelledData,
+        train: EncodedExamples,
+        val: EncodedExamples,
+        info: dict[str, Any],
         device: torch.device,
-        reporter: Reporter,
-    ) -> engine.Prepared:
+    ) -> ClassifierTask:
         cfg = config.training
-        train, val, info = self.encode(config, tokenizer, data)
-        memory.check_model_fits(lambda: Classifier(config.model), memory.TRAIN_BYTES_PER_PARAMETER, what="train")
-        model = Classifier(config.model)
+        model = memory.build_to_train(lambda: Classifier(config.model))
         info["level"] = "label"  # the loss is per text, −log P(label | text): shown with its label perplexity
         if self.pretrained is not None:
             load_core(model, self.pretrained)
             info["notes"].append(self.pretrained_note)
         weights = class_weights(config.label_counts) if cfg.class_weights == "balanced" else None
-        task = ClassifierTask(model.to(device), train, val, weights, cfg, device)
-        return engine.Prepared(task, examples_fingerprint(train, val), info)
+        return ClassifierTask(model.to(device), train, val, weights, cfg, device)
 
 
 def load_core(model: Classifier, pretrained: dict[str, torch.Tensor]) -> None:
@@ -205,24 +228,18 @@ class ConditionalRecipe(LabelledRecipe):
     kind = "conditional"
     config_class = ConditionalRunConfig
 
-    def prepare(
+    def make_task(
         self,
         config: ConditionalRunConfig,
-        tokenizer: Tokenizer,
-        data: LabelledData,
+        train: EncodedExamples,
+        val: EncodedExamples,
+        info: dict[str, Any],
         device: torch.device,
-        reporter: Reporter,
-    ) -> engine.Prepared:
-        cfg = config.training
-        train, val, info = self.encode(config, tokenizer, data)
+    ) -> ConditionalTask:
         info["train_tokens"] += len(train)  # every example's closing <eos> is predicted too
         info["val_tokens"] += len(val)
-        m = config.model
-        memory.check_model_fits(
-            lambda: ConditionalLanguageModel(m), memory.TRAIN_BYTES_PER_PARAMETER, what="train"
-        )
-        task = ConditionalTask(ConditionalLanguageModel(m).to(device), train, val, cfg, device)
-        return engine.Prepared(task, examples_fingerprint(train, val), info)
+        model = memory.build_to_train(lambda: ConditionalLanguageModel(config.model))
+        return ConditionalTask(model.to(device), train, val, config.training, device)
 
 
 def train_classifier(config: ClassifierRunConfig, run_dir: str | Path, **session: Any) -> TrainResult:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from charrnn.core.recurrent import RecurrentCore, State
+from charrnn.core.recurrent import State, core_and_dropout
 from charrnn.core.special_tokens import PAD_ID
 from charrnn.lm.config import ModelConfig
 
@@ -44,17 +44,7 @@ class LanguageModel(nn.Module):
         # PyTorch's default LSTM init and a uniform(-0.1, 0.1) output layer with zero bias, as in
         # pytorch/examples: on Tiny Shakespeare a forget-gate bias of 1 and nn.Linear's default init
         # learned markedly slower early on (val 2.46 vs 2.16 nats/char after 124 steps, 2x256).
-        self.core = RecurrentCore(
-            config.vocab_size,
-            config.embed,
-            config.hidden,
-            config.layers,
-            config.cell,
-            config.dropout,
-            extra_input=extra_input,
-            forget_bias=None,
-        )
-        self.dropout = nn.Dropout(config.dropout)
+        self.core, self.dropout = core_and_dropout(config, extra_input=extra_input, forget_bias=None)
         self.head: nn.Linear | nn.AdaptiveLogSoftmaxWithLoss
         if config.softmax == "adaptive":
             cutoffs = config.adaptive_cutoffs or default_adaptive_cutoffs(config.vocab_size)

@@ -139,7 +139,7 @@ def validation_tokens(config: RunConfig, tokenizer: Tokenizer, limit: int) -> np
     return val_view.read(0, min(limit, len(val_view)))
 
 
-class LanguageModelRecipe:
+class LanguageModelRecipe(engine.OneTokenizer):
     """Sets a language model up for the training engine."""
 
     kind = "lm"
@@ -161,15 +161,6 @@ class LanguageModelRecipe:
         )  # fmt: skip
         config.model.vocab_size = tokenizer.vocab_size
         return tokenizer
-
-    def read_tokenizers(self, run_dir: Path) -> Tokenizer:
-        return rundir.read_tokenizer(run_dir)
-
-    def write_tokenizers(self, run_dir: Path, tokenizers: Tokenizer) -> None:
-        rundir.write_tokenizer(run_dir, tokenizers)
-
-    def tokenizer_hash(self, tokenizers: Tokenizer) -> str:
-        return rundir.tokenizers_fingerprint(tokenizers)
 
     def prepare(
         self, config: RunConfig, tokenizer: Tokenizer, data: CorpusFiles, device: torch.device, reporter: Reporter
@@ -207,8 +198,7 @@ class LanguageModelRecipe:
             )
         m = config.model  # activations kept for backprop: (batch, bptt) x (gates of every layer + logits)
         activations = cfg.batch_size * cfg.bptt * (8 * m.layers * m.hidden + 3 * m.vocab_size) * 4
-        memory.check_model_fits(lambda: LanguageModel(m), memory.TRAIN_BYTES_PER_PARAMETER, activations, "train")
-        model = LanguageModel(config.model).to(device)
+        model = memory.build_to_train(lambda: LanguageModel(m), activations).to(device)
         task = TruncatedBPTTTask(model, train_batches, val_batches, cfg, device)
         info = {
             "level": config.tokenizer.level,

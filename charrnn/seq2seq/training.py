@@ -150,8 +150,7 @@ class Seq2SeqRecipe:
         if len(val_pairs) == 0:
             raise CharRNNError("No validation pair is left after tokenizing; give a --val file with real pairs.")
         batches = PairBatches(train_pairs, cfg.batch_size, cfg.seed)
-        memory.check_model_fits(lambda: Seq2Seq(config.model), memory.TRAIN_BYTES_PER_PARAMETER, what="train")
-        model = Seq2Seq(config.model).to(device)
+        model = memory.build_to_train(lambda: Seq2Seq(config.model)).to(device)
         task = Seq2SeqTask(model, batches, val_pairs, cfg, device)
         info = {
             "level": config.target_tokenizer.level,

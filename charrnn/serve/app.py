@@ -2,9 +2,13 @@
 
 Routes (all JSON; POST bodies are JSON objects; every route takes an optional "run" naming one of
 the served runs, the first by default):
-    GET  /api/info          the run: kind, level, size, training progress, config; the served runs
-    POST /api/sample        generated text; with "stream": true, server-sent events as it is drawn
+    GET  /api/info          the run: kind, level, size, training progress, config, labels; the served runs
+    POST /api/sample        generated text; with "stream": true, server-sent events as it is drawn;
+                            a conditional run's texts of a chosen label (or of labels drawn from the prior)
     POST /api/score         per-token log P(token | before) with the model's top-k alternatives
+                            (a conditional run: log P(text | label), without alternatives)
+    POST /api/classify      P(label | text) of a classifier or conditional run, and P(label | the text so far)
+                            after every token
     POST /api/activations   hidden/cell values of chosen units (or of units found by a pattern)
     POST /api/translate     a seq2seq translation and its attention matrix
     POST /api/memory        ‖∂ log P(x_t)/∂ e(x_j)‖ for the tokens before t, and the run's gradient curve
@@ -36,6 +40,7 @@ from starlette.staticfiles import StaticFiles
 
 from charrnn.core.errors import CharRNNError
 from charrnn.kinds import KINDS
+from charrnn.labelled.run import ClassifierRun, ConditionalRun, LabelledRun
 from charrnn.lm.activations import PATTERNS, collect_activations, find_units, pattern_signal
 from charrnn.lm.alternatives import score_with_alternatives
 from charrnn.lm.run import LanguageModelRun
@@ -46,13 +51,18 @@ from charrnn.serve.params import BadRequest, Limits
 
 STATIC = Path(__file__).parent / "static"
 # The keys each POST route reads (besides "run"); any other key is refused with a 400 naming it.
-SAMPLE_KEYS = ("prime", "length", "temperature", "top_p", "top_k", "greedy", "seed", "stream")
-SCORE_KEYS = ("sentences", "text", "pairs", "top_k", "oov", "oov_logprob")
+SAMPLE_KEYS = ("prime", "length", "temperature", "top_p", "top_k", "greedy", "seed", "stream", "label", "num")
+SCORE_KEYS = ("sentences", "text", "pairs", "top_k", "oov", "oov_logprob", "label")
+CLASSIFY_KEYS = ("text", "top_k")
 ACTIVATIONS_KEYS = ("text", "state", "layer", "units", "pattern", "top")
 TRANSLATE_KEYS = ("text", "beam", "max_length")
+LABELLED_ONLY = ("label", "num")  # sample keys for a conditional run only
+MAX_SAMPLES = 20  # texts one conditional sample request may ask for ("num")
+MAX_TOP_LABELS = 100  # the most labels a classification lists ("top_k")
+HIGHLIGHTED = 3  # tokens a classification marks as those that moved the decision most
 _END = object()  # what `next` returns when a stream is exhausted
 
-Run = LanguageModelRun | TranslationRun
+Run = LanguageModelRun | TranslationRun | ClassifierRun | ConditionalRun
 
 
 def finite(value: Any) -> Any:
@@ -172,8 +182,10 @@ class Server:
 
     def lm(self, body: dict[str, Any]) -> LanguageModelRun:
         name, run = self.run(body.get("run"))
-        if not isinstance(run, LanguageModelRun):
+        if isinstance(run, TranslationRun):
             raise BadRequest(f"{name} is a seq2seq run; use /api/translate (or /api/score with pairs).")
+        if not isinstance(run, LanguageModelRun):
+            raise BadRequest(f"{name} is a {KINDS[run.kind].run_title} run; this route is for language models.")
         return run
 
     # --- routes -------------------------------------------------------------------------------------
@@ -182,6 +194,9 @@ class Server:
         name, run = self.run(request.query_params.get("run"))
         info = await self.compute(run.info)
         model = run.config.model
+        labelled: dict[str, Any] = {}
+        if isinstance(run, LabelledRun):  # in the model's order (a JSON object's keys may be reordered)
+            labelled["label_counts"] = [{"label": x, "count": n} for x, n in run.label_counts().items()]
         return json_response(
             {
                 **info,
@@ -191,13 +206,12 @@ class Server:
                 "hidden": model.hidden,
                 "cell": model.cell,
                 "limits": asdict(self.limits),
+                **labelled,
             }
         )
 
-    async def sample(self, request: Request) -> Response:
-        body = await self.body(request)
-        params.known_keys(body, SAMPLE_KEYS, "/api/sample")
-        run = self.lm(body)
+    def sample_settings(self, body: dict[str, Any], run: Any) -> tuple[str, int, float, dict[str, Any]]:
+        """(prime, length, temperature, the other sampling options) of a sample request."""
         limits = self.limits
         prime = params.text(body, "prime", limits, "")
         length = params.integer(body, "length", 200, 0, limits.max_length)
@@ -213,6 +227,19 @@ class Server:
             "top_p": top_p,
             "seed": params.integer(body, "seed", None, 0, 2**63 - 1),
         }
+        return prime, length, temperature, options
+
+    async def sample(self, request: Request) -> Response:
+        body = await self.body(request)
+        params.known_keys(body, SAMPLE_KEYS, "/api/sample")
+        name, run = self.run(body.get("run"))
+        if isinstance(run, ConditionalRun):
+            return await self.sample_labelled(run, body)
+        run = self.lm(body)
+        given = [key for key in LABELLED_ONLY if body.get(key) is not None]
+        if given:
+            raise BadRequest(f"{given[0]} is for conditional language models; {name} is a language model.")
+        prime, length, temperature, options = self.sample_settings(body, run)
         stream = params.flag(body, "stream")
         await self.take_generation_slot()
         if not stream:
@@ -228,6 +255,38 @@ class Server:
             self.release_generation_slot()
             raise
         return EventStream(self._events(first, pieces), release=self.release_generation_slot)
+
+    async def sample_labelled(self, run: ConditionalRun, body: dict[str, Any]) -> Response:
+        """Texts of the chosen label (each of a label drawn from the prior when none is given), with their labels.
+
+        The texts end at the model's `<eos>`; with "stream": true each arrives as one event once all are drawn.
+        """
+        label = params.label(body, run.labels)
+        num = params.integer(body, "num", 1, 1, MAX_SAMPLES)
+        prime, length, temperature, options = self.sample_settings(body, run)
+        stream = params.flag(body, "stream")
+        await self.take_generation_slot()
+        try:
+            pairs = await self.compute(
+                run.sample_with_labels,
+                label,
+                num=num,
+                prime=prime,
+                length=length,
+                temperature=temperature,
+                **options,
+            )
+        finally:
+            self.release_generation_slot()
+        samples = [{"label": drawn, "text": text} for drawn, text in pairs]
+        if stream:
+            return EventStream(self._labelled_events(samples), release=lambda: None)
+        return json_response({**samples[0], "samples": samples})
+
+    async def _labelled_events(self, samples: list[dict[str, str]]) -> AsyncIterator[str]:
+        for sample in samples:
+            yield event(sample)
+        yield event({}, "done")
 
     async def _events(self, first: str, pieces: Any) -> AsyncIterator[str]:
         yield event({"text": first})
@@ -261,10 +320,20 @@ class Server:
                 raise BadRequest("Too many pairs or too much text for one request.", 413)
             scores = await self.compute(run.score, [(s, t) for s, t in pairs])
             return json_response({"sentences": [s.to_dict() for s in scores]})
+        if isinstance(run, ClassifierRun):
+            raise BadRequest(
+                f"{name} is a classifier run: it gives P(label | text), not P(text); use /api/classify."
+            )
         sentences = params.sentences(body, self.limits)
         top_k = params.integer(body, "top_k", 5, 1, 20)
         oov = params.choice(body, "oov", ("penalty", "skip", "include"), "penalty")
         oov_logprob = params.number(body, "oov_logprob", None, -1e6, 0.0)
+        if isinstance(run, ConditionalRun):  # log P(text | label), without the top-k alternatives
+            label = params.label(body, run.labels, required=True)
+            scores = await self.compute(run.score, sentences, label, oov=oov, oov_logprob=oov_logprob)
+            return json_response({"label": label, "sentences": [s.to_dict() for s in scores]})
+        if body.get("label") is not None:
+            raise BadRequest(f"label is for conditional language models; {name} is a language model.")
         scored = await self.compute(
             score_with_alternatives, run.model, run.tokenizer, sentences, top_k, oov, oov_logprob
         )
@@ -310,7 +379,7 @@ class Server:
         params.known_keys(body, TRANSLATE_KEYS, "/api/translate")
         name, run = self.run(body.get("run"))
         if not isinstance(run, TranslationRun):
-            raise BadRequest(f"{name} is a language model, not a seq2seq run; it cannot translate.")
+            raise BadRequest(f"{name} is {KINDS[run.kind].article}, not a seq2seq run; it cannot translate.")
         text = params.text(body, "text", self.limits)
         if not text.strip():
             raise BadRequest("text is empty; give a sentence to translate.")
@@ -318,6 +387,23 @@ class Server:
         max_length = params.integer(body, "max_length", None, 1, self.limits.max_length)
         [result] = await self.compute(run.translate, text, beam, max_length=max_length, with_attention=True)
         return json_response(result.to_dict())
+
+    async def classify(self, request: Request) -> Response:
+        """P(label | text), and P(label | the text so far) after every token (`LabelledRun.classify_prefixes`)."""
+        body = await self.body(request)
+        params.known_keys(body, CLASSIFY_KEYS, "/api/classify")
+        name, run = self.run(body.get("run"))
+        if not isinstance(run, LabelledRun):
+            raise BadRequest(
+                f"{name} is {KINDS[run.kind].article}; /api/classify is for classifier and conditional "
+                "language-model runs."
+            )
+        text = params.text(body, "text", self.limits)
+        if not text.strip():
+            raise BadRequest("text is empty; give a text to classify.")
+        top_k = min(params.integer(body, "top_k", 5, 1, MAX_TOP_LABELS), len(run.labels))
+        found = await self.compute(run.classify_prefixes, text)
+        return json_response(found.to_dict(top_k, HIGHLIGHTED))
 
 
 async def _bad_request(request: Request, exc: Exception) -> Response:
@@ -359,6 +445,7 @@ def create_app(
         Route("/api/score", server.score, methods=["POST"]),
         Route("/api/activations", server.activations, methods=["POST"]),
         Route("/api/translate", server.translate, methods=["POST"]),
+        Route("/api/classify", server.classify, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     routes.insert(-1, memory_route(server, json_response))  # the Memory panel (charrnn/serve/memory.py)

@@ -165,3 +165,24 @@ def sentences(body: dict[str, Any], limits: Limits) -> list[str]:
     if sum(len(s) for s in value) > limits.max_text:
         raise BadRequest(f"The sentences are over {limits.max_text} characters in all.", 413)
     return value
+
+
+LABELS_LISTED = 20  # labels an unknown-label error names
+
+
+def label(body: dict[str, Any], labels: list[str], required: bool = False) -> str | None:
+    """One of the run's `labels` (None when absent or null, unless `required`); an unknown one is refused,
+    naming the first `LABELS_LISTED` labels."""
+    value = body.get("label")
+    if value is None and not required:
+        return None
+    if isinstance(value, str) and value in labels:
+        return value
+    shown = ", ".join(labels[:LABELS_LISTED]) + (
+        f", … ({len(labels)} in all)" if len(labels) > LABELS_LISTED else ""
+    )
+    if value is None:
+        raise BadRequest(f"label is required; this run's labels are: {shown}.")
+    raise BadRequest(
+        f"Unknown label {json.dumps(value, ensure_ascii=False)[:60]}; this run's labels are: {shown}."
+    )

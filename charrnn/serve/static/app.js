@@ -42,7 +42,9 @@ function clearResults() {
   showError("");
   if (generation) generation.abort();
   for (const id of ["sample-output", "translation"]) $(id).textContent = "";
-  for (const id of ["score-output", "heatmap", "attention"]) $(id).replaceChildren();
+  for (const id of ["score-output", "heatmap", "attention", "classify-labels", "classify-prefixes"]) {
+    $(id).replaceChildren();
+  }
   $("tooltip").hidden = true;
 }
 
@@ -54,8 +56,12 @@ async function loadInfo() {
     for (const r of info.runs) select.add(new Option(`${r.name} (${r.title})`, r.name));
   }
   const loss = info.best_val_loss == null ? "no validation yet" : `best val loss ${info.best_val_loss.toFixed(4)}`;
+  const labels = info.label_counts ? ` · ${info.label_counts.length} labels` : "";
   $("info").textContent = `${info.level} level · ${info.layers}×${info.hidden} ${info.cell} · ` +
-    `${info.parameters.toLocaleString()} parameters · ${info.steps ?? 0} steps · ${loss}`;
+    `${info.parameters.toLocaleString()} parameters · ${info.steps ?? 0} steps · ${loss}${labels}`;
+  // a conditional run generates text of a chosen label, or of one drawn from the training prior
+  $("label").replaceChildren(new Option("any (drawn from the training prior)", ""),
+    ...(info.label_counts || []).map((l) => new Option(`${l.label} (${l.count.toLocaleString()})`, l.label)));
   // each panel lists the kinds of run it works with: <section data-kinds="lm">
   for (const el of document.querySelectorAll("[data-kinds]")) el.hidden = !el.dataset.kinds.split(" ").includes(info.kind);
   $("length").max = info.limits.max_length;
@@ -66,6 +72,7 @@ async function loadInfo() {
 
 // --- Generate: server-sent events read from a streamed POST response ---------------------------
 async function generate() {
+  if (info.kind === "conditional") return generateLabelled();
   showError("");
   const out = $("sample-output");
   out.textContent = "";
@@ -108,6 +115,38 @@ async function generate() {
     $("generate-button").disabled = false;
     $("stop-button").disabled = true;
     generation = null;
+  }
+}
+
+// A conditional run: texts of the chosen label (or each of a label drawn from the prior), each with its label.
+async function generateLabelled() {
+  showError("");
+  const out = $("sample-output");
+  out.replaceChildren();
+  out.dataset.done = "0";
+  const seed = $("seed").value;
+  const topP = Number($("top-p").value);
+  $("generate-button").disabled = true;
+  try {
+    const data = await api("/api/sample", {
+      prime: $("prime").value, label: $("label").value || null, num: Number($("num").value) || 1,
+      temperature: Number($("temperature").value), length: Number($("length").value),
+      top_p: topP >= 1 ? null : topP, seed: seed === "" ? null : Number(seed),
+    });
+    out.replaceChildren(...data.samples.map((s) => {
+      const row = document.createElement("div");
+      const tag = document.createElement("span");
+      row.className = "labelled-sample";
+      row.dataset.label = s.label;
+      row.dataset.text = s.text;
+      tag.className = "sample-label";
+      tag.textContent = s.label;
+      row.append(tag, document.createTextNode(s.text));
+      return row;
+    }));
+  } catch (err) { showError(err.message); } finally {
+    out.dataset.done = "1";
+    $("generate-button").disabled = false;
   }
 }
 
@@ -214,6 +253,66 @@ async function inside(pattern) {
     }
     $("heatmap").className = "heat";
     $("heatmap").replaceChildren(...rows);
+  } catch (err) { showError(err.message); }
+}
+
+// --- Classify: the top labels, and P(label | the text so far) after each token -------------------
+function labelBars(labels) {
+  return labels.map((l) => {
+    const row = document.createElement("div");
+    const name = document.createElement("span");
+    const bar = document.createElement("span");
+    const value = document.createElement("span");
+    row.className = "label-row";
+    row.dataset.label = l.label;
+    row.dataset.probability = l.probability;
+    name.className = "name";
+    name.textContent = l.label;
+    bar.className = "bar";
+    bar.style.width = `${Math.max(1, Math.round(200 * l.probability))}px`;
+    value.textContent = l.probability.toFixed(4);
+    row.append(name, bar, value);
+    return row;
+  });
+}
+
+async function classify() {
+  showError("");
+  try {
+    const data = await api("/api/classify", { text: $("classify-text").value, top_k: 5 });
+    $("classify-labels").replaceChildren(...labelBars(data.labels));
+    const head = document.createElement("tr");
+    head.append(document.createElement("th"));
+    data.tokens.forEach((token, i) => {
+      const th = document.createElement("th");
+      const change = data.change[i];
+      th.textContent = display(token);
+      th.dataset.index = i;
+      th.dataset.change = change;
+      if (data.highlighted.includes(i)) th.className = change >= 0 ? "moved" : "moved down";
+      th.title = `P(${data.label}) ${change >= 0 ? "+" : "−"}${Math.abs(change).toFixed(4)} at this token`;
+      head.append(th);
+    });
+    const rows = data.labels.map((l, j) => {
+      const tr = document.createElement("tr");
+      const th = document.createElement("th");
+      th.textContent = l.label;
+      tr.dataset.label = l.label;
+      tr.append(th);
+      for (const row of data.prefix_probabilities) {
+        const td = document.createElement("td");
+        td.dataset.prob = row[j];
+        td.title = `P(${l.label} | text so far) = ${row[j].toFixed(4)}`;
+        td.textContent = " ";
+        td.style.background = valueColour(row[j]);
+        td.style.minWidth = "1.6em";
+        tr.append(td);
+      }
+      return tr;
+    });
+    const table = $("classify-prefixes");
+    table.className = "heat";
+    table.replaceChildren(head, ...rows);
   } catch (err) { showError(err.message); }
 }
 
@@ -341,6 +440,7 @@ window.addEventListener("DOMContentLoaded", () => {
   $("inside-button").addEventListener("click", () => inside(null));
   $("find-button").addEventListener("click", () => inside($("pattern").value));
   $("translate-button").addEventListener("click", translate);
+  $("classify-button").addEventListener("click", classify);
   $("memory-button").addEventListener("click", () => memory());
   loadInfo().then(() => { document.body.dataset.ready = "1"; }).catch((e) => showError(e.message));
 });
