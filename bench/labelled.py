@@ -224,9 +224,11 @@ def bench_names(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     }
 
     generated = conditional.sample_with_labels(num=args.generated, seed=0, length=40)
-    predicted = [c.label for c in classifier.classify([text or " " for _, text in generated])]
-    agree = sum(p == label for p, (label, _) in zip(predicted, generated, strict=True)) / len(generated)
-    results["generated_recognised"] = {"names": len(generated), "share": agree, "examples": generated[:10]}
+    named = [(label, text) for label, text in generated if text.strip()]  # an empty sample names nothing
+    predicted = [c.label for c in classifier.classify([text for _, text in named])] if named else []
+    agree = sum(p == label for p, (label, _) in zip(predicted, named, strict=True)) / len(generated)
+    results["generated_recognised"] = {"names": len(generated), "empty": len(generated) - len(named),
+                                       "share": agree, "examples": generated[:10]}  # fmt: skip
 
     for name, key in (("charrnn classifier", "classifier"), ("nn.RNN reference (tutorial)", "reference_nn_rnn"),
                       ("conditional LM, Bayes rule", "conditional")):  # fmt: skip
