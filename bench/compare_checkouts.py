@@ -48,6 +48,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=70, help="steps per run")
     parser.add_argument("--name", default="compare_checkouts", help="results file name")
     args = parser.parse_args()
+    if args.steps < SKIPPED_STEPS + 10:
+        parser.error(f"--steps must be at least {SKIPPED_STEPS + 10}: the first {SKIPPED_STEPS} are not timed")
     arms = {"before": args.before.resolve(), "after": args.after.resolve()}
     load = [os.getloadavg()]
     speeds: dict[str, list[float]] = {name: [] for name in arms}
