@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS, TINY_SHAKESPEARE, console, print_table, write_json  # noqa: E402
+from bench.common import REPO, RESULTS, TINY_SHAKESPEARE, console, print_table, write_json  # noqa: E402
 
 CELLS = ("rnn", "gru", "lstm")
 ADDING_LENGTHS, COPY_LENGTHS = (50, 100, 200), (50, 100)
@@ -73,7 +73,7 @@ def memory_horizons(work: Path, settings: dict[str, Any], threads: int | None, c
         rows.append(
             {
                 "cell": cell,
-                "run": str(run_dir),
+                "run": _shown(run_dir),
                 "parameters": parameter_count(run_dir),
                 "steps": summary["steps"],
                 "best_val_loss": summary["best_val_loss"],
@@ -127,7 +127,7 @@ def long_range_tasks(work: Path, settings: dict[str, Any], threads: int | None) 
                     "task": task,
                     "length": length,
                     "cell": cell,
-                    "run": str(run_dir),
+                    "run": _shown(run_dir),
                     "parameters": parameter_count(run_dir),
                     "steps": result.steps,
                     "seconds": result.seconds,
@@ -204,6 +204,12 @@ def main() -> None:
     write_json(settings["name"], payload)
     if temporary:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the repository when it lies inside it (the JSON names no machine's folders)."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else str(path)
 
 
 def _horizon(value: int | None, settings: dict[str, Any]) -> str:
