@@ -133,7 +133,7 @@ def test_resume_repeats_the_uninterrupted_run(tmp_path: Path) -> None:
     ]
     assert losses[0] == losses[1]
     with pytest.raises(CharRNNError, match="cannot change when resuming"):
-        charrnn.train(resume=tmp_path / "half", pooling="concat")
+        charrnn.train(resume=tmp_path / "half", pooling="last")
 
 
 def test_overwrite_replaces_a_run_and_its_absence_refuses(classifier_run: Path, tmp_path: Path) -> None:

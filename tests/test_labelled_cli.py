@@ -39,7 +39,7 @@ def test_train_picks_the_kind_the_task_asks_for(runs: dict[str, Path]) -> None:
     kinds = {name: json.loads((path / rundir.CONFIG_FILE).read_text())["kind"] for name, path in runs.items()}
     assert kinds == {"classifier": "classifier", "conditional": "conditional", "lm": "lm"}
     result = run_cli(["train", str(NAMES), "--task", "classify", "--print-config"])
-    assert result.code == 0 and 'pooling = "last"' in result.stdout and "bptt" not in result.stdout
+    assert result.code == 0 and 'pooling = "concat"' in result.stdout and "bptt" not in result.stdout
     result = run_cli(["train", str(NAMES), "--condition", "label", "--print-config", "--label-as", "input"])
     assert result.code == 0 and 'label_as = "input"' in result.stdout and "batch_size = 32" in result.stdout
 
@@ -51,6 +51,22 @@ def test_training_shows_the_labels_with_their_counts(tmp_path: Path) -> None:
     assert result.code == 0
     assert "5 labels: Russian 36, English 27, Italian 18, Japanese 18, Scottish 5" in result.stderr
     assert "Classify with: charrnn classify" in result.stderr
+
+
+def test_without_data_both_labelled_kinds_train_on_the_bundled_names(tmp_path: Path) -> None:
+    bundled = Path(__file__).resolve().parent.parent / "corpora"
+    test_rows = len((bundled / "names-test.tsv").read_text(encoding="utf-8").splitlines()) - 1  # less the header
+    for choice in (["--task", "classify"], ["--condition", "label"]):
+        out = tmp_path / choice[-1]
+        result = run_cli(["train", *choice, "--out", str(out), "--max-steps", "1", *FLAGS])
+        assert result.code == 0, result.stderr
+        assert "18 labels: Russian" in result.stderr
+        config = json.loads((out / rundir.CONFIG_FILE).read_text())
+        assert Path(config["corpus"]) == (bundled / "names.tsv").resolve() and len(config["labels"]) == 18
+        result = run_cli(["eval", str(out), str(bundled / "names-test.tsv"), "--json"])
+        assert result.code == 0, result.stderr
+        figures = json.loads(result.stdout)
+        assert figures["examples"] == test_rows and sum(row["support"] for row in figures["per_label"]) == test_rows
 
 
 def test_classify_texts_file_and_stdin(runs: dict[str, Path], tmp_path: Path) -> None:
