@@ -21,7 +21,8 @@ def register(app: typer.Typer) -> None:
     corpus = typer.Argument(
         None,
         help="UTF-8 text file(s) or folder(s) (their *.txt files; see --glob), or - for stdin "
-        "(default: bundled Tiny Shakespeare); with --task classify or --condition label, labelled data.",
+        "(default: bundled Tiny Shakespeare); with --task classify or --condition label, labelled data "
+        "(default: the bundled surnames by language, corpora/names.tsv).",
         parser=corpus_argument,
     )
     add_train_command(
