@@ -54,4 +54,6 @@ def test_an_installed_wheel_trains_from_an_empty_folder(tmp_path: Path) -> None:
     assert "tinyshakespeare" in done.stderr and (empty / "checkpoints" / "tinyshakespeare-char").is_dir()
     run([charrnn, "seq2seq", "train", *TINY, "--batch-size", "8"], empty, env)
     assert (empty / "checkpoints" / "multi30k-de-en-small-luong-general" / "model.safetensors").is_file()
+    done = run([charrnn, "train", "--task", "classify", *TINY, "--batch-size", "8"], empty, env)
+    assert "18 labels: Russian" in done.stderr and (empty / "checkpoints" / "names-classifier").is_dir()
     assert sorted(p.name for p in empty.iterdir()) == ["checkpoints"]  # nothing else written into the folder
