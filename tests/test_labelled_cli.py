@@ -172,7 +172,6 @@ def test_info_shows_the_labels(runs: dict[str, Path]) -> None:
         (["train", "{names}", "--pooling", "last"], "--pooling is an option of a classifier"),
         (["train", "{names}", "--task", "classify", "--condition", "label"], "takes no --condition label"),
         (["train", "{names}", "--task", "translate"], "Unknown --task 'translate'"),
-        (["train", "--task", "classify"], "Give labelled DATA"),
         (["train", "{names}", "{names}", "--task", "classify"], "labelled data is one folder or file"),
         (
             ["train", "--resume", "{classifier}", "--condition", "label"],
