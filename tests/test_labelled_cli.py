@@ -66,7 +66,9 @@ def test_without_data_both_labelled_kinds_train_on_the_bundled_names(tmp_path: P
         result = run_cli(["eval", str(out), str(bundled / "names-test.tsv"), "--json"])
         assert result.code == 0, result.stderr
         figures = json.loads(result.stdout)
-        assert figures["examples"] == test_rows and sum(row["support"] for row in figures["per_label"]) == test_rows
+        assert (
+            figures["examples"] == test_rows and sum(row["support"] for row in figures["per_label"]) == test_rows
+        )
 
 
 def test_classify_texts_file_and_stdin(runs: dict[str, Path], tmp_path: Path) -> None:
