@@ -208,11 +208,14 @@ def single_label(test: LabelledExamples, data: LabelledExamples) -> LabelledExam
     return pick(test, rows)
 
 
-def names_split(args: argparse.Namespace) -> tuple[LabelledExamples, LabelledExamples]:
+def names_data(args: argparse.Namespace) -> LabelledExamples:
+    """The names (a small stratified slice with --quick)."""
     data = read_labelled(NAMES)
-    if args.quick:
-        data = subsample(data, 40)
-    return hold_out(data, 0.1, seed=0)  # the test set: each distinct (name, language) once
+    return subsample(data, 40) if args.quick else data
+
+
+def names_split(args: argparse.Namespace) -> tuple[LabelledExamples, LabelledExamples]:
+    return hold_out(names_data(args), 0.1, seed=0)  # the test set: each distinct (name, language) once
 
 
 def bench_names(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -297,9 +300,7 @@ def row_split(data: LabelledExamples, fraction: float, seed: int = 0) -> tuple[L
 
 def bench_names_rows(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """The classifier and the reference on a random row split (the tutorial's way), beside the by-name split."""
-    data = read_labelled(NAMES)
-    if args.quick:
-        data = subsample(data, 40)
+    data = names_data(args)
     train_data, test = row_split(data, 0.1)
     seen = set(zip(train_data.texts, train_data.labels, strict=True))
     leaked = sum((t, label) in seen for t, label in zip(test.texts, test.labels, strict=True)) / len(test)
@@ -330,10 +331,21 @@ def bench_names_rows(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return results
 
 
-def bench_reviews(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def reviews_data(args: argparse.Namespace) -> LabelledExamples:
+    """The movie reviews (a small stratified slice with --quick)."""
     data = read_labelled(REVIEWS)
-    if args.quick:
-        data = subsample(data, 60)
+    return subsample(data, 60) if args.quick else data
+
+
+def split_fold(
+    data: LabelledExamples, dealt: list[list[int]], fold: int
+) -> tuple[LabelledExamples, LabelledExamples]:
+    """(the other folds, fold `fold`) of the folds `dealt`."""
+    return pick(data, [i for j, rows in enumerate(dealt) if j != fold for i in rows]), pick(data, dealt[fold])
+
+
+def bench_reviews(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    data = reviews_data(args)
     dealt = folds(data, 10)
     runs = range(2 if args.quick else 10)
     stop = budget(args, args.fold_minutes)
@@ -341,9 +353,7 @@ def bench_reviews(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     shape = ClassifierConfig()
     scratch, pretrained = [], []
     for fold in runs:
-        test = pick(data, dealt[fold])
-        train_rows = [i for j, rows in enumerate(dealt) if j != fold for i in rows]
-        train_data = pick(data, train_rows)
+        train_data, test = split_fold(data, dealt, fold)
         folder = write_folder(train_data, work / f"reviews-fold{fold}")
         run, seconds, _ = train(folder, work / "reviews-scratch", args, stop, task="classify", **level)
         scratch.append(run.evaluate(test).accuracy)
@@ -380,19 +390,11 @@ def bench_reviews(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "published_percent": PUBLISHED_REVIEWS, "level": level}  # fmt: skip
 
 
-def reviews_fold(args: argparse.Namespace, fold: int) -> tuple[LabelledExamples, LabelledExamples]:
-    """(training folds, test fold) of the movie reviews' 10 stratified folds."""
-    data = read_labelled(REVIEWS)
-    if args.quick:
-        data = subsample(data, 60)
-    dealt = folds(data, 10)
-    return pick(data, [i for j, rows in enumerate(dealt) if j != fold for i in rows]), pick(data, dealt[fold])
-
-
 def bench_pooling(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """The classifier's --pooling default: concat against last, each for the same epochs, on names and on reviews."""
     names_train, names_test = names_split(args)
-    reviews_train, reviews_test = reviews_fold(args, 0)
+    reviews = reviews_data(args)
+    reviews_train, reviews_test = split_fold(reviews, folds(reviews, 10), 0)
     level = {"level": args.reviews_level, "min_count": args.reviews_min_count}
     cases = (
         ("names", write_folder(names_train, work / "names-train"), names_test, args.choice_epochs, {}),
