@@ -63,6 +63,7 @@ def git_commit() -> str | None:
 
 
 _START_COMMIT: str | None = None
+_START_LOAD: list[float] = []
 
 
 def machine_info() -> dict[str, Any]:
@@ -78,7 +79,8 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "platform": platform.platform(),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "load_average_at_start": _START_LOAD,  # before the benchmark's own threads ran
+        "load_average": [round(x, 2) for x in os.getloadavg()],  # now: at the end, its own threads included
         "git_commit": _START_COMMIT,  # the code the run started with
         "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
     }
@@ -212,3 +214,4 @@ def interpolate(points: Sequence[tuple[float, float]], x: float) -> float | None
 
 
 _START_COMMIT = git_commit()
+_START_LOAD = [round(x, 2) for x in os.getloadavg()]
